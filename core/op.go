@@ -1,0 +1,121 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+)
+
+// OpKind says what an op does.
+type OpKind uint8
+
+// Op kinds. Data ops name a collection and document; admin ops change the
+// space itself.
+const (
+	OpGenesis   OpKind = 1  // found the space: schema, admins, clock bound
+	OpCreate    OpKind = 2  // create (or re-create) a document with fields
+	OpSet       OpKind = 3  // set one field (LWW register); nil clears it
+	OpIncrement OpKind = 4  // add Delta to a counter field
+	OpAdd       OpKind = 5  // add Value to a set field (add-wins)
+	OpRemove    OpKind = 6  // remove Value from a set field (observed adds only)
+	OpDelete    OpKind = 7  // delete the document
+	OpGrant     OpKind = 8  // admin: give Member a Role
+	OpRevoke    OpKind = 9  // admin: revoke every role of Member
+	OpSchema    OpKind = 10 // admin: upgrade the schema to Schema
+)
+
+var opNames = map[OpKind]string{
+	OpGenesis: "genesis", OpCreate: "create", OpSet: "set", OpIncrement: "increment",
+	OpAdd: "add", OpRemove: "remove", OpDelete: "delete", OpGrant: "grant",
+	OpRevoke: "revoke", OpSchema: "schema",
+}
+
+func (k OpKind) String() string {
+	if n, ok := opNames[k]; ok {
+		return n
+	}
+	return fmt.Sprintf("op(%d)", uint8(k))
+}
+
+// IsData reports whether the op writes a document.
+func (k OpKind) IsData() bool { return k >= OpCreate && k <= OpDelete }
+
+// IsMembership reports whether the op changes who may write.
+func (k OpKind) IsMembership() bool { return k == OpGrant || k == OpRevoke }
+
+// Roles a grant can give.
+const (
+	RoleAdmin  = "admin"  // may grant, revoke, upgrade the schema and write
+	RoleWriter = "writer" // may write documents
+	// RoleInvite is held by an invite code's throwaway key: it may sign one
+	// change holding one grant of RoleWriter, once.
+	RoleInvite = "invite"
+)
+
+// Op is one operation inside a change. Fields not used by a kind are empty.
+type Op struct {
+	Kind   OpKind         `cbor:"1,keyasint"`
+	Coll   string         `cbor:"2,keyasint,omitempty"`
+	Doc    string         `cbor:"3,keyasint,omitempty"`
+	Field  string         `cbor:"4,keyasint,omitempty"`
+	Value  any            `cbor:"5,keyasint,omitempty"` // canonical value (see codec.go); nil clears
+	Fields map[string]any `cbor:"6,keyasint,omitempty"` // OpCreate: initial fields
+	Delta  int64          `cbor:"7,keyasint,omitempty"` // OpIncrement
+	Member PublicKey      `cbor:"8,keyasint,omitempty"` // OpGrant, OpRevoke
+	Role   string         `cbor:"9,keyasint,omitempty"` // OpGrant
+	Schema string         `cbor:"10,keyasint,omitempty"`
+	Admins []PublicKey    `cbor:"11,keyasint,omitempty"` // OpGenesis: founding admins besides the author
+	// MaxClockAhead bounds, in ms, how far a change's clock may run past
+	// its parents' (OpGenesis; 0 means DefaultMaxClockAhead).
+	MaxClockAhead uint64 `cbor:"12,keyasint,omitempty"`
+	Name          string `cbor:"13,keyasint,omitempty"` // OpGenesis: human name of the space
+}
+
+// DefaultMaxClockAhead is the clock bound when genesis names none: one hour.
+const DefaultMaxClockAhead = uint64(60 * 60 * 1000)
+
+const maxNameLen = 256
+
+func (o *Op) checkShape() error {
+	needDoc := func() error {
+		if o.Coll == "" || o.Doc == "" {
+			return errors.New(o.Kind.String() + " needs a collection and a document id")
+		}
+		if len(o.Coll) > maxNameLen || len(o.Doc) > maxNameLen || len(o.Field) > maxNameLen {
+			return fmt.Errorf("%s: name longer than %d bytes", o.Kind, maxNameLen)
+		}
+		return nil
+	}
+	switch o.Kind {
+	case OpGenesis:
+		if o.Schema == "" {
+			return errors.New("genesis needs a schema")
+		}
+	case OpCreate, OpDelete:
+		return needDoc()
+	case OpSet, OpIncrement, OpAdd, OpRemove:
+		if err := needDoc(); err != nil {
+			return err
+		}
+		if o.Field == "" {
+			return fmt.Errorf("%s needs a field", o.Kind)
+		}
+	case OpGrant:
+		if o.Member.IsZero() {
+			return errors.New("grant needs a member key")
+		}
+		if o.Role != RoleAdmin && o.Role != RoleWriter && o.Role != RoleInvite {
+			return fmt.Errorf("grant of unknown role %q", o.Role)
+		}
+	case OpRevoke:
+		if o.Member.IsZero() {
+			return errors.New("revoke needs a member key")
+		}
+	case OpSchema:
+		if o.Schema == "" {
+			return errors.New("schema upgrade needs a schema")
+		}
+	default:
+		return fmt.Errorf("unknown op kind %d", o.Kind)
+	}
+	return nil
+}
