@@ -1,0 +1,434 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/schema"
+)
+
+// writeTxn is one Badger transaction of the ingest path: changes stored,
+// documents merged (cached until flush), effects gathered. The in-memory
+// view is updated as it goes; if the commit fails, Replica.load restores
+// it from the store.
+type writeTxn struct {
+	r       *Replica
+	txn     *badger.Txn
+	docs    map[string]*docEntry
+	order   []string
+	entries int
+	bytes   int
+	done    bool
+}
+
+type docEntry struct {
+	coll, id string
+	state    *core.DocState
+	changes  []core.ID
+}
+
+const (
+	txnMaxEntries = 20000
+	txnMaxBytes   = 3 << 20
+)
+
+func (r *Replica) begin() *writeTxn {
+	return &writeTxn{r: r, txn: r.db.NewTransaction(true), docs: map[string]*docEntry{}}
+}
+
+func (w *writeTxn) full() bool { return w.entries > txnMaxEntries || w.bytes > txnMaxBytes }
+
+func (w *writeTxn) txnSet(k, v []byte) {
+	w.entries++
+	w.bytes += len(k) + len(v)
+	if err := w.txn.Set(k, v); err != nil {
+		panic(storeError{err}) // recovered in commit path callers via apply
+	}
+}
+
+func (w *writeTxn) txnDelete(k []byte) {
+	w.entries++
+	if err := w.txn.Delete(k); err != nil {
+		panic(storeError{err})
+	}
+}
+
+func (w *writeTxn) setValue(k []byte, v any) {
+	b, err := core.Marshal(v)
+	if err != nil {
+		panic(storeError{err})
+	}
+	w.txnSet(k, b)
+}
+
+func (w *writeTxn) discard() {
+	if !w.done {
+		w.done = true
+		w.txn.Discard()
+		if w.entries > 0 {
+			_ = w.r.load() // undo in-memory changes of the abandoned txn
+		}
+	}
+}
+
+// commit flushes merged documents, hands their effects to the effect
+// writer inside the transaction, and commits.
+func (w *writeTxn) commit() (err error) {
+	defer func() {
+		if err != nil {
+			w.discard()
+		}
+	}()
+	defer recoverStoreError(&err)
+	effects, err := w.flushDocs()
+	if err != nil {
+		return err
+	}
+	if len(effects) > 0 && w.r.opts.Effects != nil {
+		if err := w.r.opts.Effects(w.txn, effects); err != nil {
+			return storeError{fmt.Errorf("write effects: %w", err)}
+		}
+	}
+	if err := w.txn.Commit(); err != nil {
+		return storeError{fmt.Errorf("commit: %w", err)}
+	}
+	w.done = true
+	if w.r.opts.Committed != nil {
+		w.r.opts.Committed()
+	}
+	return nil
+}
+
+func (w *writeTxn) anc() core.Ancestry { return txnAncestry{r: w.r, txn: w.txn} }
+
+func (w *writeTxn) parentsStored(c *core.Change, batch map[core.ID]bool) (bool, error) {
+	for _, p := range c.Parents {
+		if batch[p] {
+			continue
+		}
+		if _, err := w.r.meta(w.txn, p); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return false, nil
+			}
+			return false, storeError{err}
+		}
+	}
+	return true, nil
+}
+
+// apply stores one change whose parents are stored and merges its ops if it
+// is valid. It returns whether the change is valid; an error means the
+// change was refused (nothing stored) or the store failed (storeError).
+func (w *writeTxn) apply(s core.Signed, c *core.Change, id core.ID) (valid bool, err error) {
+	defer recoverStoreError(&err)
+	r := w.r
+	if c.IsGenesis() {
+		return w.applyGenesis(s, c, id)
+	}
+	if r.genesis == nil {
+		return false, fmt.Errorf("change %s: %w", id, ErrNoGenesis)
+	}
+	if c.Space != r.genesisID {
+		return false, fmt.Errorf("change %s is for space %s, this is %s: %w", id, c.Space, r.genesisID, ErrWrongSpace)
+	}
+	parents := make([]core.ParentMeta, len(c.Parents))
+	var parentVVs [][]uint64
+	for i, p := range c.Parents {
+		m, err := r.meta(w.txn, p)
+		if err != nil {
+			return false, storeError{err}
+		}
+		parents[i] = core.ParentMeta{Height: m.Height, HLC: m.HLC}
+		v, err := r.vv(w.txn, p)
+		if err != nil {
+			return false, storeError{err}
+		}
+		parentVVs = append(parentVVs, v)
+	}
+	if err := c.CheckPlacement(parents, r.maxAhead); err != nil {
+		return false, fmt.Errorf("change %s: %w", id, err)
+	}
+	ix := w.authorIndex(c.Author)
+	vv := mergeVV(parentVVs, int(ix)+1)
+	if vv[ix] != c.Seq-1 {
+		return false, fmt.Errorf("change %s: %w: sequence %d but the author's change %d is already in its past", id, core.ErrInvalidChange, c.Seq, vv[ix])
+	}
+	if c.Seq > 1 {
+		pm, err := r.meta(w.txn, c.Prev)
+		if err != nil || pm.Author != c.Author || pm.Seq != c.Seq-1 || !w.inPast(c.Prev, c.Parents) {
+			return false, fmt.Errorf("change %s: %w: prev %s is not the author's change %d in its past", id, core.ErrInvalidChange, c.Prev.Short(), c.Seq-1)
+		}
+	}
+	vv[ix] = c.Seq
+	m := &meta{Height: c.Height, HLC: c.HLC, Author: c.Author, Seq: c.Seq, Admin: isAdminChange(c)}
+	w.store(s, c, id, m, vv)
+	if err := w.checkEquivocation(c, id); err != nil {
+		return false, err
+	}
+	if err := w.checkOps(c, id); err != nil {
+		m.SchemaErr = err.Error()
+	} else {
+		w.indexCreates(c, id)
+	}
+	if m.Admin {
+		return w.applyAdmin(c, id, m)
+	}
+	role, err := r.members.Authorize(c.Author, id, w.anc())
+	if err == nil && role == core.RoleInvite {
+		err = fmt.Errorf("%w: an invite key may only grant", core.ErrUnauthorized)
+	}
+	w.setVerdict(id, m, err)
+	if m.Valid {
+		w.merge(c, id)
+	}
+	return m.Valid, nil
+}
+
+func (w *writeTxn) applyGenesis(s core.Signed, c *core.Change, id core.ID) (bool, error) {
+	r := w.r
+	if r.genesis != nil {
+		return false, fmt.Errorf("genesis %s: this replica holds space %s: %w", id, r.genesisID, ErrWrongSpace)
+	}
+	if want := r.opts.Space; !want.IsZero() && want != id {
+		return false, fmt.Errorf("genesis %s: expected space %s: %w", id, want, ErrWrongSpace)
+	}
+	if _, err := schema.Parse(c.Ops[0].Schema); err != nil {
+		return false, fmt.Errorf("genesis %s: %w: %v", id, core.ErrSchemaViolation, err)
+	}
+	if err := r.setGenesis(id, c); err != nil {
+		return false, err
+	}
+	ix := w.authorIndex(c.Author)
+	vv := make([]uint64, ix+1)
+	vv[ix] = 1
+	w.store(s, c, id, &meta{Height: 1, HLC: c.HLC, Author: c.Author, Seq: 1, Valid: true}, vv)
+	w.txnSet([]byte(pGenesis), id[:])
+	if err := r.evaluateMembership(w.txn); err != nil {
+		return false, storeError{err}
+	}
+	return true, nil
+}
+
+func (w *writeTxn) store(s core.Signed, c *core.Change, id core.ID, m *meta, vv []uint64) {
+	b, err := s.Encode()
+	if err != nil {
+		panic(storeError{err})
+	}
+	w.txnSet(idKey(pChange, id), b)
+	w.setValue(idKey(pMeta, id), m)
+	w.setValue(idKey(pVV, id), vv)
+	w.txnSet(authorKey(c.Author, c.Seq, &id), nil)
+	w.txnSet(heightKey(c.Height, id), nil)
+	for _, p := range c.Parents {
+		if _, ok := w.r.heads[p]; ok {
+			delete(w.r.heads, p)
+			w.txnDelete(idKey(pHead, p))
+		}
+	}
+	w.r.heads[id] = struct{}{}
+	w.txnSet(idKey(pHead, id), nil)
+	w.r.cacheMeta(id, m)
+	w.r.vvs[id] = vv
+	for i := range c.Ops {
+		if op := &c.Ops[i]; op.Kind.IsData() {
+			w.txnSet(docIndexKey(op.Coll, op.Doc, c.Height, id), nil)
+		}
+	}
+}
+
+func (w *writeTxn) setVerdict(id core.ID, m *meta, authErr error) {
+	switch {
+	case m.SchemaErr != "":
+		m.Valid, m.Reason = false, m.SchemaErr
+	case authErr != nil:
+		m.Valid, m.Reason = false, authErr.Error()
+	default:
+		m.Valid, m.Reason = true, ""
+	}
+	w.setValue(idKey(pMeta, id), m)
+}
+
+func (w *writeTxn) checkEquivocation(c *core.Change, id core.ID) error {
+	return scanKeys(w.txn, authorKey(c.Author, c.Seq, nil), func(k []byte) error {
+		var other core.ID
+		copy(other[:], k[len(k)-len(other):])
+		if other != id {
+			w.txnSet(append(append([]byte(pEquivoc), c.Author[:]...), id[:]...), nil)
+			w.txnSet(append(append([]byte(pEquivoc), c.Author[:]...), other[:]...), nil)
+			w.r.equivocal[c.Author] = true
+			w.r.log.Warn("equivocation: two changes with one sequence number", "author", c.Author.String(), "seq", c.Seq, "a", id.String(), "b", other.String())
+		}
+		return nil
+	})
+}
+
+// inPast reports whether x is one of parents or an ancestor of one.
+func (w *writeTxn) inPast(x core.ID, parents []core.ID) bool {
+	anc := w.anc()
+	for _, p := range parents {
+		if p == x || anc.IsAncestor(x, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *writeTxn) authorIndex(a core.PublicKey) uint32 {
+	if ix, ok := w.r.authorIx[a]; ok {
+		return ix
+	}
+	ix := uint32(len(w.r.authorIx))
+	w.r.authorIx[a] = ix
+	w.setValue(append([]byte(pAuthorIx), a[:]...), ix)
+	return ix
+}
+
+func mergeVV(vvs [][]uint64, minLen int) []uint64 {
+	n := minLen
+	for _, v := range vvs {
+		n = max(n, len(v))
+	}
+	out := make([]uint64, n)
+	for _, v := range vvs {
+		for i, s := range v {
+			out[i] = max(out[i], s)
+		}
+	}
+	return out
+}
+
+// merge applies a valid change's data ops to its documents.
+func (w *writeTxn) merge(c *core.Change, id core.ID) {
+	anc := w.anc()
+	for i := range c.Ops {
+		op := &c.Ops[i]
+		if !op.Kind.IsData() {
+			continue
+		}
+		d := w.doc(op.Coll, op.Doc)
+		d.state.Apply(op, core.WriteKey{HLC: c.HLC, Author: c.Author, Change: id, Op: uint32(i)}, w.r.classify, anc)
+		if len(d.changes) == 0 || d.changes[len(d.changes)-1] != id {
+			d.changes = append(d.changes, id)
+		}
+	}
+}
+
+// indexCreates records the documents a schema-valid change creates. The
+// reference rule asks for a create in the causal past; counting
+// schema-valid creates whatever their author's standing keeps that verdict
+// a function of the change and its past alone, so it never flips when a
+// revocation arrives later.
+func (w *writeTxn) indexCreates(c *core.Change, id core.ID) {
+	for i := range c.Ops {
+		if op := &c.Ops[i]; op.Kind == core.OpCreate {
+			w.txnSet(createKey(op.Coll, op.Doc, id), nil)
+		}
+	}
+}
+
+func (w *writeTxn) doc(coll, id string) *docEntry {
+	name := docName(coll, id)
+	if d, ok := w.docs[name]; ok {
+		return d
+	}
+	st := &core.DocState{}
+	if err := getValue(w.txn, docKey(coll, id), st); err != nil && !errors.Is(err, ErrNotFound) {
+		panic(storeError{fmt.Errorf("load document %s/%s: %w", coll, id, err)})
+	}
+	d := &docEntry{coll: coll, id: id, state: st}
+	w.docs[name] = d
+	w.order = append(w.order, name)
+	return d
+}
+
+func (w *writeTxn) flushDocs() ([]Effect, error) {
+	var effects []Effect
+	cur := w.r.current
+	for _, name := range w.order {
+		d := w.docs[name]
+		w.setValue(docKey(d.coll, d.id), d.state)
+		ck := []byte(pConflict + name)
+		if len(d.state.Conflicts()) > 0 {
+			w.txnSet(ck, nil)
+		} else {
+			w.txnDelete(ck)
+		}
+		e := Effect{Collection: d.coll, DocID: d.id, Changes: d.changes, Last: d.state.Last, SchemaID: cur.ID}
+		if d.state.Alive() {
+			e.Doc = image(cur, d.coll, d.state)
+		} else {
+			e.Deleted = true
+		}
+		effects = append(effects, e)
+	}
+	w.docs, w.order = map[string]*docEntry{}, nil
+	return effects, nil
+}
+
+// classify maps a field to its CRDT by the current schema; a field's kind
+// never changes across upgrades (schema.CheckUpgrade), so any version gives
+// the same answer.
+func (r *Replica) classify(coll, field string) core.FieldClass {
+	if c, ok := r.current.Collection(coll); ok {
+		if f, ok := c.Field(field); ok {
+			switch f.Kind {
+			case schema.Counter:
+				return core.ClassCounter
+			case schema.Set:
+				return core.ClassSet
+			}
+		}
+	}
+	return core.ClassRegister
+}
+
+// image is a document's post-image under s: every field of the collection
+// that has a value (defaults filled in), counters and sets always.
+func image(s *schema.Schema, coll string, st *core.DocState) map[string]any {
+	out := map[string]any{}
+	c, ok := s.Collection(coll)
+	if !ok {
+		return out
+	}
+	for _, f := range c.Fields {
+		switch f.Kind {
+		case schema.Counter:
+			out[f.Name] = st.Counter(f.Name)
+		case schema.Set:
+			out[f.Name] = st.SetValues(f.Name)
+		default:
+			if w, ok := st.FieldValue(f.Name); ok {
+				if w.Value != nil {
+					out[f.Name] = w.Value
+				}
+			} else if f.Default != nil {
+				out[f.Name] = f.Default
+			}
+		}
+	}
+	return out
+}
+
+// sortedHeads returns the heads, highest first, then by ID.
+func (r *Replica) sortedHeads(txn *badger.Txn) []core.ID {
+	hs := make([]core.ID, 0, len(r.heads))
+	for h := range r.heads {
+		hs = append(hs, h)
+	}
+	slices.SortFunc(hs, func(a, b core.ID) int {
+		ma, _ := r.meta(txn, a)
+		mb, _ := r.meta(txn, b)
+		if ma != nil && mb != nil && ma.Height != mb.Height {
+			if ma.Height > mb.Height {
+				return -1
+			}
+			return 1
+		}
+		return a.Compare(b)
+	})
+	return hs
+}
