@@ -34,6 +34,9 @@ func init() {
 	var err error
 	opts := cbor.CoreDetEncOptions() // RFC 8949 core deterministic encoding
 	opts.Time = cbor.TimeRFC3339Nano
+	// nil and empty slices and maps encode alike, so equal states give
+	// equal bytes however they were built.
+	opts.NilContainers = cbor.NilContainerAsEmpty
 	encMode, err = opts.EncMode()
 	if err != nil {
 		panic(err)

@@ -212,7 +212,9 @@ func (d *DocState) increment(field string, inc Increment) {
 			return
 		}
 	}
-	d.Counters[field] = append(d.Counters[field], inc)
+	incs := append(d.Counters[field], inc)
+	slices.SortFunc(incs, func(a, b Increment) int { return a.Key.Compare(b.Key) })
+	d.Counters[field] = incs
 }
 
 func (d *DocState) element(field string, v any) *SetElement {
@@ -245,6 +247,9 @@ func (d *DocState) add(field string, v any, key WriteKey, anc Ancestry) {
 }
 
 func (d *DocState) remove(field string, v any, key WriteKey, anc Ancestry) {
+	if key.Compare(d.DeleteKey) <= 0 {
+		return // every add it could remove is already gone with the delete
+	}
 	e := d.element(field, v)
 	for _, r := range e.Removes {
 		if r == key || precedes(key, r, anc) {
@@ -268,16 +273,42 @@ func (d *DocState) remove(field string, v any, key WriteKey, anc Ancestry) {
 	e.Adds = adds
 }
 
+// pruneBelowDelete drops increments, adds and removes at or below the
+// newest delete, and then empty entries, so the state is the same whether
+// the delete arrived before or after them.
 func (d *DocState) pruneBelowDelete() {
+	below := func(k WriteKey) bool { return k.Compare(d.DeleteKey) <= 0 }
 	for f, incs := range d.Counters {
-		d.Counters[f] = slices.DeleteFunc(incs, func(i Increment) bool { return i.Key.Compare(d.DeleteKey) <= 0 })
-	}
-	for f := range d.Sets {
-		for i := range d.Sets[f] {
-			e := &d.Sets[f][i]
-			e.Adds = slices.DeleteFunc(e.Adds, func(k WriteKey) bool { return k.Compare(d.DeleteKey) <= 0 })
+		if incs = slices.DeleteFunc(incs, func(i Increment) bool { return below(i.Key) }); len(incs) == 0 {
+			delete(d.Counters, f)
+		} else {
+			d.Counters[f] = incs
 		}
 	}
+	for f, elems := range d.Sets {
+		for i := range elems {
+			elems[i].Adds = slices.DeleteFunc(elems[i].Adds, below)
+			elems[i].Removes = slices.DeleteFunc(elems[i].Removes, below)
+		}
+		elems = slices.DeleteFunc(elems, func(e SetElement) bool { return len(e.Adds) == 0 && len(e.Removes) == 0 })
+		if len(elems) == 0 {
+			delete(d.Sets, f)
+		} else {
+			d.Sets[f] = elems
+		}
+	}
+	if len(d.Counters) == 0 {
+		d.Counters = nil
+	}
+	if len(d.Sets) == 0 {
+		d.Sets = nil
+	}
+}
+
+// Empty reports whether no op has been applied to the state.
+func (d *DocState) Empty() bool {
+	return len(d.Exists.Writes) == 0 && d.DeleteKey.IsZero() && len(d.Fields) == 0 &&
+		len(d.Counters) == 0 && len(d.Sets) == 0 && d.Last.IsZero()
 }
 
 // Counter returns a counter field's value.

@@ -350,7 +350,11 @@ func (w *writeTxn) flushDocs() ([]Effect, error) {
 	cur := w.r.current
 	for _, name := range w.order {
 		d := w.docs[name]
-		w.setValue(docKey(d.coll, d.id), d.state)
+		if d.state.Empty() { // every write to it lost its effect
+			w.txnDelete(docKey(d.coll, d.id))
+		} else {
+			w.setValue(docKey(d.coll, d.id), d.state)
+		}
 		ck := []byte(pConflict + name)
 		if len(d.state.Conflicts()) > 0 {
 			w.txnSet(ck, nil)

@@ -1,0 +1,163 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/schema"
+)
+
+// applyAdmin handles a change holding grant, revoke or schema ops:
+// membership is re-evaluated over every admin change known, and every
+// change whose verdict that flips is re-judged and its documents rebuilt.
+func (w *writeTxn) applyAdmin(c *core.Change, id core.ID, m *meta) (bool, error) {
+	r := w.r
+	if m.SchemaErr == "" {
+		for _, op := range c.Ops {
+			if op.Kind == core.OpSchema {
+				s, err := schema.Parse(op.Schema)
+				if err == nil {
+					err = schema.CheckUpgrade(w.schemaAt(c.Parents), s)
+				}
+				if err != nil {
+					m.SchemaErr = fmt.Sprintf("schema upgrade: %v", err)
+					break
+				}
+				r.schemas[id] = s
+			}
+		}
+	}
+	before := r.members
+	r.adminLog = append(r.adminLog, adminView(id, c))
+	if err := r.evaluateMembership(w.txn); err != nil {
+		return false, storeError{err}
+	}
+	var authErr error
+	if !r.members.Accepted(id) {
+		authErr = errors.New(r.members.Rejected[id])
+	}
+	w.setVerdict(id, m, authErr)
+	if m.Valid {
+		w.merge(c, id)
+	}
+	if err := w.rejudge(before, id); err != nil {
+		return false, err
+	}
+	return m.Valid, nil
+}
+
+// rejudge re-checks the changes of every author whose grants or revocations
+// changed, and every admin change, against the new membership.
+func (w *writeTxn) rejudge(before *core.Membership, skip core.ID) error {
+	r := w.r
+	authors := map[core.PublicKey]bool{}
+	for k := range keysOf(before.Grants, r.members.Grants) {
+		if !slices.Equal(grantIDs(before.Grants[k]), grantIDs(r.members.Grants[k])) {
+			authors[k] = true
+		}
+	}
+	for k := range keysOf(before.Revokes, r.members.Revokes) {
+		if !slices.Equal(revokeIDs(before.Revokes[k]), revokeIDs(r.members.Revokes[k])) {
+			authors[k] = true
+		}
+	}
+	var ids []core.ID
+	for _, a := range slices.SortedFunc(maps.Keys(authors), func(x, y core.PublicKey) int { return slices.Compare(x[:], y[:]) }) {
+		err := scanKeys(w.txn, authorKey(a, 0, nil), func(k []byte) error {
+			var id core.ID
+			copy(id[:], k[len(k)-len(id):])
+			ids = append(ids, id)
+			return nil
+		})
+		if err != nil {
+			return storeError{err}
+		}
+	}
+	for _, ac := range r.adminLog {
+		ids = append(ids, ac.ID)
+	}
+	anc := w.anc()
+	for _, id := range core.SortIDs(ids) {
+		if id == skip {
+			continue
+		}
+		m, err := r.meta(w.txn, id)
+		if err != nil {
+			return storeError{err}
+		}
+		var authErr error
+		if m.Admin {
+			if !r.members.Accepted(id) {
+				authErr = errors.New(r.members.Rejected[id])
+			}
+		} else if role, err := r.members.Authorize(m.Author, id, anc); err != nil {
+			authErr = err
+		} else if role == core.RoleInvite {
+			authErr = fmt.Errorf("%w: an invite key may only grant", core.ErrUnauthorized)
+		}
+		was := m.Valid
+		nm := *m
+		w.setVerdict(id, &nm, authErr)
+		r.cacheMeta(id, &nm)
+		if nm.Valid == was {
+			continue
+		}
+		c, err := r.loadChange(w.txn, id)
+		if err != nil {
+			return storeError{err}
+		}
+		r.log.Info("change verdict changed by membership", "change", id.String(), "valid", nm.Valid, "reason", nm.Reason)
+		for _, op := range c.Ops {
+			if op.Kind.IsData() {
+				if err := w.rebuild(op.Coll, op.Doc, id); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// rebuild recomputes a document from every valid change that touched it.
+func (w *writeTxn) rebuild(coll, doc string, cause core.ID) error {
+	d := w.doc(coll, doc)
+	st, err := w.r.replay(w.txn, coll, doc, nil)
+	if err != nil {
+		return storeError{err}
+	}
+	d.state = st
+	if !slices.Contains(d.changes, cause) {
+		d.changes = append(d.changes, cause)
+	}
+	return nil
+}
+
+func keysOf[V any](a, b map[core.PublicKey]V) map[core.PublicKey]bool {
+	out := map[core.PublicKey]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
+func grantIDs(gs []core.Grant) []core.ID {
+	out := make([]core.ID, len(gs))
+	for i, g := range gs {
+		out[i] = g.Change
+	}
+	return core.SortIDs(out)
+}
+
+func revokeIDs(rs []core.Revocation) []core.ID {
+	out := make([]core.ID, len(rs))
+	for i, r := range rs {
+		out[i] = r.Change
+	}
+	return core.SortIDs(out)
+}

@@ -1,0 +1,87 @@
+package replica
+
+import (
+	"encoding/binary"
+
+	"github.com/tributary-sync/tributary/core"
+)
+
+// Badger key layout. One DB per space holds the op-log, the materialized
+// documents and (under the prefix the caller passes to its hook) the effect
+// log, so a change, its state and its effects commit together.
+//
+//	g/genesis                     genesis change ID
+//	c/<id>                        signed envelope
+//	m/<id>                        changeMeta
+//	v/<id>                        version vector
+//	a/<author><seq><id>           by author and sequence (equivocation, prev)
+//	h/<height><id>                by height (reconciliation ranges, export)
+//	H/<id>                        current heads
+//	o/<id>                        orphan envelope (parents missing)
+//	A/<author>                    local author index for version vectors
+//	d/<coll>\0<doc>               DocState
+//	x/<coll>\0<doc>\0<height><id> changes that touched a document
+//	r/<coll>\0<doc>\0<id>         changes that created a document
+//	f/<coll>\0<doc>               document has open conflicts
+//	q/<author><id>                equivocation evidence
+const (
+	pGenesis  = "g/genesis"
+	pChange   = "c/"
+	pMeta     = "m/"
+	pVV       = "v/"
+	pAuthor   = "a/"
+	pHeight   = "h/"
+	pHead     = "H/"
+	pOrphan   = "o/"
+	pAuthorIx = "A/"
+	pDoc      = "d/"
+	pDocIndex = "x/"
+	pCreate   = "r/"
+	pConflict = "f/"
+	pEquivoc  = "q/"
+)
+
+func idKey(prefix string, id core.ID) []byte {
+	return append([]byte(prefix), id[:]...)
+}
+
+func authorKey(a core.PublicKey, seq uint64, id *core.ID) []byte {
+	k := append([]byte(pAuthor), a[:]...)
+	if seq > 0 {
+		k = binary.BigEndian.AppendUint64(k, seq)
+	}
+	if id != nil {
+		k = append(k, id[:]...)
+	}
+	return k
+}
+
+func heightKey(h uint64, id core.ID) []byte {
+	k := binary.BigEndian.AppendUint64([]byte(pHeight), h)
+	return append(k, id[:]...)
+}
+
+// docName is "<coll>\0<doc>": collections and ids never hold NUL (the
+// schema allows identifiers only; ids are checked on write).
+func docName(coll, doc string) string { return coll + "\x00" + doc }
+
+func docKey(coll, doc string) []byte { return []byte(pDoc + docName(coll, doc)) }
+
+func docIndexKey(coll, doc string, h uint64, id core.ID) []byte {
+	k := append([]byte(pDocIndex+docName(coll, doc)), 0)
+	k = binary.BigEndian.AppendUint64(k, h)
+	return append(k, id[:]...)
+}
+
+func docIndexPrefix(coll, doc string) []byte {
+	return append([]byte(pDocIndex+docName(coll, doc)), 0)
+}
+
+func createKey(coll, doc string, id core.ID) []byte {
+	k := append([]byte(pCreate+docName(coll, doc)), 0)
+	return append(k, id[:]...)
+}
+
+func createPrefix(coll, doc string) []byte {
+	return append([]byte(pCreate+docName(coll, doc)), 0)
+}

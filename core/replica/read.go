@@ -1,0 +1,515 @@
+package replica
+
+import (
+	"encoding/binary"
+	"maps"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/schema"
+)
+
+// Document is a materialized document with its provenance.
+type Document struct {
+	Collection string         `json:"collection"`
+	ID         string         `json:"id"`
+	Fields     map[string]any `json:"fields"`
+	Deleted    bool           `json:"deleted,omitempty"`
+	LastChange core.ID        `json:"last_change"`
+	Author     string         `json:"author"`
+	HLC        string         `json:"hlc"`
+}
+
+func makeDocument(s *schema.Schema, coll, id string, st *core.DocState) Document {
+	d := Document{Collection: coll, ID: id, LastChange: st.Last.Change, Author: st.Last.Author.String(), HLC: st.Last.HLC.String()}
+	if st.Alive() {
+		d.Fields = image(s, coll, st)
+	} else {
+		d.Deleted = true
+	}
+	return d
+}
+
+// Get returns a document; ok is false when it does not exist (never
+// created, or deleted).
+func (r *Replica) Get(coll, id string) (Document, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var doc Document
+	var ok bool
+	err := r.db.View(func(txn *badger.Txn) error {
+		var st core.DocState
+		if err := getValue(txn, docKey(coll, id), &st); err != nil {
+			if err == ErrNotFound {
+				return nil
+			}
+			return err
+		}
+		doc = makeDocument(r.current, coll, id, &st)
+		ok = !doc.Deleted
+		return nil
+	})
+	if err != nil {
+		return doc, false, fmt.Errorf("get %s/%s: %w", coll, id, err)
+	}
+	return doc, ok, nil
+}
+
+// Query returns the live documents of a collection whose fields equal every
+// value in where (canonical values), sorted by id.
+func (r *Replica) Query(coll string, where map[string]any) ([]Document, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Document
+	s := r.current
+	err := r.db.View(func(txn *badger.Txn) error {
+		prefix := []byte(pDoc + coll + "\x00")
+		return scan(txn, prefix, func(k, v []byte) error {
+			var st core.DocState
+			if err := core.Unmarshal(v, &st); err != nil {
+				return fmt.Errorf("document %q: %w", k, err)
+			}
+			if !st.Alive() {
+				return nil
+			}
+			d := makeDocument(s, coll, string(k[len(prefix):]), &st)
+			for f, want := range where {
+				if core.CompareValues(d.Fields[f], want) != 0 {
+					return nil
+				}
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", coll, err)
+	}
+	return out, nil
+}
+
+// replay rebuilds a document from the valid changes that touched it; with
+// at set, only from at and its causal past (the document as of at).
+func (r *Replica) replay(txn *badger.Txn, coll, doc string, at *core.ID) (*core.DocState, error) {
+	st := &core.DocState{}
+	anc := txnAncestry{r: r, txn: txn}
+	prefix := docIndexPrefix(coll, doc)
+	var ids []core.ID
+	err := scanKeys(txn, prefix, func(k []byte) error {
+		var id core.ID
+		copy(id[:], k[len(k)-len(id):])
+		ids = append(ids, id)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if at != nil && id != *at && !anc.IsAncestor(id, *at) {
+			continue
+		}
+		m, err := r.meta(txn, id)
+		if err != nil {
+			return nil, err
+		}
+		if !m.Valid {
+			continue
+		}
+		c, err := r.loadChange(txn, id)
+		if err != nil {
+			return nil, err
+		}
+		for i := range c.Ops {
+			op := &c.Ops[i]
+			if op.Kind.IsData() && op.Coll == coll && op.Doc == doc {
+				st.Apply(op, core.WriteKey{HLC: c.HLC, Author: c.Author, Change: id, Op: uint32(i)}, r.classify, anc)
+			}
+		}
+	}
+	return st, nil
+}
+
+// At returns the document as it was at change at: the merge of at and its
+// causal past.
+func (r *Replica) At(coll, doc string, at core.ID) (Document, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var d Document
+	err := r.db.View(func(txn *badger.Txn) error {
+		if _, err := r.meta(txn, at); err != nil {
+			return fmt.Errorf("change %s: %w", at, err)
+		}
+		st, err := r.replay(txn, coll, doc, &at)
+		if err != nil {
+			return err
+		}
+		d = makeDocument(r.current, coll, doc, st)
+		return nil
+	})
+	if err != nil {
+		return d, fmt.Errorf("read %s/%s at %s: %w", coll, doc, at.Short(), err)
+	}
+	return d, nil
+}
+
+// Entry is one change in a document's (or the space's) history.
+type Entry struct {
+	Change  core.ID   `json:"change"`
+	Author  string    `json:"author"`
+	Seq     uint64    `json:"seq"`
+	Height  uint64    `json:"height"`
+	HLC     string    `json:"hlc"`
+	Valid   bool      `json:"valid"`
+	Reason  string    `json:"reason,omitempty"`
+	Parents []core.ID `json:"parents"`
+	Ops     []OpView  `json:"ops"`
+}
+
+// OpView is an op as history shows it.
+type OpView struct {
+	Kind   string         `json:"kind"`
+	Coll   string         `json:"collection,omitempty"`
+	Doc    string         `json:"id,omitempty"`
+	Field  string         `json:"field,omitempty"`
+	Value  any            `json:"value,omitempty"`
+	Fields map[string]any `json:"fields,omitempty"`
+	Delta  int64          `json:"delta,omitempty"`
+	Member string         `json:"member,omitempty"`
+	Role   string         `json:"role,omitempty"`
+}
+
+func (r *Replica) entry(txn *badger.Txn, id core.ID, filter func(*core.Op) bool) (Entry, error) {
+	m, err := r.meta(txn, id)
+	if err != nil {
+		return Entry{}, err
+	}
+	c, err := r.loadChange(txn, id)
+	if err != nil {
+		return Entry{}, err
+	}
+	e := Entry{Change: id, Author: c.Author.String(), Seq: c.Seq, Height: c.Height, HLC: c.HLC.String(), Valid: m.Valid, Reason: m.Reason, Parents: c.Parents}
+	for i := range c.Ops {
+		op := &c.Ops[i]
+		if filter != nil && !filter(op) {
+			continue
+		}
+		v := OpView{Kind: op.Kind.String(), Coll: op.Coll, Doc: op.Doc, Field: op.Field, Value: op.Value, Fields: op.Fields, Delta: op.Delta, Role: op.Role}
+		if !op.Member.IsZero() {
+			v.Member = op.Member.String()
+		}
+		e.Ops = append(e.Ops, v)
+	}
+	return e, nil
+}
+
+// History lists every change that touched a document, oldest first (by
+// height, then ID), valid or not.
+func (r *Replica) History(coll, doc string) ([]Entry, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Entry
+	err := r.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, docIndexPrefix(coll, doc), func(k []byte) error {
+			var id core.ID
+			copy(id[:], k[len(k)-len(id):])
+			e, err := r.entry(txn, id, func(op *core.Op) bool { return op.Coll == coll && op.Doc == doc })
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history of %s/%s: %w", coll, doc, err)
+	}
+	return out, nil
+}
+
+// Log lists the space's changes by height, newest last; limit 0 means all.
+func (r *Replica) Log(limit int) ([]Entry, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Entry
+	err := r.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, []byte(pHeight), func(k []byte) error {
+			var id core.ID
+			copy(id[:], k[len(k)-len(id):])
+			e, err := r.entry(txn, id, nil)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+			if limit > 0 && len(out) > limit {
+				out = out[1:]
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("log: %w", err)
+	}
+	return out, nil
+}
+
+// ConflictView is an open conflict on one document field.
+type ConflictView struct {
+	Collection string      `json:"collection"`
+	ID         string      `json:"id"`
+	Field      string      `json:"field"`
+	Winner     WriteView   `json:"winner"`
+	Losers     []WriteView `json:"losers"`
+}
+
+// WriteView is one of the concurrent writes of a conflict.
+type WriteView struct {
+	Value  any     `json:"value"`
+	Change core.ID `json:"change"`
+	Author string  `json:"author"`
+	HLC    string  `json:"hlc"`
+}
+
+func writeView(w core.Write) WriteView {
+	return WriteView{Value: w.Value, Change: w.Key.Change, Author: w.Key.Author.String(), HLC: w.Key.HLC.String()}
+}
+
+// Conflicts lists open conflicts across the space, by collection, id,
+// field.
+func (r *Replica) Conflicts() ([]ConflictView, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []ConflictView
+	err := r.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, []byte(pConflict), func(k []byte) error {
+			coll, doc, _ := strings.Cut(string(k[len(pConflict):]), "\x00")
+			var st core.DocState
+			if err := getValue(txn, docKey(coll, doc), &st); err != nil {
+				return err
+			}
+			for _, c := range st.Conflicts() {
+				v := ConflictView{Collection: coll, ID: doc, Field: c.Field, Winner: writeView(c.Winner)}
+				for _, l := range c.Losers {
+					v.Losers = append(v.Losers, writeView(l))
+				}
+				out = append(out, v)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("conflicts: %w", err)
+	}
+	return out, nil
+}
+
+// Schema returns the schema in force (the newest accepted).
+func (r *Replica) Schema() *schema.Schema {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.current
+}
+
+// Space returns the space ID (zero before a genesis is held).
+func (r *Replica) Space() core.ID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.genesisID
+}
+
+// Heads returns the current heads, sorted by ID.
+func (r *Replica) Heads() []core.ID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	hs := make([]core.ID, 0, len(r.heads))
+	for h := range r.heads {
+		hs = append(hs, h)
+	}
+	return core.SortIDs(hs)
+}
+
+// Status summarises the replica.
+type Status struct {
+	Space       core.ID       `json:"space"`
+	Name        string        `json:"name"`
+	SchemaID    string        `json:"schema"`
+	Changes     int           `json:"changes"`
+	Invalid     int           `json:"invalid"`
+	Heads       []core.ID     `json:"heads"`
+	MaxHeight   uint64        `json:"max_height"`
+	Orphans     int           `json:"orphans"`
+	Members     []core.Member `json:"members"`
+	Equivocated []string      `json:"equivocating_authors"`
+}
+
+// Status counts changes and lists heads, members and equivocating authors.
+func (r *Replica) Status() (Status, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := Status{Space: r.genesisID, Orphans: len(r.orphans), Equivocated: []string{}}
+	if r.genesis == nil {
+		return st, nil
+	}
+	st.Name = r.genesis.Ops[0].Name
+	st.SchemaID = r.current.ID
+	st.Members = r.members.Members()
+	for a := range r.equivocal {
+		st.Equivocated = append(st.Equivocated, a.String())
+	}
+	slices.Sort(st.Equivocated)
+	for h := range r.heads {
+		st.Heads = append(st.Heads, h)
+	}
+	st.Heads = core.SortIDs(st.Heads)
+	err := r.db.View(func(txn *badger.Txn) error {
+		return scan(txn, []byte(pMeta), func(k, v []byte) error {
+			var m meta
+			if err := core.Unmarshal(v, &m); err != nil {
+				return err
+			}
+			st.Changes++
+			if !m.Valid {
+				st.Invalid++
+			}
+			st.MaxHeight = max(st.MaxHeight, m.Height)
+			return nil
+		})
+	})
+	return st, err
+}
+
+// Verdict reports whether a stored change has effect, and why not.
+func (r *Replica) Verdict(id core.ID) (valid bool, reason string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err = r.db.View(func(txn *badger.Txn) error {
+		m, err := r.meta(txn, id)
+		if err != nil {
+			return err
+		}
+		valid, reason = m.Valid, m.Reason
+		return nil
+	})
+	return valid, reason, err
+}
+
+// Has reports whether a change is stored.
+func (r *Replica) Has(id core.ID) bool {
+	err := r.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(idKey(pChange, id))
+		return err
+	})
+	return err == nil
+}
+
+// Export returns the envelopes of every stored change not in the causal
+// past of since (all changes when since is empty), in height order, so an
+// importer can apply them in one pass.
+func (r *Replica) Export(since []core.ID) ([][]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out [][]byte
+	err := r.db.View(func(txn *badger.Txn) error {
+		anc := txnAncestry{r: r, txn: txn}
+		known := map[core.ID]bool{}
+		for _, h := range since {
+			if _, err := r.meta(txn, h); err == nil {
+				known[h] = true
+			}
+		}
+		return scanKeys(txn, []byte(pHeight), func(k []byte) error {
+			var id core.ID
+			copy(id[:], k[len(k)-len(id):])
+			if known[id] {
+				return nil
+			}
+			for h := range known {
+				if anc.IsAncestor(id, h) {
+					return nil
+				}
+			}
+			item, err := txn.Get(idKey(pChange, id))
+			if err != nil {
+				return err
+			}
+			b, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			out = append(out, b)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	// Held orphans travel too: a joiner's own grant waits here for the
+	// space's history, and the peer it syncs with may have it.
+	for _, id := range core.SortIDs(slices.Collect(maps.Keys(r.orphans))) {
+		b, err := r.orphans[id].Encode()
+		if err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// Range lists (height, ID) of stored changes with height in [from, to),
+// in order: the raw material of set reconciliation.
+func (r *Replica) Range(from, to uint64, fn func(height uint64, id core.ID) bool) error {
+	return r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pHeight)})
+		defer it.Close()
+		start := binary.BigEndian.AppendUint64([]byte(pHeight), from)
+		for it.Seek(start); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			h := binary.BigEndian.Uint64(k[len(pHeight):])
+			if h >= to {
+				return nil
+			}
+			var id core.ID
+			copy(id[:], k[len(pHeight)+8:])
+			if !fn(h, id) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// Envelope returns a stored change's envelope bytes.
+func (r *Replica) Envelope(id core.ID) ([]byte, error) {
+	var b []byte
+	err := r.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(idKey(pChange, id))
+		if err != nil {
+			return err
+		}
+		b, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("change %s: %w", id, ErrNotFound)
+	}
+	return b, nil
+}
+
+// Change describes one stored change.
+func (r *Replica) Change(id core.ID) (Entry, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var e Entry
+	err := r.db.View(func(txn *badger.Txn) error {
+		var err error
+		e, err = r.entry(txn, id, nil)
+		return err
+	})
+	if err != nil {
+		return e, fmt.Errorf("change %s: %w", id, err)
+	}
+	return e, nil
+}

@@ -1,0 +1,435 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/schema"
+)
+
+// Errors of the replica.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrWrongSpace  = errors.New("change belongs to another space")
+	ErrOrphanLimit = errors.New("too many changes waiting for missing parents")
+	ErrClosed      = errors.New("replica closed")
+	ErrNoGenesis   = errors.New("replica holds no genesis change")
+)
+
+// Effect is a document's new state after a committed transaction: the
+// materializer's output, handed to Options.Effects inside that transaction.
+type Effect struct {
+	Collection string
+	DocID      string
+	Deleted    bool
+	Doc        map[string]any // post-image; nil when Deleted
+	Changes    []core.ID      // changes in this transaction that touched it
+	Last       core.WriteKey  // newest write: provenance
+	SchemaID   string
+}
+
+// EffectWriter receives the effects of each transaction before it commits;
+// an error aborts the transaction. The effect log implements it.
+type EffectWriter func(txn *badger.Txn, effects []Effect) error
+
+// Options configure a replica.
+type Options struct {
+	Dir        string // badger directory; empty with InMemory
+	InMemory   bool
+	SyncWrites bool // fsync every commit (default for real use)
+	Effects    EffectWriter
+	// Committed, when set, is called after each transaction that wrote
+	// effects has committed (the effect log wakes its readers).
+	Committed  func()
+	Logger     *slog.Logger
+	MaxOrphans int // changes held waiting for parents; default 100000
+	// Space, when set, is the only genesis this replica accepts (a joiner
+	// knows the space ID from its invite before it has the genesis).
+	Space core.ID
+	// BadgerOptions may adjust the badger options before open.
+	BadgerOptions func(badger.Options) badger.Options
+}
+
+// meta is what the replica keeps about each stored change.
+type meta struct {
+	_         struct{} `cbor:",toarray"`
+	Height    uint64
+	HLC       core.HLC
+	Author    core.PublicKey
+	Seq       uint64
+	Admin     bool   // holds admin ops
+	Valid     bool   // has effect on state
+	Reason    string // why not valid
+	SchemaErr string // schema/reference verdict, fixed at arrival
+}
+
+// Replica is one space on one node: the Badger op-log of signed changes,
+// the materialized documents, and the membership and schema derived from
+// them. All writes go through one mutex; reads run concurrently.
+type Replica struct {
+	db   *badger.DB
+	opts Options
+	log  *slog.Logger
+
+	mu        sync.Mutex // serialises ingest and local writes
+	genesisID core.ID
+	genesis   *core.Change
+	maxAhead  uint64
+	heads     map[core.ID]struct{}
+	authorIx  map[core.PublicKey]uint32
+	members   *core.Membership
+	adminLog  []core.MemberChange
+	schemas   map[core.ID]*schema.Schema // genesis and accepted upgrades, by change
+	current   *schema.Schema
+	metas     map[core.ID]*meta
+	vvs       map[core.ID][]uint64
+	orphans   map[core.ID]core.Signed
+	equivocal map[core.PublicKey]bool
+	closed    bool
+}
+
+const cacheLimit = 1 << 18
+
+// Open opens (or creates) the replica in opts.Dir. A new replica holds no
+// space until Found or a received genesis change.
+func Open(opts Options) (*Replica, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxOrphans == 0 {
+		opts.MaxOrphans = 100000
+	}
+	bo := badger.DefaultOptions(opts.Dir).WithLogger(nil).WithSyncWrites(opts.SyncWrites).
+		WithNumVersionsToKeep(1).WithMetricsEnabled(false)
+	if opts.InMemory {
+		bo = bo.WithInMemory(true).WithDir("").WithValueDir("")
+	}
+	if opts.BadgerOptions != nil {
+		bo = opts.BadgerOptions(bo)
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open replica store %s: %w", opts.Dir, err)
+	}
+	r := &Replica{db: db, opts: opts, log: opts.Logger}
+	if err := r.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// DB exposes the Badger database so the effect log can share it (its keys
+// live under their own prefix).
+func (r *Replica) DB() *badger.DB { return r.db }
+
+// Close closes the store.
+func (r *Replica) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if err := r.db.Close(); err != nil {
+		return fmt.Errorf("close replica store: %w", err)
+	}
+	return nil
+}
+
+// load rebuilds the in-memory view (heads, authors, membership, schemas,
+// orphans) from the store. It is also how a failed commit is undone.
+func (r *Replica) load() error {
+	r.heads = map[core.ID]struct{}{}
+	r.authorIx = map[core.PublicKey]uint32{}
+	r.schemas = map[core.ID]*schema.Schema{}
+	r.metas = map[core.ID]*meta{}
+	r.vvs = map[core.ID][]uint64{}
+	r.orphans = map[core.ID]core.Signed{}
+	r.equivocal = map[core.PublicKey]bool{}
+	r.adminLog = nil
+	r.genesis, r.current, r.members = nil, nil, nil
+	return r.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(pGenesis))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return r.loadOrphans(txn)
+		}
+		if err != nil {
+			return fmt.Errorf("load genesis: %w", err)
+		}
+		if err := item.Value(func(v []byte) error { copy(r.genesisID[:], v); return nil }); err != nil {
+			return err
+		}
+		g, err := r.loadChange(txn, r.genesisID)
+		if err != nil {
+			return fmt.Errorf("load genesis: %w", err)
+		}
+		if err := r.setGenesis(r.genesisID, g); err != nil {
+			return err
+		}
+		err = scan(txn, []byte(pHead), func(k, _ []byte) error {
+			var id core.ID
+			copy(id[:], k[len(pHead):])
+			r.heads[id] = struct{}{}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = scan(txn, []byte(pAuthorIx), func(k, v []byte) error {
+			var a core.PublicKey
+			copy(a[:], k[len(pAuthorIx):])
+			var ix uint32
+			if err := core.Unmarshal(v, &ix); err != nil {
+				return err
+			}
+			r.authorIx[a] = ix
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = scan(txn, []byte(pEquivoc), func(k, _ []byte) error {
+			var a core.PublicKey
+			copy(a[:], k[len(pEquivoc):])
+			r.equivocal[a] = true
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := r.loadAdminLog(txn); err != nil {
+			return err
+		}
+		return r.loadOrphans(txn)
+	})
+}
+
+func (r *Replica) loadOrphans(txn *badger.Txn) error {
+	return scan(txn, []byte(pOrphan), func(k, v []byte) error {
+		s, err := core.DecodeSigned(v)
+		if err != nil {
+			return fmt.Errorf("load orphan: %w", err)
+		}
+		r.orphans[s.ID()] = s
+		return nil
+	})
+}
+
+func (r *Replica) loadAdminLog(txn *badger.Txn) error {
+	var ids []core.ID
+	err := scan(txn, []byte(pMeta), func(k, v []byte) error {
+		var m meta
+		if err := core.Unmarshal(v, &m); err != nil {
+			return err
+		}
+		if m.Admin {
+			var id core.ID
+			copy(id[:], k[len(pMeta):])
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load admin changes: %w", err)
+	}
+	for _, id := range ids {
+		c, err := r.loadChange(txn, id)
+		if err != nil {
+			return err
+		}
+		r.adminLog = append(r.adminLog, adminView(id, c))
+	}
+	return r.evaluateMembership(txn)
+}
+
+func (r *Replica) setGenesis(id core.ID, g *core.Change) error {
+	op := g.Ops[0]
+	s, err := schema.Parse(op.Schema)
+	if err != nil {
+		return fmt.Errorf("genesis schema: %w", err)
+	}
+	r.genesisID, r.genesis = id, g
+	r.maxAhead = op.MaxClockAhead
+	if r.maxAhead == 0 {
+		r.maxAhead = core.DefaultMaxClockAhead
+	}
+	r.schemas[id] = s
+	r.current = s
+	return nil
+}
+
+// evaluateMembership recomputes membership and the accepted schemas from
+// the admin changes known.
+func (r *Replica) evaluateMembership(txn *badger.Txn) error {
+	founders := append([]core.PublicKey{r.genesis.Author}, r.genesis.Ops[0].Admins...)
+	anc := txnAncestry{r: r, txn: txn}
+	r.members = core.EvaluateMembership(r.genesisID, founders, r.adminLog, anc)
+	r.current = r.schemas[r.genesisID]
+	for _, c := range r.members.Schemas {
+		for _, op := range c.Ops {
+			if op.Kind != core.OpSchema {
+				continue
+			}
+			s, ok := r.schemas[c.ID]
+			if !ok {
+				var err error
+				if s, err = schema.Parse(op.Schema); err != nil {
+					return fmt.Errorf("schema of %s: %w", c.ID, err)
+				}
+				r.schemas[c.ID] = s
+			}
+			r.current = s
+		}
+	}
+	return anc.err
+}
+
+func adminView(id core.ID, c *core.Change) core.MemberChange {
+	mc := core.MemberChange{ID: id, Height: c.Height, Author: c.Author}
+	for _, op := range c.Ops {
+		if op.Kind.IsMembership() || op.Kind == core.OpSchema {
+			mc.Ops = append(mc.Ops, op)
+		}
+	}
+	return mc
+}
+
+func isAdminChange(c *core.Change) bool {
+	return slices.ContainsFunc(c.Ops, func(o core.Op) bool { return o.Kind.IsMembership() || o.Kind == core.OpSchema })
+}
+
+func scan(txn *badger.Txn, prefix []byte, fn func(k, v []byte) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		err := item.Value(func(v []byte) error { return fn(item.Key(), v) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func scanKeys(txn *badger.Txn, prefix []byte, fn func(k []byte) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		if err := fn(it.Item().KeyCopy(nil)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func getValue(txn *badger.Txn, key []byte, into any) error {
+	item, err := txn.Get(key)
+	if err != nil {
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		return err
+	}
+	return item.Value(func(v []byte) error { return core.Unmarshal(v, into) })
+}
+
+func (r *Replica) loadChange(txn *badger.Txn, id core.ID) (*core.Change, error) {
+	s, err := r.loadSigned(txn, id)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.Decode()
+	if err != nil {
+		return nil, fmt.Errorf("stored change %s: %w", id, err)
+	}
+	return c, nil
+}
+
+func (r *Replica) loadSigned(txn *badger.Txn, id core.ID) (core.Signed, error) {
+	item, err := txn.Get(idKey(pChange, id))
+	if err != nil {
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return core.Signed{}, fmt.Errorf("change %s: %w", id, ErrNotFound)
+		}
+		return core.Signed{}, err
+	}
+	var s core.Signed
+	err = item.Value(func(v []byte) error {
+		var err error
+		s, err = core.DecodeSigned(v)
+		return err
+	})
+	return s, err
+}
+
+func (r *Replica) meta(txn *badger.Txn, id core.ID) (*meta, error) {
+	if m, ok := r.metas[id]; ok {
+		return m, nil
+	}
+	var m meta
+	if err := getValue(txn, idKey(pMeta, id), &m); err != nil {
+		return nil, err
+	}
+	r.cacheMeta(id, &m)
+	return &m, nil
+}
+
+func (r *Replica) cacheMeta(id core.ID, m *meta) {
+	if len(r.metas) >= cacheLimit {
+		clear(r.metas)
+	}
+	r.metas[id] = m
+}
+
+func (r *Replica) vv(txn *badger.Txn, id core.ID) ([]uint64, error) {
+	if v, ok := r.vvs[id]; ok {
+		return v, nil
+	}
+	var v []uint64
+	if err := getValue(txn, idKey(pVV, id), &v); err != nil {
+		return nil, err
+	}
+	if len(r.vvs) >= cacheLimit {
+		clear(r.vvs)
+	}
+	r.vvs[id] = v
+	return v, nil
+}
+
+// txnAncestry answers ancestry from version vectors: a precedes b iff b's
+// vector has seen a's author up to a's sequence. Sequence numbers are
+// chained through Prev, so this is exact for authors who never
+// equivocated; for an equivocating author both forks at a sequence count as
+// seen once one is, which every replica computes alike.
+type txnAncestry struct {
+	r   *Replica
+	txn *badger.Txn
+	err error
+}
+
+func (a txnAncestry) IsAncestor(x, y core.ID) bool {
+	if x == y {
+		return false
+	}
+	mx, err := a.r.meta(a.txn, x)
+	if err != nil {
+		return false
+	}
+	my, err := a.r.meta(a.txn, y)
+	if err != nil || my.Height <= mx.Height {
+		return false
+	}
+	v, err := a.r.vv(a.txn, y)
+	if err != nil {
+		return false
+	}
+	ix, ok := a.r.authorIx[mx.Author]
+	return ok && int(ix) < len(v) && v[ix] >= mx.Seq
+}

@@ -1,0 +1,259 @@
+package replica
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/schema"
+)
+
+// schemaAt is the schema in force for a change with these parents: the
+// newest accepted upgrade in their causal past, else the genesis schema.
+func (w *writeTxn) schemaAt(parents []core.ID) *schema.Schema {
+	r := w.r
+	s := r.schemas[r.genesisID]
+	for _, c := range r.members.Schemas { // (height, ID) order: last match wins
+		if w.inPast(c.ID, parents) {
+			if up, ok := r.schemas[c.ID]; ok {
+				s = up
+			}
+		}
+	}
+	return s
+}
+
+// checkOps checks every data op against the schema in force at the change
+// and references against the change's causal past. The verdict depends on
+// the change and its past only.
+func (w *writeTxn) checkOps(c *core.Change, id core.ID) error {
+	s := w.schemaAt(c.Parents)
+	for i := range c.Ops {
+		op := &c.Ops[i]
+		if !op.Kind.IsData() {
+			continue
+		}
+		if err := w.checkOp(s, op, c.Parents); err != nil {
+			return fmt.Errorf("%w: op %d (%s %s/%s): %v", core.ErrSchemaViolation, i, op.Kind, op.Coll, op.Doc, err)
+		}
+	}
+	return nil
+}
+
+func (w *writeTxn) checkOp(s *schema.Schema, op *core.Op, parents []core.ID) error {
+	coll, ok := s.Collection(op.Coll)
+	if !ok {
+		return fmt.Errorf("unknown collection %q", op.Coll)
+	}
+	if err := CheckDocID(op.Doc); err != nil {
+		return err
+	}
+	field := func(name string) (*schema.Field, error) {
+		f, ok := coll.Field(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown field %s.%s", op.Coll, name)
+		}
+		return f, nil
+	}
+	checkValue := func(f *schema.Field, v any) error {
+		if err := f.Check(v); err != nil {
+			return err
+		}
+		return w.checkRefs(f, v, parents)
+	}
+	switch op.Kind {
+	case core.OpCreate:
+		for name, v := range op.Fields {
+			f, err := field(name)
+			if err != nil {
+				return err
+			}
+			if err := checkValue(f, v); err != nil {
+				return err
+			}
+		}
+		return coll.CheckRequired(op.Fields)
+	case core.OpSet:
+		f, err := field(op.Field)
+		if err != nil {
+			return err
+		}
+		if f.Kind == schema.Counter || f.Kind == schema.Set {
+			return fmt.Errorf("%s.%s is a %s: use %s", op.Coll, op.Field, f.Kind, map[schema.Kind]string{schema.Counter: "increment", schema.Set: "add/remove"}[f.Kind])
+		}
+		return checkValue(f, op.Value)
+	case core.OpIncrement:
+		f, err := field(op.Field)
+		if err != nil {
+			return err
+		}
+		if f.Kind != schema.Counter {
+			return fmt.Errorf("%s.%s is not a counter", op.Coll, op.Field)
+		}
+	case core.OpAdd, core.OpRemove:
+		f, err := field(op.Field)
+		if err != nil {
+			return err
+		}
+		if f.Kind != schema.Set {
+			return fmt.Errorf("%s.%s is not a set", op.Coll, op.Field)
+		}
+		if err := checkValue(f, []any{op.Value}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkRefs requires every referenced document to have been created by a
+// change in the causal past.
+func (w *writeTxn) checkRefs(f *schema.Field, v any, parents []core.ID) error {
+	if f.Ref == "" || v == nil {
+		return nil
+	}
+	var ids []string
+	switch x := v.(type) {
+	case string:
+		ids = []string{x}
+	case []any:
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				ids = append(ids, s)
+			}
+		}
+	}
+	for _, doc := range ids {
+		found := false
+		err := scanKeys(w.txn, createPrefix(f.Ref, doc), func(k []byte) error {
+			var creator core.ID
+			copy(creator[:], k[len(k)-len(creator):])
+			if !found && w.inPast(creator, parents) {
+				found = true
+			}
+			return nil
+		})
+		if err != nil {
+			return storeError{err}
+		}
+		if !found {
+			return fmt.Errorf("%s: %s %q does not exist in the change's causal past", f.Name, f.Ref, doc)
+		}
+	}
+	return nil
+}
+
+// CheckDocID accepts printable ids of 1 to 256 bytes without NUL or '/'.
+func CheckDocID(id string) error {
+	if id == "" || len(id) > 256 {
+		return fmt.Errorf("document id %q: want 1 to 256 bytes", id)
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f || r == '/' {
+			return fmt.Errorf("document id %q: control characters and '/' are not allowed", id)
+		}
+	}
+	return nil
+}
+
+// build makes the next change of author on top of the current heads.
+func (w *writeTxn) build(author core.PublicKey, ops []core.Op, nowMillis uint64) (*core.Change, error) {
+	r := w.r
+	seq, prev, err := w.lastOf(author)
+	if err != nil {
+		return nil, err
+	}
+	heads := r.sortedHeads(w.txn)
+	parents := heads
+	if len(parents) > core.MaxParents {
+		parents = slices.Clone(heads[:core.MaxParents])
+		if seq > 0 && !w.inPast(prev, parents) {
+			for _, h := range heads[core.MaxParents:] {
+				if h == prev || w.anc().IsAncestor(prev, h) {
+					parents[len(parents)-1] = h
+					break
+				}
+			}
+		}
+	}
+	parents = core.SortIDs(slices.Clone(parents))
+	var maxH uint64
+	var maxC core.HLC
+	for _, p := range parents {
+		m, err := r.meta(w.txn, p)
+		if err != nil {
+			return nil, storeError{err}
+		}
+		maxH = max(maxH, m.Height)
+		if m.HLC.Compare(maxC) > 0 {
+			maxC = m.HLC
+		}
+	}
+	return &core.Change{
+		Version: core.ChangeVersion, Space: r.genesisID, Author: author,
+		Seq: seq + 1, Prev: prev, Parents: parents, Height: maxH + 1,
+		HLC: core.NextHLC(maxC, nowMillis, r.maxAhead), Ops: ops,
+	}, nil
+}
+
+// lastOf returns the author's highest sequence number and that change.
+func (w *writeTxn) lastOf(author core.PublicKey) (uint64, core.ID, error) {
+	it := w.txn.NewIterator(badger.IteratorOptions{Prefix: authorKey(author, 0, nil), Reverse: true})
+	defer it.Close()
+	seek := append(authorKey(author, 0, nil), 0xff)
+	for it.Seek(seek); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		var id core.ID
+		copy(id[:], k[len(k)-len(id):])
+		m, err := w.r.meta(w.txn, id)
+		if err != nil {
+			return 0, core.ID{}, storeError{err}
+		}
+		return m.Seq, id, nil
+	}
+	return 0, core.ID{}, nil
+}
+
+// precheck refuses a local write that would be stored without effect.
+func (w *writeTxn) precheck(c *core.Change, id core.ID) error {
+	for i := range c.Ops {
+		if c.Ops[i].Kind == core.OpGenesis {
+			return fmt.Errorf("%w: genesis op in a write", core.ErrInvalidChange)
+		}
+	}
+	if err := w.checkOps(c, id); err != nil {
+		return err
+	}
+	if isAdminChange(c) {
+		role, err := w.r.members.Authorize(c.Author, id, precheckAncestry{w, c})
+		if err != nil {
+			return err
+		}
+		if role != core.RoleAdmin && !(role == core.RoleInvite && len(c.Ops) == 1 && c.Ops[0].Kind == core.OpGrant && c.Ops[0].Role == core.RoleWriter) {
+			return fmt.Errorf("%w: role %q may not %s", core.ErrUnauthorized, role, c.Ops[0].Kind)
+		}
+		return nil
+	}
+	role, err := w.r.members.Authorize(c.Author, id, precheckAncestry{w, c})
+	if err != nil {
+		return err
+	}
+	if role == core.RoleInvite {
+		return fmt.Errorf("%w: an invite key may only grant", core.ErrUnauthorized)
+	}
+	return nil
+}
+
+// precheckAncestry answers ancestry for a change not stored yet.
+type precheckAncestry struct {
+	w *writeTxn
+	c *core.Change
+}
+
+func (p precheckAncestry) IsAncestor(a, b core.ID) bool {
+	if _, err := p.w.r.meta(p.w.txn, b); err == nil {
+		return p.w.anc().IsAncestor(a, b)
+	}
+	return p.w.inPast(a, p.c.Parents)
+}
