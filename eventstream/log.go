@@ -81,7 +81,7 @@ func (l *Log) key(parts ...[]byte) []byte {
 func lsnBytes(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
 func (l *Log) entryKey(n uint64) []byte { return l.key([]byte("l/"), lsnBytes(n)) }
-func (l *Log) docKey(e *Effect) []byte   { return l.key([]byte("d/"), []byte(e.Key())) }
+func (l *Log) docKey(e *Effect) []byte  { return l.key([]byte("d/"), []byte(e.Key())) }
 
 // Open opens the log kept in db under prefix.
 func Open(db *badger.DB, prefix []byte) (*Log, error) {

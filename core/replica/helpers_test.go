@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
-	"os"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"

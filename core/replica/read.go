@@ -2,8 +2,8 @@ package replica
 
 import (
 	"encoding/binary"
-	"maps"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
