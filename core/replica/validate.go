@@ -30,19 +30,23 @@ func (w *writeTxn) schemaAt(parents []core.ID) *schema.Schema {
 // the change and its past only.
 func (w *writeTxn) checkOps(c *core.Change, id core.ID) error {
 	s := w.schemaAt(c.Parents)
+	created := map[string]bool{} // documents created by earlier ops of c
 	for i := range c.Ops {
 		op := &c.Ops[i]
 		if !op.Kind.IsData() {
 			continue
 		}
-		if err := w.checkOp(s, op, c.Parents); err != nil {
+		if err := w.checkOp(s, op, c.Parents, created); err != nil {
 			return fmt.Errorf("%w: op %d (%s %s/%s): %v", core.ErrSchemaViolation, i, op.Kind, op.Coll, op.Doc, err)
+		}
+		if op.Kind == core.OpCreate {
+			created[op.Coll+"\x00"+op.Doc] = true
 		}
 	}
 	return nil
 }
 
-func (w *writeTxn) checkOp(s *schema.Schema, op *core.Op, parents []core.ID) error {
+func (w *writeTxn) checkOp(s *schema.Schema, op *core.Op, parents []core.ID, created map[string]bool) error {
 	coll, ok := s.Collection(op.Coll)
 	if !ok {
 		return fmt.Errorf("unknown collection %q", op.Coll)
@@ -61,7 +65,7 @@ func (w *writeTxn) checkOp(s *schema.Schema, op *core.Op, parents []core.ID) err
 		if err := f.Check(v); err != nil {
 			return err
 		}
-		return w.checkRefs(f, v, parents)
+		return w.checkRefs(f, v, parents, created)
 	}
 	switch op.Kind {
 	case core.OpCreate:
@@ -108,8 +112,8 @@ func (w *writeTxn) checkOp(s *schema.Schema, op *core.Op, parents []core.ID) err
 }
 
 // checkRefs requires every referenced document to have been created by a
-// change in the causal past.
-func (w *writeTxn) checkRefs(f *schema.Field, v any, parents []core.ID) error {
+// change in the causal past, or by an earlier op of the same change.
+func (w *writeTxn) checkRefs(f *schema.Field, v any, parents []core.ID, created map[string]bool) error {
 	if f.Ref == "" || v == nil {
 		return nil
 	}
@@ -125,7 +129,7 @@ func (w *writeTxn) checkRefs(f *schema.Field, v any, parents []core.ID) error {
 		}
 	}
 	for _, doc := range ids {
-		found := false
+		found := created[f.Ref+"\x00"+doc]
 		err := scanKeys(w.txn, createPrefix(f.Ref, doc), func(k []byte) error {
 			var creator core.ID
 			copy(creator[:], k[len(k)-len(creator):])

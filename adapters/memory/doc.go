@@ -1,0 +1,16 @@
+// Package memory is an in-memory view of a space: a Sink that keeps the
+// newest post-image of every document, answers get and field-equality
+// queries, and notifies subscribers of every change it applies.
+//
+//	view := memory.New("my-view", memory.Options{})
+//	runner, _ := checkpoint.New(checkpoint.DefaultConfig(), space.Effects, view, space, checkpoint.NewMemoryParking())
+//	runner.Start(ctx); defer runner.Close()
+//	doc, ok := view.Get("Book", "b1")
+//	books := view.Query("Book", map[string]any{"year": int64(1999)})
+//	updates, cancel := view.Subscribe(64); defer cancel()
+//
+// The view and its checkpoint change together under one lock, so it is
+// exactly-once within the process; it starts empty (checkpoint 0) and is
+// refilled from the effect log when the process restarts. Options.Validate
+// lets an application refuse documents (the runner parks them).
+package memory

@@ -1,0 +1,348 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tributary-sync/tributary/eventstream"
+)
+
+// Config tunes a runner.
+type Config struct {
+	BatchSize int           // most effects read per batch (default 1000)
+	Linger    time.Duration // wait for more effects before a small batch (default 5ms)
+	RetryMin  time.Duration // first backoff after a failed batch (default 100ms)
+	RetryMax  time.Duration // backoff cap (default 10s)
+	Logger    *slog.Logger
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{BatchSize: 1000, Linger: 5 * time.Millisecond, RetryMin: 100 * time.Millisecond, RetryMax: 10 * time.Second}
+}
+
+// Validate reports the first bad setting.
+func (c Config) Validate() error {
+	switch {
+	case c.BatchSize < 1 || c.BatchSize > 1_000_000:
+		return fmt.Errorf("checkpoint config: batch size %d: want 1 to 1000000", c.BatchSize)
+	case c.Linger < 0 || c.Linger > time.Minute:
+		return fmt.Errorf("checkpoint config: linger %s: want 0 to 1m", c.Linger)
+	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
+		return fmt.Errorf("checkpoint config: retry backoff %s..%s: want 0 < min <= max", c.RetryMin, c.RetryMax)
+	}
+	return nil
+}
+
+// Status is a runner's progress.
+type Status struct {
+	Sink       string    `json:"sink"`
+	Checkpoint uint64    `json:"checkpoint"`
+	LastLSN    uint64    `json:"last_lsn"`
+	Lag        uint64    `json:"lag"`
+	Applied    uint64    `json:"applied"`  // effects applied since start
+	Batches    uint64    `json:"batches"`  // batches applied since start
+	Parked     uint64    `json:"parked"`   // effects parked since start
+	Failures   uint64    `json:"failures"` // failed attempts since start
+	LastError  string    `json:"last_error,omitempty"`
+	LastErrAt  time.Time `json:"last_error_at,omitzero"`
+	Retrying   bool      `json:"retrying"`
+	Running    bool      `json:"running"`
+	CaughtUpAt time.Time `json:"caught_up_at,omitzero"`
+}
+
+// Runner feeds one sink from one effect log.
+type Runner struct {
+	cfg     Config
+	src     Source
+	sink    Sink
+	schemas SchemaSource
+	parking Parking
+	log     *slog.Logger
+
+	runMu sync.Mutex // one batch at a time
+	ckpt  uint64
+	known bool // ckpt loaded from the sink
+
+	mu      sync.Mutex
+	status  Status
+	cancel  context.CancelFunc
+	done    chan struct{}
+	backoff time.Duration
+}
+
+// New makes a runner; Start or RunOnce drive it.
+func New(cfg Config, src Source, sink Sink, schemas SchemaSource, parking Parking) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if src == nil || sink == nil || schemas == nil || parking == nil {
+		return nil, errors.New("checkpoint: source, sink, schemas and parking are all required")
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	r := &Runner{cfg: cfg, src: src, sink: sink, schemas: schemas, parking: parking, log: lg.With("sink", sink.Name())}
+	r.status.Sink = sink.Name()
+	return r, nil
+}
+
+// Status reports progress.
+func (r *Runner) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.status
+	s.LastLSN = r.src.LastLSN()
+	if s.LastLSN > s.Checkpoint {
+		s.Lag = s.LastLSN - s.Checkpoint
+	}
+	return s
+}
+
+// Start runs the runner in a goroutine until Close.
+func (r *Runner) Start(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done != nil {
+		return
+	}
+	ctx, r.cancel = context.WithCancel(ctx)
+	r.done = make(chan struct{})
+	r.status.Running = true
+	go r.loop(ctx, r.done)
+}
+
+// Close stops a started runner and waits for it. It does not close the sink.
+func (r *Runner) Close() error {
+	r.mu.Lock()
+	cancel, done := r.cancel, r.done
+	r.mu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	<-done
+	r.mu.Lock()
+	r.status.Running = false
+	r.cancel, r.done = nil, nil
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *Runner) loop(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	for ctx.Err() == nil {
+		n, err := r.RunOnce(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !r.sleep(ctx, r.nextBackoff()) {
+				return
+			}
+			continue
+		}
+		if n > 0 {
+			continue
+		}
+		if err := r.src.Wait(ctx, r.checkpoint()); err != nil {
+			return
+		}
+		if r.cfg.Linger > 0 && r.src.LastLSN()-r.checkpoint() < uint64(r.cfg.BatchSize) {
+			if !r.sleep(ctx, r.cfg.Linger) {
+				return
+			}
+		}
+	}
+}
+
+func (r *Runner) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (r *Runner) nextBackoff() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.backoff == 0 {
+		r.backoff = r.cfg.RetryMin
+	} else {
+		r.backoff = min(2*r.backoff, r.cfg.RetryMax)
+	}
+	r.status.Retrying = true
+	return r.backoff
+}
+
+func (r *Runner) checkpoint() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status.Checkpoint
+}
+
+// CatchUp runs batches until the sink's checkpoint reaches the log's last
+// LSN as of the call, or ctx ends. The first error is returned (a sink that
+// keeps failing fails CatchUp; Start retries instead).
+func (r *Runner) CatchUp(ctx context.Context) error {
+	target := r.src.LastLSN()
+	for {
+		if _, err := r.RunOnce(ctx); err != nil {
+			return err
+		}
+		if r.checkpoint() >= target {
+			return nil
+		}
+	}
+}
+
+// RunOnce applies at most one batch and returns how many effects it read.
+func (r *Runner) RunOnce(ctx context.Context) (int, error) {
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	if !r.known {
+		c, err := r.sink.Checkpoint(ctx)
+		if err != nil {
+			return 0, r.fail(fmt.Errorf("sink %s: read checkpoint: %w", r.sink.Name(), err))
+		}
+		r.ckpt, r.known = c, true
+		r.setCheckpoint(c)
+	}
+	if last := r.src.LastLSN(); r.ckpt > last {
+		return 0, r.fail(fmt.Errorf("sink %s: checkpoint %d is ahead of the effect log (last LSN %d): the sink was fed by another space or store", r.sink.Name(), r.ckpt, last))
+	}
+	effects, err := r.src.Read(ctx, r.ckpt+1, r.cfg.BatchSize)
+	if err != nil {
+		return 0, r.fail(fmt.Errorf("sink %s: read effects: %w", r.sink.Name(), err))
+	}
+	if len(effects) == 0 {
+		r.mu.Lock()
+		r.status.CaughtUpAt = time.Now()
+		r.mu.Unlock()
+		return 0, nil
+	}
+	through := effects[len(effects)-1].LSN
+	kept := Collapse(effects)
+	if err := r.apply(ctx, kept, through); err != nil {
+		return 0, r.fail(err)
+	}
+	r.ckpt = through
+	r.mu.Lock()
+	r.status.Checkpoint = through
+	r.status.Applied += uint64(len(kept))
+	r.status.Batches++
+	r.status.Retrying = false
+	r.backoff = 0
+	r.mu.Unlock()
+	return len(effects), nil
+}
+
+// apply applies kept (from LSNs up to through), splitting around rejected
+// effects: the part before a rejection is applied, the rejected effect
+// parked, and the rest applied, each step recording its own checkpoint.
+func (r *Runner) apply(ctx context.Context, kept []eventstream.Effect, through uint64) error {
+	sch := r.schemas.Schema()
+	for {
+		err := r.sink.Apply(ctx, Batch{Effects: kept, Schema: sch, Through: through})
+		var rej *RejectedError
+		if err == nil {
+			return nil
+		}
+		if !errors.As(err, &rej) {
+			return fmt.Errorf("sink %s: apply %d effects through LSN %d: %w", r.sink.Name(), len(kept), through, err)
+		}
+		idx := rej.Index
+		if idx < 0 || idx >= len(kept) {
+			if idx, err = r.bisect(ctx, kept); err != nil {
+				return err
+			}
+			if idx < 0 { // every half applied on its own: nothing left to do
+				return r.saveThrough(ctx, through)
+			}
+		} else if idx > 0 {
+			if err := r.sink.Apply(ctx, Batch{Effects: kept[:idx], Schema: sch, Through: kept[idx].LSN - 1}); err != nil {
+				return fmt.Errorf("sink %s: apply before rejected LSN %d: %w", r.sink.Name(), kept[idx].LSN, err)
+			}
+		}
+		bad := kept[idx]
+		reason := rej.Reason
+		if err := r.parking.Park(ctx, Parked{Sink: r.sink.Name(), Effect: bad, Reason: reason, ParkedAt: time.Now()}); err != nil {
+			return fmt.Errorf("sink %s: park LSN %d: %w", r.sink.Name(), bad.LSN, err)
+		}
+		r.log.Warn("effect parked", "lsn", bad.LSN, "collection", bad.Collection, "id", bad.DocID, "reason", reason)
+		r.mu.Lock()
+		r.status.Parked++
+		r.mu.Unlock()
+		kept = kept[idx+1:]
+		if len(kept) == 0 {
+			return r.saveThrough(ctx, through)
+		}
+	}
+}
+
+// bisect finds the first effect the sink rejects on its own, applying the
+// good effects before it one at a time. It returns -1 if none is rejected.
+func (r *Runner) bisect(ctx context.Context, kept []eventstream.Effect) (int, error) {
+	for i, e := range kept {
+		err := r.sink.Apply(ctx, Batch{Effects: []eventstream.Effect{e}, Schema: r.schemas.Schema(), Through: e.LSN})
+		if errors.Is(err, ErrRejected) {
+			return i, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("sink %s: apply LSN %d alone: %w", r.sink.Name(), e.LSN, err)
+		}
+	}
+	return -1, nil
+}
+
+// saveThrough records a checkpoint with an empty batch.
+func (r *Runner) saveThrough(ctx context.Context, through uint64) error {
+	if err := r.sink.Apply(ctx, Batch{Schema: r.schemas.Schema(), Through: through}); err != nil {
+		return fmt.Errorf("sink %s: save checkpoint %d: %w", r.sink.Name(), through, err)
+	}
+	return nil
+}
+
+func (r *Runner) setCheckpoint(c uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.status.Checkpoint = c
+}
+
+func (r *Runner) fail(err error) error {
+	r.known = false // re-read the sink's checkpoint: the failed batch may have landed
+	r.mu.Lock()
+	r.status.Failures++
+	r.status.LastError = err.Error()
+	r.status.LastErrAt = time.Now()
+	r.mu.Unlock()
+	r.log.Error("sink batch failed", "err", err)
+	return err
+}
+
+// Collapse keeps the newest effect of each document, in LSN order.
+func Collapse(effects []eventstream.Effect) []eventstream.Effect {
+	newest := make(map[string]int, len(effects))
+	for i := range effects {
+		newest[effects[i].Key()] = i
+	}
+	if len(newest) == len(effects) {
+		return effects
+	}
+	out := make([]eventstream.Effect, 0, len(newest))
+	for i := range effects {
+		if newest[effects[i].Key()] == i {
+			out = append(out, effects[i])
+		}
+	}
+	return out
+}

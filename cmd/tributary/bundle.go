@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tributary-sync/tributary/cmd/tributary/node"
+	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/mesh/bundle"
+)
+
+func (c *cli) exportCmd() *cobra.Command {
+	var out, since string
+	cmd := &cobra.Command{
+		Use:   "export -o FILE [--since HEADS]",
+		Short: "Write the changes a peer lacks (all, or those not in the past of --since heads) to a bundle file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return fmt.Errorf("-o FILE is required")
+			}
+			var heads []core.ID
+			for _, s := range strings.FieldsFunc(since, func(r rune) bool { return r == ',' || r == ' ' }) {
+				id, err := core.ParseID(s)
+				if err != nil {
+					return fmt.Errorf("--since: %w", err)
+				}
+				heads = append(heads, id)
+			}
+			_, sp, err := c.openSpace(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer sp.Close()
+			envs, err := sp.Replica.Export(heads)
+			if err != nil {
+				return err
+			}
+			if err := bundle.WriteFile(out, bundle.Bundle{Space: sp.Replica.Space(), Since: heads, Changes: envs}); err != nil {
+				return err
+			}
+			return c.say(map[string]any{"file": out, "changes": len(envs), "heads": sp.Replica.Heads()}, "wrote %d changes to %s", len(envs), out)
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "bundle file to write")
+	cmd.Flags().StringVar(&since, "since", "", "comma-separated heads the receiver already has")
+	c.spaceFlag(cmd)
+	return cmd
+}
+
+func (c *cli) importCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "import FILE",
+		Short: "Verify a bundle file and apply its changes (idempotent; nothing is applied from a file that fails verification)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := bundle.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			h, err := node.OpenHome(c.home)
+			if err != nil {
+				return err
+			}
+			if _, err := h.Info(b.Space.String()); err != nil {
+				return fmt.Errorf("bundle is for space %s, which this home does not hold (join it first): %w", b.Space, node.ErrUnknownSpace)
+			}
+			sp, err := h.OpenSpace(cmd.Context(), b.Space.String())
+			if err != nil {
+				return err
+			}
+			defer sp.Close()
+			rep, err := sp.Replica.Receive(cmd.Context(), b.Changes)
+			if err != nil {
+				return err
+			}
+			if !c.json {
+				fmt.Fprintf(c.out, "%d changes: %d applied (%d without effect), %d already held, %d waiting for parents, %d refused\n",
+					len(b.Changes), rep.Applied, rep.Invalid, rep.Duplicates, rep.Held, len(rep.Rejected))
+				for _, r := range rep.Rejected {
+					fmt.Fprintf(c.out, "refused %s: %s\n", r.ID, r.Msg)
+				}
+				return nil
+			}
+			return c.print(rep)
+		},
+	}
+}
+
+func (c *cli) statusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the space: changes, heads, members, equivocating authors, effect log",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h, sp, err := c.openSpace(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer sp.Close()
+			st, err := sp.Replica.Status()
+			if err != nil {
+				return err
+			}
+			es, err := sp.Effects.Stats()
+			if err != nil {
+				return err
+			}
+			out := map[string]any{"author": h.Key.Public().String(), "space": st, "effects": es}
+			return c.print(out)
+		},
+	}
+	c.spaceFlag(cmd)
+	return cmd
+}
+
+func (c *cli) effectsCmd() *cobra.Command {
+	var from uint64
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "effects [--from LSN]",
+		Short: "Print the effect stream (what sinks apply) from an LSN",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, sp, err := c.openSpace(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer sp.Close()
+			effs, err := sp.Effects.Read(cmd.Context(), from, limit)
+			if err != nil {
+				return err
+			}
+			return c.print(effs)
+		},
+	}
+	cmd.Flags().Uint64Var(&from, "from", 1, "first LSN")
+	cmd.Flags().IntVar(&limit, "limit", 1000, "at most this many effects")
+	c.spaceFlag(cmd)
+	return cmd
+}

@@ -1,0 +1,374 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/replica"
+	"github.com/tributary-sync/tributary/core/schema"
+)
+
+// newDocID makes a time-ordered random id: 48-bit milliseconds then 80
+// random bits, base32 (26 characters).
+func newDocID(now time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	_, _ = rand.Read(b[6:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// parseObject decodes a JSON object, keeping numbers exact.
+func parseObject(text string) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader([]byte(text)))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
+		return nil, fmt.Errorf("document JSON: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("document JSON: trailing data after the object")
+	}
+	if obj == nil {
+		return nil, fmt.Errorf("document JSON: want an object")
+	}
+	return obj, nil
+}
+
+// PlanPut turns user fields into ops: a create for a new document, or the
+// set/increment/add/remove ops that make the given fields of an existing
+// document equal to the values given.
+func PlanPut(s *schema.Schema, collName, id string, input map[string]any, existing *replica.Document) ([]core.Op, error) {
+	coll, ok := s.Collection(collName)
+	if !ok {
+		return nil, fmt.Errorf("unknown collection %q", collName)
+	}
+	delete(input, "id")
+	values := map[string]any{}
+	for _, name := range slices.Sorted(mapsKeys(input)) {
+		f, ok := coll.Field(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown field %s.%s", collName, name)
+		}
+		v, err := f.Normalize(input[name])
+		if err != nil {
+			return nil, err
+		}
+		values[name] = v
+	}
+	if existing == nil {
+		return []core.Op{{Kind: core.OpCreate, Coll: collName, Doc: id, Fields: values}}, nil
+	}
+	var ops []core.Op
+	for _, name := range slices.Sorted(mapsKeys(values)) {
+		f, _ := coll.Field(name)
+		v := values[name]
+		switch f.Kind {
+		case schema.Counter:
+			cur, _ := existing.Fields[name].(int64)
+			n, _ := v.(int64)
+			if n != cur {
+				ops = append(ops, core.Op{Kind: core.OpIncrement, Coll: collName, Doc: id, Field: name, Delta: n - cur})
+			}
+		case schema.Set:
+			cur, _ := existing.Fields[name].([]any)
+			want, _ := v.([]any)
+			for _, e := range want {
+				if !slices.ContainsFunc(cur, func(x any) bool { return core.CompareValues(x, e) == 0 }) {
+					ops = append(ops, core.Op{Kind: core.OpAdd, Coll: collName, Doc: id, Field: name, Value: e})
+				}
+			}
+			for _, e := range cur {
+				if !slices.ContainsFunc(want, func(x any) bool { return core.CompareValues(x, e) == 0 }) {
+					ops = append(ops, core.Op{Kind: core.OpRemove, Coll: collName, Doc: id, Field: name, Value: e})
+				}
+			}
+		default:
+			ops = append(ops, core.Op{Kind: core.OpSet, Coll: collName, Doc: id, Field: name, Value: v})
+		}
+	}
+	if len(ops) == 0 {
+		return nil, fmt.Errorf("nothing to change in %s/%s", collName, id)
+	}
+	return ops, nil
+}
+
+func mapsKeys(m map[string]any) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// docJSON renders a document as a JSON object with "id".
+func docJSON(d replica.Document) map[string]any {
+	out := map[string]any{"id": d.ID}
+	for k, v := range d.Fields {
+		out[k] = jsonValue(v)
+	}
+	return out
+}
+
+// jsonValue renders a canonical value for JSON: bytes as base64 (the
+// encoder's default), JSON fields as embedded JSON.
+func jsonValue(v any) any {
+	if l, ok := v.([]any); ok {
+		out := make([]any, len(l))
+		for i, e := range l {
+			out[i] = jsonValue(e)
+		}
+		return out
+	}
+	return v
+}
+
+func (c *cli) putCmd() *cobra.Command {
+	var id string
+	cmd := &cobra.Command{
+		Use:   "put COLLECTION JSON",
+		Short: "Create a document, or merge fields into an existing one (--id)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			input, err := parseObject(args[1])
+			if err != nil {
+				return err
+			}
+			h, sp, err := c.openSpace(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer sp.Close()
+			r := sp.Replica
+			var existing *replica.Document
+			if id == "" {
+				id = newDocID(c.nowFunc())
+			} else if d, ok, err := r.Get(args[0], id); err != nil {
+				return err
+			} else if ok {
+				existing = &d
+			}
+			if err := replica.CheckDocID(id); err != nil {
+				return err
+			}
+			ops, err := PlanPut(r.Schema(), args[0], id, input, existing)
+			if err != nil {
+				return err
+			}
+			change, err := r.Write(cmd.Context(), h.Key, ops, c.now())
+			if err != nil {
+				return err
+			}
+			return c.say(map[string]any{"id": id, "change": change.String()}, "%s %s/%s (change %s)", map[bool]string{true: "updated", false: "created"}[existing != nil], args[0], id, change)
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "document id (default: a new time-ordered id)")
+	c.spaceFlag(cmd)
+	return cmd
+}
+
+func (c *cli) getCmd() *cobra.Command {
+	var at string
+	cmd := &cobra.Command{
+		Use:   "get COLLECTION ID",
+		Short: "Print a document as JSON (--at CHANGE: as it was at that change)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, sp, err := c.openSpace(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer sp.Close()
+			if _, ok := sp.Replica.Schema().Collection(args[0]); !ok {
+				return fmt.Errorf("unknown collection %q", args[0])
+			}
+			var d replica.Document
+			ok := false
+			if at != "" {
+				cid, err := core.ParseID(at)
+				if err != nil {
+					return err
+				}
+				if d, err = sp.Replica.At(args[0], args[1], cid); err != nil {
+					return err
+				}
+				ok = !d.Deleted && d.Fields != nil
+			} else if d, ok, err = sp.Replica.Get(args[0], args[1]); err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("%s/%s: %w", args[0], args[1], replica.ErrNotFound)
+			}
+			return c.print(docJSON(d))
+		},
+	}
+	cmd.Flags().StringVar(&at, "at", "", "read the document as of this change ID")
+	c.spaceFlag(cmd)
+	return cmd
+}
+
+func (c *cli) deleteCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "delete COLLECTION ID",
+		Short: "Delete a document",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, sp, err := c.openSpace(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer sp.Close()
+			if _, ok, err := sp.Replica.Get(args[0], args[1]); err != nil {
+				return err
+			} else if !ok {
+				return fmt.Errorf("%s/%s: %w", args[0], args[1], replica.ErrNotFound)
+			}
+			change, err := sp.Replica.Write(cmd.Context(), h.Key, []core.Op{{Kind: core.OpDelete, Coll: args[0], Doc: args[1]}}, c.now())
+			if err != nil {
+				return err
+			}
+			return c.say(map[string]any{"id": args[1], "change": change.String()}, "deleted %s/%s (change %s)", args[0], args[1], change)
+		},
+	}
+	c.spaceFlag(cmd)
+	return cmd
+}
+
+func (c *cli) queryCmd() *cobra.Command {
+	var where []string
+	cmd := &cobra.Command{
+		Use:   "query COLLECTION [--where field=value]...",
+		Short: "List documents of a collection, filtered by field equality",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, sp, err := c.openSpace(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer sp.Close()
+			coll, ok := sp.Replica.Schema().Collection(args[0])
+			if !ok {
+				return fmt.Errorf("unknown collection %q", args[0])
+			}
+			filter := map[string]any{}
+			for _, w := range where {
+				name, raw, ok := strings.Cut(w, "=")
+				if !ok {
+					return fmt.Errorf("--where %q: want field=value", w)
+				}
+				f, ok := coll.Field(name)
+				if !ok {
+					return fmt.Errorf("--where: unknown field %s.%s", args[0], name)
+				}
+				var v any = raw
+				dec := json.NewDecoder(strings.NewReader(raw))
+				dec.UseNumber()
+				var parsed any
+				if dec.Decode(&parsed) == nil && !dec.More() {
+					if _, isStr := parsed.(string); isStr || f.Kind != schema.String {
+						v = parsed
+					}
+				}
+				nv, err := f.Normalize(v)
+				if err != nil {
+					return fmt.Errorf("--where %s: %w", name, err)
+				}
+				filter[name] = nv
+			}
+			docs, err := sp.Replica.Query(args[0], filter)
+			if err != nil {
+				return err
+			}
+			out := make([]map[string]any, len(docs))
+			for i, d := range docs {
+				out[i] = docJSON(d)
+			}
+			return c.print(out)
+		},
+	}
+	cmd.Flags().StringArrayVar(&where, "where", nil, "field=value equality filter (repeatable)")
+	c.spaceFlag(cmd)
+	return cmd
+}
+
+func (c *cli) logCmd() *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "log [COLLECTION ID]",
+		Short: "Show the space's changes, or one document's history",
+		Args:  cobra.RangeArgs(0, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				return fmt.Errorf("log takes no argument or COLLECTION ID")
+			}
+			_, sp, err := c.openSpace(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer sp.Close()
+			var entries []replica.Entry
+			if len(args) == 2 {
+				entries, err = sp.Replica.History(args[0], args[1])
+			} else {
+				entries, err = sp.Replica.Log(limit)
+			}
+			if err != nil {
+				return err
+			}
+			if c.json {
+				return c.print(entries)
+			}
+			for _, e := range entries {
+				verdict := ""
+				if !e.Valid {
+					verdict = "  INVALID: " + e.Reason
+				}
+				fmt.Fprintf(c.out, "%s h=%d %s seq=%d by %s%s\n", e.Change, e.Height, e.HLC, e.Seq, e.Author[:12], verdict)
+				for _, op := range e.Ops {
+					b, _ := json.Marshal(op)
+					fmt.Fprintf(c.out, "    %s\n", b)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 0, "show only the newest N changes")
+	c.spaceFlag(cmd)
+	return cmd
+}
+
+func (c *cli) conflictsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "conflicts",
+		Short: "List open conflicts: concurrent writes to one field (resolve with an ordinary put)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, sp, err := c.openSpace(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer sp.Close()
+			cs, err := sp.Replica.Conflicts()
+			if err != nil {
+				return err
+			}
+			if cs == nil {
+				cs = []replica.ConflictView{}
+			}
+			return c.print(cs)
+		},
+	}
+	c.spaceFlag(cmd)
+	return cmd
+}

@@ -1,0 +1,115 @@
+// Command tributary is the one binary: it creates and joins spaces, reads
+// and writes documents, carries changes as bundle files, and (with `run`)
+// is the sync bridge beside your databases. `tributary --help` lists the
+// commands; every command takes --home and --json.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tributary-sync/tributary/cmd/tributary/node"
+)
+
+// cli holds the global flags.
+type cli struct {
+	home    string
+	json    bool
+	space   string
+	out     *os.File
+	nowFunc func() time.Time
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot(&cli{out: os.Stdout, nowFunc: time.Now}).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tributary:", err)
+		os.Exit(1)
+	}
+}
+
+func defaultHome() string {
+	if h := os.Getenv("TRIBUTARY_HOME"); h != "" {
+		return h
+	}
+	if u, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(u, ".tributary")
+	}
+	return ".tributary"
+}
+
+func newRoot(c *cli) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "tributary",
+		Short:         "A shared, typed database of equal peers, streamed into the databases you run",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&c.home, "home", defaultHome(), "node home directory (env TRIBUTARY_HOME)")
+	root.PersistentFlags().BoolVar(&c.json, "json", false, "machine-readable JSON output")
+	root.AddCommand(
+		c.initCmd(), c.spaceCmd(), c.putCmd(), c.getCmd(), c.deleteCmd(), c.queryCmd(),
+		c.logCmd(), c.conflictsCmd(), c.inviteCmd(), c.joinCmd(), c.memberCmd(),
+		c.exportCmd(), c.importCmd(), c.statusCmd(), c.effectsCmd(), c.demoCmd(),
+	)
+	return root
+}
+
+func (c *cli) now() uint64 { return uint64(c.nowFunc().UnixMilli()) }
+
+// spaceFlag adds --space to a command.
+func (c *cli) spaceFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&c.space, "space", "", "space ID (a unique suffix or the name works; optional when the home holds one space)")
+}
+
+// openSpace opens the home and the space named by --space.
+func (c *cli) openSpace(ctx context.Context) (*node.Home, *node.Space, error) {
+	h, err := node.OpenHome(c.home)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err := h.Resolve(c.space)
+	if err != nil {
+		return nil, nil, err
+	}
+	sp, err := h.OpenSpace(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return h, sp, nil
+}
+
+// print writes v as indented JSON (with --json, compact).
+func (c *cli) print(v any) error {
+	var b []byte
+	var err error
+	if c.json {
+		b, err = json.Marshal(v)
+	} else {
+		b, err = json.MarshalIndent(v, "", "  ")
+	}
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(c.out, string(b))
+	return err
+}
+
+// say prints a human line, or v as JSON with --json.
+func (c *cli) say(v any, format string, args ...any) error {
+	if c.json {
+		return c.print(v)
+	}
+	_, err := fmt.Fprintf(c.out, format+"\n", args...)
+	return err
+}

@@ -1,0 +1,315 @@
+package schema
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tributary-sync/tributary/core"
+)
+
+// Normalize turns a user value (decoded JSON, with or without UseNumber, or
+// a GraphQL literal) into the field's canonical value. nil stays nil.
+// DateTime accepts RFC 3339 text, Bytes accepts base64 text, JSON accepts
+// any JSON value; sets come back sorted and without duplicates.
+func (f *Field) Normalize(v any) (any, error) {
+	if v == nil {
+		if f.Kind == Set {
+			return []any{}, nil
+		}
+		if f.Kind == Counter {
+			return int64(0), nil
+		}
+		return nil, nil
+	}
+	switch f.Kind {
+	case List, Set:
+		l, ok := v.([]any)
+		if !ok {
+			return nil, f.typeError(v)
+		}
+		out := make([]any, 0, len(l))
+		for i, e := range l {
+			if e == nil {
+				return nil, fmt.Errorf("%s[%d]: null is not allowed in a %s", f.Name, i, f.Kind)
+			}
+			n, err := normalizeScalar(f.Elem, e)
+			if err != nil {
+				return nil, fmt.Errorf("%s[%d]: %v", f.Name, i, err)
+			}
+			out = append(out, n)
+		}
+		if f.Kind == Set {
+			slices.SortFunc(out, core.CompareValues)
+			out = slices.CompactFunc(out, func(a, b any) bool { return core.CompareValues(a, b) == 0 })
+		}
+		return out, nil
+	}
+	n, err := normalizeScalar(f.ScalarKind(), v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", f.Name, err)
+	}
+	return n, nil
+}
+
+func (f *Field) typeError(v any) error {
+	return fmt.Errorf("%s: want %s, got %s", f.Name, f.describe(), describeValue(v))
+}
+
+func (f *Field) describe() string {
+	switch f.Kind {
+	case List, Set:
+		return fmt.Sprintf("a %s of %s", f.Kind, kindLabel(f.Elem, f.Ref))
+	}
+	return kindLabel(f.Kind, f.Ref)
+}
+
+func kindLabel(k Kind, ref string) string {
+	if k == Ref {
+		return "an id of " + ref
+	}
+	return k.String()
+}
+
+func describeValue(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case json.Number, float64, int64, int:
+		return "a number"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	case []byte:
+		return "bytes"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func normalizeScalar(k Kind, v any) (any, error) {
+	bad := func() error { return fmt.Errorf("want %s, got %s", k, describeValue(v)) }
+	switch k {
+	case String, Ref:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+	case Int:
+		switch n := v.(type) {
+		case int64:
+			return n, nil
+		case int:
+			return int64(n), nil
+		case json.Number:
+			i, err := strconv.ParseInt(string(n), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("want a 64-bit integer, got %s", n)
+			}
+			return i, nil
+		case float64:
+			if n != math.Trunc(n) || math.Abs(n) >= 1<<63 {
+				return nil, fmt.Errorf("want a 64-bit integer, got %v", n)
+			}
+			return int64(n), nil
+		}
+	case Float:
+		var x float64
+		switch n := v.(type) {
+		case float64:
+			x = n
+		case int64:
+			x = float64(n)
+		case int:
+			x = float64(n)
+		case json.Number:
+			var err error
+			if x, err = strconv.ParseFloat(string(n), 64); err != nil {
+				return nil, fmt.Errorf("want a number, got %s", n)
+			}
+		default:
+			return nil, bad()
+		}
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nil, errors.New("want a finite number")
+		}
+		return x, nil
+	case Boolean:
+		if b, ok := v.(bool); ok {
+			return b, nil
+		}
+	case DateTime:
+		s, ok := v.(string)
+		if !ok {
+			return nil, bad()
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return nil, fmt.Errorf("want an RFC 3339 date-time such as 2024-05-01T12:00:00Z, got %q", s)
+		}
+		return t.UTC().Format(time.RFC3339Nano), nil
+	case Bytes:
+		switch b := v.(type) {
+		case []byte:
+			return b, nil
+		case string:
+			out, err := base64.StdEncoding.DecodeString(b)
+			if err != nil {
+				if out, err = base64.RawStdEncoding.DecodeString(b); err != nil {
+					return nil, fmt.Errorf("want base64 bytes: %v", err)
+				}
+			}
+			return out, nil
+		}
+	case JSON:
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(v); err != nil {
+			return nil, fmt.Errorf("want a JSON value: %v", err)
+		}
+		return string(bytes.TrimRight(buf.Bytes(), "\n")), nil
+	}
+	return nil, bad()
+}
+
+// Check validates a canonical value against the field's type and rules.
+// nil (clearing the field) is refused for required fields.
+func (f *Field) Check(v any) error {
+	if v == nil {
+		if f.Required {
+			return fmt.Errorf("%s is required and cannot be cleared", f.Name)
+		}
+		return nil
+	}
+	switch f.Kind {
+	case List, Set:
+		l, ok := v.([]any)
+		if !ok {
+			return f.typeError(v)
+		}
+		if f.Kind == List {
+			if err := f.checkLen(len(l), "elements"); err != nil {
+				return err
+			}
+		}
+		for i, e := range l {
+			if err := f.checkScalar(f.Elem, e); err != nil {
+				return fmt.Errorf("%s[%d]: %v", f.Name, i, err)
+			}
+		}
+		return nil
+	}
+	if err := f.checkScalar(f.ScalarKind(), v); err != nil {
+		return fmt.Errorf("%s: %v", f.Name, err)
+	}
+	return nil
+}
+
+func (f *Field) checkLen(n int, unit string) error {
+	if f.MinLen != nil && n < *f.MinLen {
+		return fmt.Errorf("%s: %d %s, at least %d allowed", f.Name, n, unit, *f.MinLen)
+	}
+	if f.MaxLen != nil && n > *f.MaxLen {
+		return fmt.Errorf("%s: %d %s, at most %d allowed", f.Name, n, unit, *f.MaxLen)
+	}
+	return nil
+}
+
+func (f *Field) checkRange(x float64) error {
+	if f.Min != nil && x < *f.Min {
+		return fmt.Errorf("%v is below the minimum %v", x, *f.Min)
+	}
+	if f.Max != nil && x > *f.Max {
+		return fmt.Errorf("%v is above the maximum %v", x, *f.Max)
+	}
+	return nil
+}
+
+func (f *Field) checkScalar(k Kind, v any) error {
+	bad := fmt.Errorf("want %s, got %s", kindLabel(k, f.Ref), describeValue(v))
+	scalar := f.Kind != List && f.Kind != Set
+	switch k {
+	case String:
+		s, ok := v.(string)
+		if !ok {
+			return bad
+		}
+		if !utf8.ValidString(s) {
+			return errors.New("text is not valid UTF-8")
+		}
+		if scalar {
+			if err := f.checkLen(utf8.RuneCountInString(s), "characters"); err != nil {
+				return err
+			}
+		}
+		if f.Pattern != nil && !f.Pattern.MatchString(s) {
+			return fmt.Errorf("%q does not match the pattern %s", s, f.Pattern)
+		}
+	case Ref:
+		s, ok := v.(string)
+		if !ok {
+			return bad
+		}
+		if s == "" || len(s) > 256 {
+			return fmt.Errorf("reference %q: want an id of 1 to 256 bytes", s)
+		}
+	case Int:
+		n, ok := v.(int64)
+		if !ok {
+			return bad
+		}
+		return f.checkRange(float64(n))
+	case Float:
+		x, ok := v.(float64)
+		if !ok {
+			return bad
+		}
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return errors.New("want a finite number")
+		}
+		return f.checkRange(x)
+	case Boolean:
+		if _, ok := v.(bool); !ok {
+			return bad
+		}
+	case DateTime:
+		s, ok := v.(string)
+		if !ok {
+			return bad
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil || t.UTC().Format(time.RFC3339Nano) != s {
+			return fmt.Errorf("%q is not a canonical UTC RFC 3339 date-time", s)
+		}
+	case Bytes:
+		b, ok := v.([]byte)
+		if !ok {
+			return bad
+		}
+		if scalar {
+			return f.checkLen(len(b), "bytes")
+		}
+	case JSON:
+		s, ok := v.(string)
+		if !ok {
+			return bad
+		}
+		if !json.Valid([]byte(s)) {
+			return errors.New("not valid JSON text")
+		}
+	default:
+		return bad
+	}
+	return nil
+}
