@@ -21,7 +21,8 @@ import (
 //	A/<author>                    local author index for version vectors
 //	d/<coll>\0<doc>               DocState
 //	x/<coll>\0<doc>\0<height><id> changes that touched a document
-//	r/<coll>\0<doc>\0<id>         changes that created a document
+//	r/<coll>\0<doc>               changes that created a document (ID list)
+//	s/<author><seq>               first change seen with that sequence
 //	f/<coll>\0<doc>               document has open conflicts
 //	q/<author><id>                equivocation evidence
 const (
@@ -39,6 +40,7 @@ const (
 	pCreate   = "r/"
 	pConflict = "f/"
 	pEquivoc  = "q/"
+	pSeq      = "s/"
 )
 
 func idKey(prefix string, id core.ID) []byte {
@@ -77,11 +79,10 @@ func docIndexPrefix(coll, doc string) []byte {
 	return append([]byte(pDocIndex+docName(coll, doc)), 0)
 }
 
-func createKey(coll, doc string, id core.ID) []byte {
-	k := append([]byte(pCreate+docName(coll, doc)), 0)
-	return append(k, id[:]...)
+func createKey(coll, doc string) []byte {
+	return []byte(pCreate + docName(coll, doc))
 }
 
-func createPrefix(coll, doc string) []byte {
-	return append([]byte(pCreate+docName(coll, doc)), 0)
+func seqKey(a core.PublicKey, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(pSeq), a[:]...), seq)
 }

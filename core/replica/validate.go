@@ -130,16 +130,14 @@ func (w *writeTxn) checkRefs(f *schema.Field, v any, parents []core.ID, created 
 	}
 	for _, doc := range ids {
 		found := created[f.Ref+"\x00"+doc]
-		err := scanKeys(w.txn, createPrefix(f.Ref, doc), func(k []byte) error {
-			var creator core.ID
-			copy(creator[:], k[len(k)-len(creator):])
+		ids, err := w.creators(f.Ref, doc)
+		if err != nil {
+			return err
+		}
+		for _, creator := range ids {
 			if !found && w.inPast(creator, parents) {
 				found = true
 			}
-			return nil
-		})
-		if err != nil {
-			return storeError{err}
 		}
 		if !found {
 			return fmt.Errorf("%s: %s %q does not exist in the change's causal past", f.Name, f.Ref, doc)

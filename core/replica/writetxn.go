@@ -253,17 +253,26 @@ func (w *writeTxn) setVerdict(id core.ID, m *meta, authErr error) {
 }
 
 func (w *writeTxn) checkEquivocation(c *core.Change, id core.ID) error {
-	return scanKeys(w.txn, authorKey(c.Author, c.Seq, nil), func(k []byte) error {
-		var other core.ID
-		copy(other[:], k[len(k)-len(other):])
-		if other != id {
-			w.txnSet(append(append([]byte(pEquivoc), c.Author[:]...), id[:]...), nil)
-			w.txnSet(append(append([]byte(pEquivoc), c.Author[:]...), other[:]...), nil)
-			w.r.equivocal[c.Author] = true
-			w.r.log.Warn("equivocation: two changes with one sequence number", "author", c.Author.String(), "seq", c.Seq, "a", id.String(), "b", other.String())
-		}
+	k := seqKey(c.Author, c.Seq)
+	var other core.ID
+	item, err := w.txn.Get(k)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		w.txnSet(k, id[:])
 		return nil
-	})
+	case err != nil:
+		return storeError{err}
+	}
+	if err := item.Value(func(v []byte) error { copy(other[:], v); return nil }); err != nil {
+		return storeError{err}
+	}
+	if other != id {
+		w.txnSet(append(append([]byte(pEquivoc), c.Author[:]...), id[:]...), nil)
+		w.txnSet(append(append([]byte(pEquivoc), c.Author[:]...), other[:]...), nil)
+		w.r.equivocal[c.Author] = true
+		w.r.log.Warn("equivocation: two changes with one sequence number", "author", c.Author.String(), "seq", c.Seq, "a", id.String(), "b", other.String())
+	}
+	return nil
 }
 
 // inPast reports whether x is one of parents or an ancestor of one.
@@ -325,7 +334,13 @@ func (w *writeTxn) merge(c *core.Change, id core.ID) {
 func (w *writeTxn) indexCreates(c *core.Change, id core.ID) {
 	for i := range c.Ops {
 		if op := &c.Ops[i]; op.Kind == core.OpCreate {
-			w.txnSet(createKey(op.Coll, op.Doc, id), nil)
+			ids, err := w.creators(op.Coll, op.Doc)
+			if err != nil {
+				panic(err)
+			}
+			if !slices.Contains(ids, id) {
+				w.setValue(createKey(op.Coll, op.Doc), append(ids, id))
+			}
 		}
 	}
 }
@@ -435,4 +450,13 @@ func (r *Replica) sortedHeads(txn *badger.Txn) []core.ID {
 		return a.Compare(b)
 	})
 	return hs
+}
+
+// creators lists the schema-valid changes that created a document.
+func (w *writeTxn) creators(coll, doc string) ([]core.ID, error) {
+	var ids []core.ID
+	if err := getValue(w.txn, createKey(coll, doc), &ids); err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, storeError{err}
+	}
+	return ids, nil
 }

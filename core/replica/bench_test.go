@@ -1,0 +1,83 @@
+package replica
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/tributary-sync/tributary/core"
+)
+
+// benchOps makes n ops for change number i: creates of fresh books, and
+// every fourth op an overwrite of an earlier one, so both paths are timed.
+func benchOps(i, n int) []core.Op {
+	ops := make([]core.Op, n)
+	for j := range ops {
+		doc := fmt.Sprintf("b%d-%d", i, j)
+		if j%4 == 3 {
+			ops[j] = core.Op{Kind: core.OpSet, Coll: "Book", Doc: fmt.Sprintf("b%d-%d", i, j-1), Field: "year", Value: int64(1900 + j)}
+			continue
+		}
+		ops[j] = core.Op{Kind: core.OpCreate, Coll: "Book", Doc: doc, Fields: map[string]any{"title": "t" + doc, "year": int64(2000)}}
+	}
+	return ops
+}
+
+// BenchmarkLocalWrite signs, validates, materializes and commits local
+// changes of 1, 16 and 256 ops each (the batch size), with the effect log
+// hook in the same transaction as in production.
+func BenchmarkLocalWrite(b *testing.B) {
+	for _, batch := range []int{1, 16, 256} {
+		b.Run(fmt.Sprintf("ops=%d", batch), func(b *testing.B) {
+			admin := key(b, 1)
+			r := found(b, admin)
+			ctx := context.Background()
+			clk := &clock{}
+			b.ResetTimer()
+			for i := range b.N {
+				if _, err := r.Write(ctx, admin, benchOps(i, batch), clk.now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			s := b.Elapsed().Seconds()
+			b.ReportMetric(float64(b.N)/s, "changes/s")
+			b.ReportMetric(float64(b.N*batch)/s, "ops/s")
+		})
+	}
+}
+
+// BenchmarkMaterialize receives changes written elsewhere into a fresh
+// replica: decode, batch signature verification, validation, merge,
+// commit. It reports ops/s.
+func BenchmarkMaterialize(b *testing.B) {
+	for _, batch := range []int{1, 16} {
+		b.Run(fmt.Sprintf("ops=%d", batch), func(b *testing.B) {
+			admin := key(b, 1)
+			src := found(b, admin)
+			ctx := context.Background()
+			clk := &clock{}
+			const changes = 2000
+			for i := range changes {
+				if _, err := src.Write(ctx, admin, benchOps(i, batch), clk.now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			envs, err := src.Export(nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				dst := openMem(b)
+				b.StartTimer()
+				for k := 0; k < len(envs); k += 500 {
+					if _, err := dst.Receive(ctx, envs[k:min(k+500, len(envs))]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N*changes*batch)/b.Elapsed().Seconds(), "ops/s")
+		})
+	}
+}
