@@ -95,7 +95,7 @@ func Decode(data []byte) (Bundle, error) {
 	}
 	for i, ok := range core.VerifyBatch(pubs, ids, sigs) {
 		if !ok {
-			return Bundle{}, fmt.Errorf("%w: change %d (%s): %v", ErrBadChange, i, ids[i], core.ErrBadSignature)
+			return Bundle{}, fmt.Errorf("%w: change %d (%s): %w", ErrBadChange, i, ids[i], core.ErrBadSignature)
 		}
 	}
 	return b, nil
