@@ -232,13 +232,14 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 	}
 	through := effects[len(effects)-1].LSN
 	kept := Collapse(effects)
-	if err := r.apply(ctx, kept, through); err != nil {
+	parked, err := r.apply(ctx, kept, through)
+	if err != nil {
 		return 0, r.fail(err)
 	}
 	r.ckpt = through
 	r.mu.Lock()
 	r.status.Checkpoint = through
-	r.status.Applied += uint64(len(kept))
+	r.status.Applied += uint64(len(kept) - parked)
 	r.status.Batches++
 	r.status.Retrying = false
 	r.backoff = 0
@@ -249,59 +250,70 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 // apply applies kept (from LSNs up to through), splitting around rejected
 // effects: the part before a rejection is applied, the rejected effect
 // parked, and the rest applied, each step recording its own checkpoint.
-func (r *Runner) apply(ctx context.Context, kept []eventstream.Effect, through uint64) error {
+// It returns how many effects it parked.
+func (r *Runner) apply(ctx context.Context, kept []eventstream.Effect, through uint64) (parked int, err error) {
 	sch := r.schemas.Schema()
 	for {
 		err := r.sink.Apply(ctx, Batch{Effects: kept, Schema: sch, Through: through})
 		var rej *RejectedError
 		if err == nil {
-			return nil
+			return parked, nil
 		}
 		if !errors.As(err, &rej) {
-			return fmt.Errorf("sink %s: apply %d effects through LSN %d: %w", r.sink.Name(), len(kept), through, err)
+			return parked, fmt.Errorf("sink %s: apply %d effects through LSN %d: %w", r.sink.Name(), len(kept), through, err)
 		}
-		idx := rej.Index
+		idx, reason := rej.Index, rej.Reason
 		if idx < 0 || idx >= len(kept) {
-			if idx, err = r.bisect(ctx, kept); err != nil {
-				return err
+			if idx, reason, err = r.bisect(ctx, kept); err != nil {
+				return parked, err
 			}
 			if idx < 0 { // every half applied on its own: nothing left to do
-				return r.saveThrough(ctx, through)
+				return parked, r.saveThrough(ctx, through)
 			}
 		} else if idx > 0 {
 			if err := r.sink.Apply(ctx, Batch{Effects: kept[:idx], Schema: sch, Through: kept[idx].LSN - 1}); err != nil {
-				return fmt.Errorf("sink %s: apply before rejected LSN %d: %w", r.sink.Name(), kept[idx].LSN, err)
+				return parked, fmt.Errorf("sink %s: apply before rejected LSN %d: %w", r.sink.Name(), kept[idx].LSN, err)
 			}
 		}
 		bad := kept[idx]
-		reason := rej.Reason
 		if err := r.parking.Park(ctx, Parked{Sink: r.sink.Name(), Effect: bad, Reason: reason, ParkedAt: time.Now()}); err != nil {
-			return fmt.Errorf("sink %s: park LSN %d: %w", r.sink.Name(), bad.LSN, err)
+			return parked, fmt.Errorf("sink %s: park LSN %d: %w", r.sink.Name(), bad.LSN, err)
 		}
 		r.log.Warn("effect parked", "lsn", bad.LSN, "collection", bad.Collection, "id", bad.DocID, "reason", reason)
 		r.mu.Lock()
 		r.status.Parked++
 		r.mu.Unlock()
+		parked++
 		kept = kept[idx+1:]
 		if len(kept) == 0 {
-			return r.saveThrough(ctx, through)
+			return parked, r.saveThrough(ctx, through)
+		}
+		// Record the parked effect as handled, so that a failure applying
+		// the rest does not park it again when the batch is retried.
+		if err := r.saveThrough(ctx, bad.LSN); err != nil {
+			return parked, err
 		}
 	}
 }
 
 // bisect finds the first effect the sink rejects on its own, applying the
-// good effects before it one at a time. It returns -1 if none is rejected.
-func (r *Runner) bisect(ctx context.Context, kept []eventstream.Effect) (int, error) {
+// good effects before it one at a time. It returns -1 if none is rejected,
+// else the index and the reason the sink gave for that effect alone.
+func (r *Runner) bisect(ctx context.Context, kept []eventstream.Effect) (int, string, error) {
 	for i, e := range kept {
 		err := r.sink.Apply(ctx, Batch{Effects: []eventstream.Effect{e}, Schema: r.schemas.Schema(), Through: e.LSN})
 		if errors.Is(err, ErrRejected) {
-			return i, nil
+			reason := err.Error()
+			if rej := (*RejectedError)(nil); errors.As(err, &rej) {
+				reason = rej.Reason
+			}
+			return i, reason, nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("sink %s: apply LSN %d alone: %w", r.sink.Name(), e.LSN, err)
+			return 0, "", fmt.Errorf("sink %s: apply LSN %d alone: %w", r.sink.Name(), e.LSN, err)
 		}
 	}
-	return -1, nil
+	return -1, "", nil
 }
 
 // saveThrough records a checkpoint with an empty batch.

@@ -29,16 +29,28 @@ func (c *cli) exportCmd() *cobra.Command {
 				}
 				heads = append(heads, id)
 			}
-			_, sp, err := c.openSpace(cmd.Context())
+			h, sp, err := c.openSpace(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer sp.Close()
+			space := sp.Replica.Space()
+			if space.IsZero() {
+				// A joiner holds no genesis before its first sync (only its
+				// own grant, waiting for parents): name the space it joined.
+				id, err := h.Resolve(c.space)
+				if err != nil {
+					return err
+				}
+				if space, err = core.ParseID(id); err != nil {
+					return err
+				}
+			}
 			envs, err := sp.Replica.Export(heads)
 			if err != nil {
 				return err
 			}
-			if err := bundle.WriteFile(out, bundle.Bundle{Space: sp.Replica.Space(), Since: heads, Changes: envs}); err != nil {
+			if err := bundle.WriteFile(out, bundle.Bundle{Space: space, Since: heads, Changes: envs}); err != nil {
 				return err
 			}
 			return c.say(map[string]any{"file": out, "changes": len(envs), "heads": sp.Replica.Heads()}, "wrote %d changes to %s", len(envs), out)

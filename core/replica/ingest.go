@@ -119,6 +119,7 @@ func (r *Replica) Receive(ctx context.Context, envelopes [][]byte) (Report, erro
 	if err := r.ingest(ctx, pending, &rep); err != nil {
 		return rep, err
 	}
+	r.notify(false, rep.IDs)
 	return rep, nil
 }
 
@@ -278,6 +279,7 @@ func (r *Replica) Write(ctx context.Context, key core.PrivateKey, ops []core.Op,
 	if err := w.commit(); err != nil {
 		return core.ID{}, err
 	}
+	r.notify(true, []core.ID{id})
 	return id, nil
 }
 

@@ -513,3 +513,20 @@ func (r *Replica) Change(id core.ID) (Entry, error) {
 	}
 	return e, nil
 }
+
+// IsMember reports whether key currently holds a role in the space (admin,
+// writer or an invite capability) and is not revoked: the admission rule
+// of transports.
+func (r *Replica) IsMember(key core.PublicKey) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.members == nil {
+		return false
+	}
+	for _, m := range r.members.Members() {
+		if m.Key == key {
+			return !m.Revoked && m.Role != ""
+		}
+	}
+	return false
+}

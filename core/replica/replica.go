@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 
@@ -92,6 +93,60 @@ type Replica struct {
 	orphans   map[core.ID]core.Signed
 	equivocal map[core.PublicKey]bool
 	closed    bool
+
+	watchMu  sync.Mutex
+	watchers map[int]func(local bool, ids []core.ID)
+	watchSeq int
+}
+
+// Watch registers fn to be told of every change stored from now on: local
+// writes (local true) and changes received from elsewhere, after their
+// transaction committed. fn runs on the writer's goroutine while the
+// replica's write lock is held: it must return quickly and must not call
+// back into the replica (hand the IDs to a goroutine of your own). The
+// returned function unregisters fn.
+func (r *Replica) Watch(fn func(local bool, ids []core.ID)) (cancel func()) {
+	r.watchMu.Lock()
+	defer r.watchMu.Unlock()
+	if r.watchers == nil {
+		r.watchers = map[int]func(bool, []core.ID){}
+	}
+	r.watchSeq++
+	id := r.watchSeq
+	r.watchers[id] = fn
+	return func() {
+		r.watchMu.Lock()
+		defer r.watchMu.Unlock()
+		delete(r.watchers, id)
+	}
+}
+
+func (r *Replica) notify(local bool, ids []core.ID) {
+	if len(ids) == 0 {
+		return
+	}
+	r.watchMu.Lock()
+	fns := make([]func(bool, []core.ID), 0, len(r.watchers))
+	for _, fn := range r.watchers {
+		fns = append(fns, fn)
+	}
+	r.watchMu.Unlock()
+	for _, fn := range fns {
+		fn(local, ids)
+	}
+}
+
+// Orphans returns the envelopes of changes held for missing parents, by ID.
+func (r *Replica) Orphans() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([][]byte, 0, len(r.orphans))
+	for _, id := range core.SortIDs(slices.Collect(maps.Keys(r.orphans))) {
+		if b, err := r.orphans[id].Encode(); err == nil {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 const cacheLimit = 1 << 18

@@ -1,0 +1,432 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/replica"
+)
+
+// Store is the replica as the node uses it.
+type Store interface {
+	Space() core.ID
+	Receive(ctx context.Context, envelopes [][]byte) (replica.Report, error)
+	Range(from, to uint64, fn func(height uint64, id core.ID) bool) error
+	Envelope(id core.ID) ([]byte, error)
+	Orphans() [][]byte
+	Watch(fn func(local bool, ids []core.ID)) (cancel func())
+	IsMember(key core.PublicKey) bool
+}
+
+// Config tunes a node.
+type Config struct {
+	SyncInterval     time.Duration // anti-entropy period (default 5s)
+	SyncTimeout      time.Duration // one reconciliation with one peer (default 2m)
+	MaxMessageBytes  int           // request or reply (default 32 MiB)
+	FetchBatch       int           // change IDs per fetch request (default 4096)
+	PushBatch        int           // local changes per publish (default 256)
+	MaxSyncsInFlight int           // reconciliation requests served at once (default 8)
+	MaxRounds        int           // reconcile round trips per sync (default 32)
+	PushRate         float64       // changes/s accepted by push from one peer (default 50000)
+	PushBurst        int           // (default 200000)
+	InboundQueue     int           // pushes waiting to be applied (default 1024)
+	Reconciler       Reconciler
+	Logger           *slog.Logger
+}
+
+func (c *Config) defaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = 5 * time.Second
+	}
+	if c.SyncTimeout <= 0 {
+		c.SyncTimeout = 2 * time.Minute
+	}
+	def(&c.MaxMessageBytes, 32<<20)
+	def(&c.FetchBatch, 4096)
+	def(&c.PushBatch, 256)
+	def(&c.MaxSyncsInFlight, 8)
+	def(&c.MaxRounds, 32)
+	def(&c.PushBurst, 200000)
+	def(&c.InboundQueue, 1024)
+	if c.PushRate <= 0 {
+		c.PushRate = 50000
+	}
+	if c.Reconciler.Branch < 2 || c.Reconciler.ListBelow < 1 {
+		c.Reconciler = DefaultReconciler
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// SyncStats describe one reconciliation.
+type SyncStats struct {
+	Peer      PeerID `json:"peer"`
+	Rounds    int    `json:"rounds"`
+	Fetched   int    `json:"fetched"`
+	Pushed    int    `json:"pushed"`
+	Applied   int    `json:"applied"`
+	BytesSent int    `json:"bytes_sent"`
+	BytesRecv int    `json:"bytes_received"`
+}
+
+// Node replicates one space over one transport: it publishes local
+// changes, applies what peers push, and reconciles with peers
+// periodically, when a peer appears, and when a push leaves changes
+// waiting for missing parents.
+type Node struct {
+	store   Store
+	tr      Transport
+	cfg     Config
+	space   core.ID
+	log     *slog.Logger
+	metrics Metrics
+
+	itemsMu sync.Mutex
+	items   []Item
+	dirty   bool
+
+	outbox  chan []core.ID
+	inbound chan pushed
+	kick    chan PeerID
+	serving chan struct{}
+
+	limMu    sync.Mutex
+	limiters map[PeerID]*bucket
+	banned   map[PeerID]string
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	unwatch  func()
+	closeMu  sync.Mutex
+	started  bool
+	lastSeen map[PeerID]bool
+}
+
+type pushed struct {
+	from PeerID
+	envs [][]byte
+}
+
+// NewNode makes a node for store's space over tr; Start runs it.
+func NewNode(store Store, tr Transport, cfg Config) *Node {
+	cfg.defaults()
+	return &Node{
+		store: store, tr: tr, cfg: cfg, space: store.Space(),
+		log:      cfg.Logger.With("space", store.Space().Short()),
+		dirty:    true,
+		outbox:   make(chan []core.ID, 4096),
+		inbound:  make(chan pushed, cfg.InboundQueue),
+		kick:     make(chan PeerID, 64),
+		serving:  make(chan struct{}, cfg.MaxSyncsInFlight),
+		limiters: map[PeerID]*bucket{}, banned: map[PeerID]string{},
+		lastSeen: map[PeerID]bool{},
+	}
+}
+
+// Metrics returns the node's counters.
+func (n *Node) Metrics() *Metrics { return &n.metrics }
+
+// Start joins the transport and starts the node's goroutines; Close stops
+// them.
+func (n *Node) Start(ctx context.Context) error {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	if n.started {
+		return errors.New("mesh node already started")
+	}
+	if g, ok := n.tr.(Gated); ok {
+		g.SetAdmission(n.space, func(p PeerID) bool {
+			k, err := core.ParsePublicKey(string(p))
+			return err == nil && n.store.IsMember(k)
+		})
+	}
+	n.unwatch = n.store.Watch(n.stored)
+	if err := n.tr.Join(n.space, n); err != nil {
+		n.unwatch()
+		return fmt.Errorf("mesh: join space %s: %w", n.space.Short(), err)
+	}
+	ctx, n.cancel = context.WithCancel(ctx)
+	n.started = true
+	n.wg.Add(3)
+	go n.publishLoop(ctx)
+	go n.applyLoop(ctx)
+	go n.syncLoop(ctx)
+	return nil
+}
+
+// Close stops the node and leaves the transport (which stays open: it may
+// carry other spaces).
+func (n *Node) Close() error {
+	n.closeMu.Lock()
+	defer n.closeMu.Unlock()
+	if !n.started {
+		return nil
+	}
+	n.started = false
+	n.cancel()
+	n.unwatch()
+	err := n.tr.Leave(n.space)
+	n.wg.Wait()
+	return err
+}
+
+// stored is the replica's watch callback: it must not block.
+func (n *Node) stored(local bool, ids []core.ID) {
+	n.itemsMu.Lock()
+	n.dirty = true
+	n.itemsMu.Unlock()
+	if !local {
+		return
+	}
+	select {
+	case n.outbox <- slices.Clone(ids):
+	default:
+		n.metrics.OutboxFull.Add(1)
+		n.log.Warn("outbox full: local change left to reconciliation", "changes", len(ids))
+	}
+}
+
+// Kick asks for a reconciliation with peer ("" for every peer) soon.
+func (n *Node) Kick(peer PeerID) {
+	select {
+	case n.kick <- peer:
+	default:
+	}
+}
+
+func (n *Node) publishLoop(ctx context.Context) {
+	defer n.wg.Done()
+	for {
+		var ids []core.ID
+		select {
+		case <-ctx.Done():
+			return
+		case ids = <-n.outbox:
+		}
+	more:
+		for len(ids) < n.cfg.PushBatch {
+			select {
+			case next := <-n.outbox:
+				ids = append(ids, next...)
+			default:
+				break more
+			}
+		}
+		envs := make([][]byte, 0, len(ids))
+		for _, id := range ids {
+			if b, err := n.store.Envelope(id); err == nil {
+				envs = append(envs, b)
+			}
+		}
+		if err := n.tr.Publish(ctx, n.space, envs); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			n.log.Warn("publish failed; reconciliation will deliver", "changes", len(envs), "err", err)
+			continue
+		}
+		n.metrics.PushesSent.Add(1)
+		n.metrics.ChangesPushed.Add(uint64(len(envs)))
+	}
+}
+
+// Pushed implements Handler: rate-limited per peer, queued, applied by
+// applyLoop.
+func (n *Node) Pushed(from PeerID, envs [][]byte) {
+	n.metrics.PushesReceived.Add(1)
+	if n.isBanned(from) {
+		return
+	}
+	if !n.allow(from, len(envs)) {
+		n.metrics.PushRateLimited.Add(1)
+		n.log.Warn("push dropped: peer over its rate limit", "peer", from, "changes", len(envs), "limit_per_s", n.cfg.PushRate)
+		n.Kick(from)
+		return
+	}
+	select {
+	case n.inbound <- pushed{from, envs}:
+	default:
+		n.metrics.PushQueueFull.Add(1)
+		n.log.Warn("push dropped: inbound queue full", "peer", from, "changes", len(envs))
+		n.Kick(from)
+	}
+}
+
+func (n *Node) applyLoop(ctx context.Context) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-n.inbound:
+			if n.isBanned(p.from) {
+				continue
+			}
+			rep, err := n.receive(ctx, p.from, p.envs)
+			if err != nil {
+				if ctx.Err() == nil {
+					n.log.Error("apply pushed changes", "peer", p.from, "err", err)
+				}
+				continue
+			}
+			if rep.Held > 0 {
+				n.Kick(p.from)
+			}
+		}
+	}
+}
+
+// receive applies envelopes from a peer; forged or malformed ones get the
+// peer banned.
+func (n *Node) receive(ctx context.Context, from PeerID, envs [][]byte) (replica.Report, error) {
+	n.metrics.ChangesReceived.Add(uint64(len(envs)))
+	rep, err := n.store.Receive(ctx, envs)
+	if err != nil {
+		return rep, err
+	}
+	n.metrics.ChangesApplied.Add(uint64(rep.Applied))
+	n.metrics.OrphansHeld.Add(uint64(rep.Held))
+	if len(rep.Rejected) > 0 {
+		n.metrics.ChangesRejected.Add(uint64(len(rep.Rejected)))
+		n.ban(from, fmt.Sprintf("sent %d invalid changes, first: %s", len(rep.Rejected), rep.Rejected[0].Msg))
+		return rep, fmt.Errorf("%w: %s: %s", ErrBadPeer, from, rep.Rejected[0].Msg)
+	}
+	return rep, nil
+}
+
+func (n *Node) ban(peer PeerID, reason string) {
+	n.limMu.Lock()
+	_, already := n.banned[peer]
+	n.banned[peer] = reason
+	n.limMu.Unlock()
+	if already {
+		return
+	}
+	n.metrics.PeersBanned.Add(1)
+	n.log.Warn("peer banned", "peer", peer, "reason", reason)
+	if b, ok := n.tr.(Banner); ok {
+		b.Ban(peer, reason)
+	}
+}
+
+func (n *Node) isBanned(p PeerID) bool {
+	n.limMu.Lock()
+	defer n.limMu.Unlock()
+	_, ok := n.banned[p]
+	return ok
+}
+
+// Banned lists banned peers with the reason.
+func (n *Node) Banned() map[PeerID]string {
+	n.limMu.Lock()
+	defer n.limMu.Unlock()
+	out := make(map[PeerID]string, len(n.banned))
+	for k, v := range n.banned {
+		out[k] = v
+	}
+	return out
+}
+
+func (n *Node) allow(p PeerID, count int) bool {
+	n.limMu.Lock()
+	defer n.limMu.Unlock()
+	b := n.limiters[p]
+	if b == nil {
+		b = &bucket{tokens: float64(n.cfg.PushBurst), last: time.Now()}
+		n.limiters[p] = b
+	}
+	return b.take(float64(count), n.cfg.PushRate, float64(n.cfg.PushBurst))
+}
+
+// bucket is a token bucket.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (b *bucket) take(n, rate, burst float64) bool {
+	now := time.Now()
+	b.tokens = math.Min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.last = now
+	if b.tokens < n {
+		return false
+	}
+	b.tokens -= n
+	return true
+}
+
+func (n *Node) syncLoop(ctx context.Context) {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.SyncInterval)
+	defer t.Stop()
+	n.syncPeers(ctx, "") // at start
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.syncPeers(ctx, "")
+		case p := <-n.kick:
+			n.syncPeers(ctx, p)
+		}
+	}
+}
+
+// syncPeers reconciles with one peer, or with every reachable peer.
+func (n *Node) syncPeers(ctx context.Context, only PeerID) {
+	peers := n.tr.Peers(n.space)
+	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	for _, p := range peers {
+		if ctx.Err() != nil {
+			return
+		}
+		if (only != "" && p != only) || n.isBanned(p) {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, n.cfg.SyncTimeout)
+		st, err := n.SyncWith(sctx, p)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				n.log.Debug("sync failed", "peer", p, "err", err)
+			}
+			continue
+		}
+		if st.Fetched+st.Pushed > 0 {
+			n.log.Info("synced", "peer", p, "rounds", st.Rounds, "fetched", st.Fetched, "pushed", st.Pushed, "bytes_sent", st.BytesSent, "bytes_received", st.BytesRecv)
+		}
+	}
+}
+
+// snapshot returns the sorted items of the store.
+func (n *Node) snapshot() ([]Item, error) {
+	n.itemsMu.Lock()
+	defer n.itemsMu.Unlock()
+	if !n.dirty {
+		return n.items, nil
+	}
+	items := make([]Item, 0, len(n.items)+64)
+	err := n.store.Range(0, math.MaxUint64, func(h uint64, id core.ID) bool {
+		items = append(items, Item{Height: h, ID: id})
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list changes: %w", err)
+	}
+	n.items, n.dirty = items, false
+	return items, nil
+}

@@ -1,0 +1,242 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/tributary-sync/tributary/core"
+)
+
+// Request kinds of the sync protocol.
+const (
+	reqReconcile uint8 = 1 // Ranges: a reconciliation round
+	reqFetch     uint8 = 2 // IDs: send me these changes
+	reqPush      uint8 = 3 // Envelopes: changes you lack
+)
+
+type request struct {
+	_         struct{} `cbor:",toarray"`
+	Kind      uint8
+	Ranges    []Range
+	IDs       []core.ID
+	Envelopes [][]byte
+}
+
+type response struct {
+	_         struct{} `cbor:",toarray"`
+	Ranges    []Range
+	Envelopes [][]byte
+	Applied   int
+}
+
+// Serve implements Handler: it answers reconciliation, fetch and push
+// requests, at most MaxSyncsInFlight at once.
+func (n *Node) Serve(ctx context.Context, from PeerID, data []byte) ([]byte, error) {
+	if n.isBanned(from) {
+		return nil, fmt.Errorf("%w: %s is banned", ErrBadPeer, from)
+	}
+	if len(data) > n.cfg.MaxMessageBytes {
+		n.metrics.MessagesTooLarge.Add(1)
+		n.log.Warn("request refused: too large", "peer", from, "bytes", len(data), "limit", n.cfg.MaxMessageBytes)
+		return nil, fmt.Errorf("%w: request of %d bytes, limit %d", ErrTooLarge, len(data), n.cfg.MaxMessageBytes)
+	}
+	select {
+	case n.serving <- struct{}{}:
+		defer func() { <-n.serving }()
+	default:
+		n.metrics.SyncsRefused.Add(1)
+		n.log.Warn("sync refused: too many in flight", "peer", from, "limit", n.cfg.MaxSyncsInFlight)
+		return nil, fmt.Errorf("%w (limit %d)", ErrBusy, n.cfg.MaxSyncsInFlight)
+	}
+	n.metrics.BytesReceived.Add(uint64(len(data)))
+	var req request
+	if err := core.Unmarshal(data, &req); err != nil {
+		n.ban(from, "malformed sync request: "+err.Error())
+		return nil, fmt.Errorf("%w: malformed request: %v", ErrBadPeer, err)
+	}
+	var resp response
+	switch req.Kind {
+	case reqReconcile:
+		n.metrics.SyncsServed.Add(1)
+		items, err := n.snapshot()
+		if err != nil {
+			return nil, err
+		}
+		resp.Ranges = n.cfg.Reconciler.Respond(items, req.Ranges)
+	case reqFetch:
+		size := 0
+		for _, id := range req.IDs {
+			b, err := n.store.Envelope(id)
+			if err != nil {
+				break // we do not have it (any more): the peer asks elsewhere
+			}
+			if size+len(b) > n.cfg.MaxMessageBytes-4096 && len(resp.Envelopes) > 0 {
+				break // the rest in the next request
+			}
+			size += len(b)
+			resp.Envelopes = append(resp.Envelopes, b)
+		}
+	case reqPush:
+		rep, err := n.receive(ctx, from, req.Envelopes)
+		if err != nil {
+			return nil, err
+		}
+		resp.Applied = rep.Applied
+	default:
+		n.ban(from, fmt.Sprintf("unknown sync request kind %d", req.Kind))
+		return nil, fmt.Errorf("%w: unknown request kind %d", ErrBadPeer, req.Kind)
+	}
+	out, err := core.Marshal(&resp)
+	if err != nil {
+		return nil, err
+	}
+	n.metrics.BytesSent.Add(uint64(len(out)))
+	return out, nil
+}
+
+// call sends one request to peer and decodes the reply.
+func (n *Node) call(ctx context.Context, peer PeerID, req *request, st *SyncStats) (*response, error) {
+	data, err := core.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > n.cfg.MaxMessageBytes {
+		n.metrics.MessagesTooLarge.Add(1)
+		return nil, fmt.Errorf("%w: request of %d bytes, limit %d", ErrTooLarge, len(data), n.cfg.MaxMessageBytes)
+	}
+	st.BytesSent += len(data)
+	n.metrics.BytesSent.Add(uint64(len(data)))
+	out, err := n.tr.Request(ctx, n.space, peer, data)
+	if err != nil {
+		return nil, err
+	}
+	st.BytesRecv += len(out)
+	n.metrics.BytesReceived.Add(uint64(len(out)))
+	if len(out) > n.cfg.MaxMessageBytes {
+		n.metrics.MessagesTooLarge.Add(1)
+		return nil, fmt.Errorf("%w: reply of %d bytes, limit %d", ErrTooLarge, len(out), n.cfg.MaxMessageBytes)
+	}
+	var resp response
+	if err := core.Unmarshal(out, &resp); err != nil {
+		n.ban(peer, "malformed sync reply: "+err.Error())
+		return nil, fmt.Errorf("%w: malformed reply: %v", ErrBadPeer, err)
+	}
+	return &resp, nil
+}
+
+// SyncWith reconciles with one peer: range-based set reconciliation over
+// (height, ID) finds what each side lacks in a logarithmic number of round
+// trips; then the missing changes are fetched in height order and ours are
+// pushed. Our held orphans are pushed too (a joiner's own grant waits
+// there for the history the peer has).
+func (n *Node) SyncWith(ctx context.Context, peer PeerID) (SyncStats, error) {
+	st := SyncStats{Peer: peer}
+	n.metrics.SyncsStarted.Add(1)
+	err := n.syncWith(ctx, peer, &st)
+	if err != nil {
+		n.metrics.SyncsFailed.Add(1)
+		return st, fmt.Errorf("sync with %s: %w", peer, err)
+	}
+	return st, nil
+}
+
+func (n *Node) syncWith(ctx context.Context, peer PeerID, st *SyncStats) error {
+	if orphans := n.store.Orphans(); len(orphans) > 0 {
+		if _, err := n.call(ctx, peer, &request{Kind: reqPush, Envelopes: orphans}, st); err != nil {
+			return fmt.Errorf("push held changes: %w", err)
+		}
+	}
+	items, err := n.snapshot()
+	if err != nil {
+		return err
+	}
+	rc := n.cfg.Reconciler
+	msg := rc.Initiate(items)
+	var have, need []Item
+	for len(msg) > 0 {
+		if st.Rounds == n.cfg.MaxRounds {
+			return fmt.Errorf("reconciliation did not converge in %d rounds", n.cfg.MaxRounds)
+		}
+		st.Rounds++
+		n.metrics.SyncRounds.Add(1)
+		resp, err := n.call(ctx, peer, &request{Kind: reqReconcile, Ranges: msg}, st)
+		if err != nil {
+			return fmt.Errorf("reconcile round %d: %w", st.Rounds, err)
+		}
+		var h, nd []Item
+		msg, h, nd = rc.Step(items, resp.Ranges)
+		have, need = append(have, h...), append(need, nd...)
+	}
+	if err := n.fetch(ctx, peer, need, st); err != nil {
+		return err
+	}
+	return n.pushItems(ctx, peer, have, st)
+}
+
+// fetch gets need (sorted by height: parents first) in batches.
+func (n *Node) fetch(ctx context.Context, peer PeerID, need []Item, st *SyncStats) error {
+	sortItems(need)
+	for len(need) > 0 {
+		k := min(len(need), n.cfg.FetchBatch)
+		ids := make([]core.ID, k)
+		for i := range ids {
+			ids[i] = need[i].ID
+		}
+		resp, err := n.call(ctx, peer, &request{Kind: reqFetch, IDs: ids}, st)
+		if err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		if len(resp.Envelopes) == 0 {
+			return errors.New("fetch: peer sent none of the changes it listed")
+		}
+		if len(resp.Envelopes) > k {
+			n.ban(peer, "sent more changes than asked")
+			return fmt.Errorf("%w: %d changes for %d asked", ErrBadPeer, len(resp.Envelopes), k)
+		}
+		rep, err := n.receive(ctx, peer, resp.Envelopes)
+		if err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		st.Fetched += len(resp.Envelopes)
+		st.Applied += rep.Applied
+		need = need[len(resp.Envelopes):]
+	}
+	return nil
+}
+
+// pushItems sends the peer the changes it lacks, in height order, in
+// messages under the size limit.
+func (n *Node) pushItems(ctx context.Context, peer PeerID, have []Item, st *SyncStats) error {
+	sortItems(have)
+	var batch [][]byte
+	size := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if _, err := n.call(ctx, peer, &request{Kind: reqPush, Envelopes: batch}, st); err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		st.Pushed += len(batch)
+		batch, size = nil, 0
+		return nil
+	}
+	for _, it := range have {
+		b, err := n.store.Envelope(it.ID)
+		if err != nil {
+			continue
+		}
+		if size+len(b) > n.cfg.MaxMessageBytes/2 || len(batch) == n.cfg.FetchBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		batch = append(batch, b)
+		size += len(b)
+	}
+	return flush()
+}
+
+func sortItems(xs []Item) { slices.SortFunc(xs, Item.Compare) }
