@@ -38,6 +38,7 @@ type Config struct {
 	PushRate         float64       // changes/s accepted by push from one peer (default 50000)
 	PushBurst        int           // (default 200000)
 	InboundQueue     int           // pushes waiting to be applied (default 1024)
+	PushHaveMax      int           // after reconciling, push the peer at most this many of ours (default 1024); beyond, the peer pulls
 	Reconciler       Reconciler
 	Logger           *slog.Logger
 }
@@ -61,6 +62,7 @@ func (c *Config) defaults() {
 	def(&c.MaxRounds, 32)
 	def(&c.PushBurst, 200000)
 	def(&c.InboundQueue, 1024)
+	def(&c.PushHaveMax, 1024)
 	if c.PushRate <= 0 {
 		c.PushRate = 50000
 	}

@@ -172,6 +172,13 @@ func (n *Node) syncWith(ctx context.Context, peer PeerID, st *SyncStats) error {
 	if err := n.fetch(ctx, peer, need, st); err != nil {
 		return err
 	}
+	// Both sides reconcile on their own schedule and each pulls what it
+	// lacks; pushing ours too only helps a peer that cannot reach us, so
+	// it is bounded to avoid sending a large backlog twice.
+	if len(have) > n.cfg.PushHaveMax {
+		n.log.Debug("peer lacks many of our changes; leaving them for its own pull", "peer", peer, "changes", len(have))
+		return nil
+	}
 	return n.pushItems(ctx, peer, have, st)
 }
 
