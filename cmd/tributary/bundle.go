@@ -79,7 +79,7 @@ func (c *cli) importCmd() *cobra.Command {
 			if _, err := h.Info(b.Space.String()); err != nil {
 				return fmt.Errorf("bundle is for space %s, which this home does not hold (join it first): %w", b.Space, node.ErrUnknownSpace)
 			}
-			sp, err := h.OpenSpace(cmd.Context(), b.Space.String())
+			sp, err := c.open(cmd.Context(), h, b.Space.String())
 			if err != nil {
 				return err
 			}

@@ -134,7 +134,7 @@ func (c *cli) joinCmd() *cobra.Command {
 			if err := h.WriteInfo(node.SpaceInfo{Space: iv.Space.String(), Name: iv.Name, Bootstrap: iv.Bootstrap}); err != nil {
 				return err
 			}
-			sp, err := h.OpenSpace(cmd.Context(), iv.Space.String())
+			sp, err := c.open(cmd.Context(), h, iv.Space.String())
 			if err != nil {
 				return err
 			}

@@ -7,7 +7,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,15 +26,45 @@ type cli struct {
 	home    string
 	json    bool
 	space   string
-	out     *os.File
+	out     io.Writer
 	nowFunc func() time.Time
+	// reg is set when the command runs inside `tributary run`: spaces come
+	// from the running node instead of being opened (Badger allows one
+	// process per store).
+	reg *node.Registry
+	// args are the command line, forwarded as is to a running node.
+	args []string
+}
+
+// local commands never go through a running node.
+var local = map[string]bool{"run": true, "init": true, "demo": true, "help": true, "completion": true, "tributary": true}
+
+// forwardIfRunning sends the command to the node running on the home, if
+// any; errForwarded then means it ran there.
+func (c *cli) forwardIfRunning(cmd *cobra.Command) error {
+	if c.reg != nil || c.args == nil || local[cmd.Name()] {
+		return nil
+	}
+	ri, ok := runningNode(c.home)
+	if !ok {
+		return nil
+	}
+	return forward(cmd.Context(), ri, absArgs(cmd.Name(), c.args), c.out)
+}
+
+// open opens a space of h, through the running node when there is one.
+func (c *cli) open(ctx context.Context, h *node.Home, id string) (*node.Space, error) {
+	if c.reg != nil {
+		return c.reg.Open(ctx, id)
+	}
+	return h.OpenSpace(ctx, id)
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot(&cli{out: os.Stdout, nowFunc: time.Now}).ExecuteContext(ctx)
+	err := newRoot(&cli{out: os.Stdout, nowFunc: time.Now, args: os.Args[1:]}).ExecuteContext(ctx)
 	stop()
-	if err != nil {
+	if err != nil && !errors.Is(err, errForwarded) {
 		fmt.Fprintln(os.Stderr, "tributary:", err)
 		os.Exit(1)
 	}
@@ -54,13 +86,16 @@ func newRoot(c *cli) *cobra.Command {
 		Short:         "A shared, typed database of equal peers, streamed into the databases you run",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return c.forwardIfRunning(cmd)
+		},
 	}
 	root.PersistentFlags().StringVar(&c.home, "home", defaultHome(), "node home directory (env TRIBUTARY_HOME)")
 	root.PersistentFlags().BoolVar(&c.json, "json", false, "machine-readable JSON output")
 	root.AddCommand(
 		c.initCmd(), c.spaceCmd(), c.putCmd(), c.getCmd(), c.deleteCmd(), c.queryCmd(),
 		c.logCmd(), c.conflictsCmd(), c.inviteCmd(), c.joinCmd(), c.memberCmd(),
-		c.exportCmd(), c.importCmd(), c.statusCmd(), c.effectsCmd(), c.demoCmd(),
+		c.exportCmd(), c.importCmd(), c.statusCmd(), c.effectsCmd(), c.demoCmd(), c.runCmd(),
 	)
 	return root
 }
@@ -82,7 +117,7 @@ func (c *cli) openSpace(ctx context.Context) (*node.Home, *node.Space, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	sp, err := h.OpenSpace(ctx, id)
+	sp, err := c.open(ctx, h, id)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/tributary-sync/tributary/core/replica"
+	"github.com/tributary-sync/tributary/core/schema"
 	"github.com/tributary-sync/tributary/eventstream"
 )
 
@@ -28,6 +29,7 @@ type Space struct {
 	Replica *replica.Replica
 	Effects *eventstream.Log
 	Dir     string
+	shared  bool // owned by a Registry: Close is a no-op
 }
 
 // OpenSpace opens (creating if needed) the space stored in dir. expect,
@@ -60,8 +62,17 @@ func OpenSpaceDir(dir string, opts replica.Options) (*Space, error) {
 	return sp, nil
 }
 
-// Close closes the space's store.
-func (s *Space) Close() error { return s.Replica.Close() }
+// Close closes the space's store, unless a Registry owns it (the running
+// node keeps it open for every command).
+func (s *Space) Close() error {
+	if s.shared {
+		return nil
+	}
+	return s.Replica.Close()
+}
+
+// Schema is the schema in force (checkpoint.SchemaSource).
+func (s *Space) Schema() *schema.Schema { return s.Replica.Schema() }
 
 func toEventEffects(in []replica.Effect) []eventstream.Effect {
 	out := make([]eventstream.Effect, len(in))
