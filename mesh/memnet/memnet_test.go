@@ -39,7 +39,7 @@ func factory(faults memnet.Faults) meshtest.Factory {
 }
 
 func TestConformance(t *testing.T) {
-	meshtest.Run(t, meshtest.Options{CatchUp: 100_000, Timeout: 3 * time.Minute}, factory(memnet.Faults{}))
+	meshtest.Run(t, meshtest.Options{CatchUp: catchUp, Timeout: 3 * time.Minute}, factory(memnet.Faults{}))
 }
 
 // TestConformanceWithFaults: drops, delays (so reordering) and failed
