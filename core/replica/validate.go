@@ -227,6 +227,17 @@ func (w *writeTxn) precheck(c *core.Change, id core.ID) error {
 	if err := w.checkOps(c, id); err != nil {
 		return err
 	}
+	for i := range c.Ops {
+		if op := &c.Ops[i]; op.Kind == core.OpSchema {
+			next, err := schema.Parse(op.Schema)
+			if err == nil {
+				err = schema.CheckUpgrade(w.schemaAt(c.Parents), next)
+			}
+			if err != nil {
+				return fmt.Errorf("%w: schema upgrade: %v", core.ErrSchemaViolation, err)
+			}
+		}
+	}
 	if isAdminChange(c) {
 		role, err := w.r.members.Authorize(c.Author, id, precheckAncestry{w, c})
 		if err != nil {

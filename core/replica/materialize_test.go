@@ -1,0 +1,195 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tributary-sync/tributary/core"
+)
+
+func TestSchemaRulesRefuseWritesAndStoreNothing(t *testing.T) {
+	admin := key(t, 1)
+	clk := &clock{}
+	r := found(t, admin)
+	before, _ := r.Status()
+	cases := map[string]core.Op{
+		"wrong type":         {Kind: core.OpCreate, Coll: "Book", Doc: "b", Fields: map[string]any{"title": "x", "year": "1999"}},
+		"unknown field":      {Kind: core.OpCreate, Coll: "Book", Doc: "b", Fields: map[string]any{"title": "x", "isbn": "1"}},
+		"required missing":   {Kind: core.OpCreate, Coll: "Book", Doc: "b", Fields: map[string]any{"year": int64(1)}},
+		"range":              {Kind: core.OpCreate, Coll: "Book", Doc: "b", Fields: map[string]any{"title": "x", "year": int64(5000)}},
+		"length":             {Kind: core.OpCreate, Coll: "Book", Doc: "b", Fields: map[string]any{"title": ""}},
+		"unknown collection": {Kind: core.OpCreate, Coll: "Film", Doc: "b", Fields: map[string]any{"title": "x"}},
+		"dangling reference": {Kind: core.OpCreate, Coll: "Book", Doc: "b", Fields: map[string]any{"title": "x", "author": "nobody"}},
+		"set on a counter":   {Kind: core.OpSet, Coll: "Book", Doc: "b", Field: "likes", Value: int64(3)},
+	}
+	for name, op := range cases {
+		if _, err := r.Write(context.Background(), admin, []core.Op{op}, clk.now()); !errors.Is(err, core.ErrSchemaViolation) {
+			t.Errorf("%s: got %v, want a schema violation", name, err)
+		}
+	}
+	after, _ := r.Status()
+	if after.Changes != before.Changes {
+		t.Fatalf("refused writes stored %d changes", after.Changes-before.Changes)
+	}
+}
+
+// TestReferenceMustBeInCausalPast: a reference to a document created
+// concurrently (not in the change's past) makes the change invalid on
+// every replica, whatever else each holds.
+func TestReferenceMustBeInCausalPast(t *testing.T) {
+	admin, bob := key(t, 1), key(t, 2)
+	clk := &clock{}
+	a := found(t, admin)
+	mustWrite(t, a, admin, clk, core.Op{Kind: core.OpGrant, Member: bob.Public(), Role: core.RoleWriter})
+	b := openMem(t)
+	syncInto(t, b, a)
+	mustWrite(t, a, admin, clk, core.Op{Kind: core.OpCreate, Coll: "Author", Doc: "x", Fields: map[string]any{"name": "X"}})
+	// Bob has not seen author x but names it anyway (a hostile client).
+	c := nextChange(t, b, bob, clk.now(), core.Op{Kind: core.OpCreate, Coll: "Book", Doc: "b1", Fields: map[string]any{"title": "T", "author": "x"}})
+	env, id := signRaw(t, c, bob)
+	all, _ := a.Export(nil)
+	valid, reason := everyReplicaAgrees(t, append(all, env), id)
+	if valid || !strings.Contains(reason, "causal past") {
+		t.Fatalf("reference outside the causal past: valid=%v reason=%q", valid, reason)
+	}
+	// Once bob has seen x, the same reference is fine.
+	syncInto(t, b, a)
+	mustWrite(t, b, bob, clk, core.Op{Kind: core.OpCreate, Coll: "Book", Doc: "b2", Fields: map[string]any{"title": "T", "author": "x"}})
+}
+
+func TestSchemaUpgradeIsAChange(t *testing.T) {
+	admin := key(t, 1)
+	clk := &clock{}
+	r := found(t, admin)
+	mustWrite(t, r, admin, clk, core.Op{Kind: core.OpCreate, Coll: "Author", Doc: "a", Fields: map[string]any{"name": "A"}})
+	isbn := core.Op{Kind: core.OpSet, Coll: "Author", Doc: "a", Field: "country", Value: "NZ"}
+	if _, err := r.Write(context.Background(), admin, []core.Op{isbn}, clk.now()); !errors.Is(err, core.ErrSchemaViolation) {
+		t.Fatalf("field of a future schema: %v", err)
+	}
+	old := r.Schema().ID
+	upgraded := strings.Replace(librarySchema(t), "born: DateTime", "born: DateTime\n  country: String! @default(value: \"unknown\")", 1)
+	mustWrite(t, r, admin, clk, core.Op{Kind: core.OpSchema, Schema: upgraded})
+	if r.Schema().ID == old {
+		t.Fatal("schema did not change")
+	}
+	d, _, _ := r.Get("Author", "a")
+	if d.Fields["country"] != "unknown" {
+		t.Fatalf("existing document lacks the new field's default: %v", d.Fields)
+	}
+	mustWrite(t, r, admin, clk, isbn)
+	if d, _, _ = r.Get("Author", "a"); d.Fields["country"] != "NZ" {
+		t.Fatalf("write under the new schema: %v", d.Fields)
+	}
+	dropping := strings.Replace(librarySchema(t), "born: DateTime", "", 1)
+	if _, err := r.Write(context.Background(), admin, []core.Op{{Kind: core.OpSchema, Schema: dropping}}, clk.now()); !errors.Is(err, core.ErrSchemaViolation) {
+		t.Fatal("an upgrade dropping a field was accepted")
+	}
+	// A replica built from the log alone agrees.
+	envs, _ := r.Export(nil)
+	fresh := openMem(t)
+	if _, err := fresh.Receive(context.Background(), envs); err != nil {
+		t.Fatal(err)
+	}
+	if fingerprint(t, fresh) != fingerprint(t, r) || fresh.Schema().ID != r.Schema().ID {
+		t.Fatal("replaying the log gives another state or schema")
+	}
+}
+
+func TestHistoryAndReadAtPastChange(t *testing.T) {
+	admin := key(t, 1)
+	clk := &clock{}
+	r := found(t, admin)
+	c1 := mustWrite(t, r, admin, clk, core.Op{Kind: core.OpCreate, Coll: "Book", Doc: "b", Fields: map[string]any{"title": "first", "year": int64(1990)}})
+	c2 := mustWrite(t, r, admin, clk, core.Op{Kind: core.OpSet, Coll: "Book", Doc: "b", Field: "title", Value: "second"})
+	mustWrite(t, r, admin, clk, core.Op{Kind: core.OpIncrement, Coll: "Book", Doc: "b", Field: "likes", Delta: 2})
+	c4 := mustWrite(t, r, admin, clk, core.Op{Kind: core.OpDelete, Coll: "Book", Doc: "b"})
+	h, err := r.History("Book", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 4 || h[0].Change != c1 || h[3].Change != c4 {
+		t.Fatalf("history %+v", h)
+	}
+	at1, err := r.At("Book", "b", c1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at2, _ := r.At("Book", "b", c2)
+	if at1.Fields["title"] != "first" || at2.Fields["title"] != "second" || at2.Fields["likes"] != int64(0) {
+		t.Fatalf("at c1 %v, at c2 %v", at1.Fields, at2.Fields)
+	}
+	if _, ok, _ := r.Get("Book", "b"); ok {
+		t.Fatal("deleted document still readable")
+	}
+	if at4, _ := r.At("Book", "b", c4); !at4.Deleted {
+		t.Fatal("at the delete the document should be deleted")
+	}
+}
+
+func TestEffectsCarryPostImages(t *testing.T) {
+	var got []Effect
+	r, err := Open(Options{InMemory: true, Effects: func(_ *badger.Txn, es []Effect) error {
+		got = append(got, es...)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	admin := key(t, 1)
+	clk := &clock{}
+	if _, err := r.Found(context.Background(), admin, "t", librarySchema(t), nil, clk.now()); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, r, admin, clk, core.Op{Kind: core.OpCreate, Coll: "Book", Doc: "b", Fields: map[string]any{"title": "T"}},
+		core.Op{Kind: core.OpAdd, Coll: "Book", Doc: "b", Field: "tags", Value: "sf"})
+	mustWrite(t, r, admin, clk, core.Op{Kind: core.OpDelete, Coll: "Book", Doc: "b"})
+	mustWrite(t, r, admin, clk, core.Op{Kind: core.OpCreate, Coll: "Book", Doc: "b", Fields: map[string]any{"title": "again"}})
+	if len(got) != 3 {
+		t.Fatalf("%d effects, want 3 (one per transaction and document)", len(got))
+	}
+	if got[0].Deleted || got[0].Doc["title"] != "T" || len(got[0].Doc["tags"].([]any)) != 1 || got[0].Doc["likes"] != int64(0) {
+		t.Fatalf("first effect %+v", got[0])
+	}
+	if !got[1].Deleted || got[1].Doc != nil {
+		t.Fatalf("delete effect %+v", got[1])
+	}
+	if got[2].Deleted || got[2].Doc["title"] != "again" || len(got[2].Doc["tags"].([]any)) != 0 {
+		t.Fatalf("re-create after delete must not resurrect old fields: %+v", got[2].Doc)
+	}
+}
+
+func TestConcurrentWritesRecordConflictUntilResolved(t *testing.T) {
+	admin, bob := key(t, 1), key(t, 2)
+	clk := &clock{}
+	a := found(t, admin)
+	mustWrite(t, a, admin, clk, core.Op{Kind: core.OpGrant, Member: bob.Public(), Role: core.RoleWriter},
+		core.Op{Kind: core.OpCreate, Coll: "Book", Doc: "b", Fields: map[string]any{"title": "T"}})
+	b := openMem(t)
+	syncInto(t, b, a)
+	mustWrite(t, a, admin, clk, core.Op{Kind: core.OpSet, Coll: "Book", Doc: "b", Field: "title", Value: "by admin"})
+	mustWrite(t, b, bob, clk, core.Op{Kind: core.OpSet, Coll: "Book", Doc: "b", Field: "title", Value: "by bob"})
+	syncInto(t, a, b)
+	syncInto(t, b, a)
+	for _, r := range []*Replica{a, b} {
+		cs, _ := r.Conflicts()
+		if len(cs) != 1 || cs[0].Field != "title" || len(cs[0].Losers) != 1 {
+			t.Fatalf("conflicts %+v", cs)
+		}
+		d, _, _ := r.Get("Book", "b")
+		if d.Fields["title"] != cs[0].Winner.Value {
+			t.Fatalf("document shows %v, conflict winner %v", d.Fields["title"], cs[0].Winner.Value)
+		}
+	}
+	mustWrite(t, a, admin, clk, core.Op{Kind: core.OpSet, Coll: "Book", Doc: "b", Field: "title", Value: "agreed"})
+	syncInto(t, b, a)
+	for _, r := range []*Replica{a, b} {
+		if cs, _ := r.Conflicts(); len(cs) != 0 {
+			t.Fatalf("write after both did not resolve the conflict: %+v", cs)
+		}
+	}
+}
