@@ -202,3 +202,13 @@ func (v *View) Subscribe(size int) (<-chan Update, func()) {
 		s.end()
 	}
 }
+
+// Reset empties the view and its checkpoint: the runner refills it from
+// the effect log.
+func (v *View) Reset(context.Context) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	clear(v.docs)
+	v.ckpt = 0
+	return nil
+}

@@ -32,6 +32,8 @@ type cli struct {
 	// from the running node instead of being opened (Badger allows one
 	// process per store).
 	reg *node.Registry
+	// bridge is the running node, for commands that need its sinks.
+	bridge *bridge
 	// args are the command line, forwarded as is to a running node.
 	args []string
 }
@@ -95,7 +97,7 @@ func newRoot(c *cli) *cobra.Command {
 	root.AddCommand(
 		c.initCmd(), c.spaceCmd(), c.putCmd(), c.getCmd(), c.deleteCmd(), c.queryCmd(),
 		c.logCmd(), c.conflictsCmd(), c.inviteCmd(), c.joinCmd(), c.memberCmd(),
-		c.exportCmd(), c.importCmd(), c.statusCmd(), c.effectsCmd(), c.demoCmd(), c.runCmd(),
+		c.exportCmd(), c.importCmd(), c.statusCmd(), c.effectsCmd(), c.demoCmd(), c.runCmd(), c.sinksCmd(), c.sinkCmd(),
 	)
 	return root
 }

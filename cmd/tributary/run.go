@@ -29,6 +29,42 @@ type runOptions struct {
 	MDNS         bool
 	SyncInterval time.Duration
 	Config       string
+	Retention    uint64
+	httpSet      bool
+}
+
+func orDefault(flag, file []string) []string {
+	if len(flag) > 0 {
+		return flag
+	}
+	return file
+}
+
+// compactLoop compacts each space's effect log every few minutes, keeping
+// the last Retention effects whole and the newest effect of every
+// document before them.
+func (b *bridge) compactLoop(ctx context.Context) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b.reg.Each(func(id string, sp *node.Space) {
+			last := sp.Effects.LastLSN()
+			if last <= b.opts.Retention {
+				return
+			}
+			n, err := sp.Effects.Compact(ctx, last-b.opts.Retention)
+			if err != nil {
+				b.log.Warn("compact effect log", "space", id, "err", err)
+			} else if n > 0 {
+				b.log.Info("compacted effect log", "space", id, "removed", n)
+			}
+		})
+	}
 }
 
 // transport is a mesh transport the running node owns.
@@ -49,6 +85,7 @@ type bridge struct {
 	log  *slog.Logger
 
 	transports []transport
+	sinks      *sinkSet
 
 	mu    sync.Mutex
 	nodes map[string][]*meshNode // by space
@@ -78,6 +115,7 @@ With no --p2p, --peer or --nats, libp2p listens on /ip4/0.0.0.0/tcp/4001 and
 /ip4/0.0.0.0/udp/4001/quic-v1 and dials the addresses from invites.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.httpSet = cmd.Flags().Changed("http")
 			return c.run(cmd.Context(), o)
 		},
 	}
@@ -89,6 +127,7 @@ With no --p2p, --peer or --nats, libp2p listens on /ip4/0.0.0.0/tcp/4001 and
 	f.BoolVar(&o.MDNS, "mdns", true, "discover peers on the local network with mDNS")
 	f.DurationVar(&o.SyncInterval, "sync-interval", 5*time.Second, "anti-entropy reconciliation period")
 	f.StringVar(&o.Config, "config", "", "YAML config file (sinks and the flags above)")
+	f.Uint64Var(&o.Retention, "retention", 100000, "effects kept whole before compaction keeps only the newest per document")
 	return cmd
 }
 
@@ -103,6 +142,22 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 	spaces, err := h.Spaces()
 	if err != nil {
 		return err
+	}
+	var sinkCfgs []sinkConfig
+	if o.Config != "" {
+		cfg, err := loadRunConfig(o.Config)
+		if err != nil {
+			return err
+		}
+		o.P2P = orDefault(o.P2P, cfg.P2P)
+		o.Peers = orDefault(o.Peers, cfg.Peers)
+		if o.NATS == "" {
+			o.NATS = cfg.NATS
+		}
+		if cfg.HTTP != "" && !o.httpSet {
+			o.HTTP = cfg.HTTP
+		}
+		sinkCfgs = cfg.Sinks
 	}
 	b := &bridge{c: c, home: h, opts: o, nodes: map[string][]*meshNode{},
 		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
@@ -124,6 +179,12 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 		}
 	}
 	defer b.stopNodes()
+	if err := b.startSinks(ctx, sinkCfgs); err != nil {
+		b.stopSinks()
+		return err
+	}
+	defer b.stopSinks()
+	go b.compactLoop(ctx)
 
 	ln, err := net.Listen("tcp", o.HTTP)
 	if err != nil {
@@ -212,7 +273,7 @@ func (b *bridge) execCLI(ctx context.Context, args []string) (string, error) {
 	b.exec.Lock()
 	defer b.exec.Unlock()
 	var buf bytes.Buffer
-	c := &cli{out: &buf, nowFunc: time.Now, reg: b.reg}
+	c := &cli{out: &buf, nowFunc: time.Now, reg: b.reg, bridge: b}
 	root := newRoot(c)
 	root.SetArgs(append(append([]string{}, args...), "--home", b.c.home))
 	root.SetOut(&buf)
