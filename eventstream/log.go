@@ -32,17 +32,33 @@ func (k Kind) String() string {
 
 // Effect is one document's new state.
 type Effect struct {
-	_          struct{} `cbor:",toarray"`
-	LSN        uint64
-	Collection string
-	DocID      string
-	Kind       Kind
-	Doc        map[string]any // post-image in core's canonical values; nil for Delete
-	Changes    []string       // CIDs of the changes that produced this state
-	Author     string         // author of the newest write (provenance)
-	HLC        string         // its hybrid logical clock
-	LastChange string         // CID of the change holding the newest write
-	SchemaID   string         // schema in force for the post-image
+	_          struct{}       `cbor:",toarray"`
+	LSN        uint64         `json:"lsn"`
+	Collection string         `json:"collection"`
+	DocID      string         `json:"id"`
+	Kind       Kind           `json:"kind"`
+	Doc        map[string]any `json:"doc,omitempty"` // post-image in core's canonical values; nil for Delete
+	Changes    []string       `json:"changes"`       // CIDs of the changes that produced this state
+	Author     string         `json:"author"`        // author of the newest write (provenance)
+	HLC        string         `json:"hlc"`           // its hybrid logical clock
+	LastChange string         `json:"last_change"`   // CID of the change holding the newest write
+	SchemaID   string         `json:"schema"`        // schema in force for the post-image
+}
+
+// MarshalJSON writes the kind as its name.
+func (k Kind) MarshalJSON() ([]byte, error) { return []byte(`"` + k.String() + `"`), nil }
+
+// UnmarshalJSON reads a kind name.
+func (k *Kind) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case `"upsert"`:
+		*k = Upsert
+	case `"delete"`:
+		*k = Delete
+	default:
+		return fmt.Errorf("effect kind %s: want \"upsert\" or \"delete\"", b)
+	}
+	return nil
 }
 
 // Key identifies the effect's document.
