@@ -530,3 +530,11 @@ func (r *Replica) IsMember(key core.PublicKey) bool {
 	}
 	return false
 }
+
+// HasGenesis reports whether the replica holds its space's genesis change
+// (a joiner does not until its first sync).
+func (r *Replica) HasGenesis() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.genesis != nil
+}
