@@ -23,6 +23,7 @@ type Metrics struct {
 	BytesSent        atomic.Uint64 // request and reply bytes we sent
 	BytesReceived    atomic.Uint64 // request and reply bytes we received
 	OrphansHeld      atomic.Uint64 // changes received whose parents were missing
+	OrphanLimit      atomic.Uint64 // changes dropped: the replica's orphan limit was reached
 }
 
 // MetricsSnapshot is a plain copy of Metrics.
@@ -40,6 +41,6 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		"syncs_served": m.SyncsServed.Load(), "syncs_refused": m.SyncsRefused.Load(),
 		"sync_rounds": m.SyncRounds.Load(), "messages_too_large": m.MessagesTooLarge.Load(),
 		"bytes_sent": m.BytesSent.Load(), "bytes_received": m.BytesReceived.Load(),
-		"orphans_held": m.OrphansHeld.Load(),
+		"orphans_held": m.OrphansHeld.Load(), "orphan_limit": m.OrphanLimit.Load(),
 	}
 }

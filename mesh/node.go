@@ -308,10 +308,21 @@ func (n *Node) receive(ctx context.Context, from PeerID, envs [][]byte) (replica
 	}
 	n.metrics.ChangesApplied.Add(uint64(rep.Applied))
 	n.metrics.OrphansHeld.Add(uint64(rep.Held))
-	if len(rep.Rejected) > 0 {
-		n.metrics.ChangesRejected.Add(uint64(len(rep.Rejected)))
-		n.ban(from, fmt.Sprintf("sent %d invalid changes, first: %s", len(rep.Rejected), rep.Rejected[0].Msg))
-		return rep, fmt.Errorf("%w: %s: %s", ErrBadPeer, from, rep.Rejected[0].Msg)
+	var bad []replica.Rejection
+	for _, rj := range rep.Rejected {
+		if errors.Is(rj.Err, replica.ErrOrphanLimit) {
+			// Our limit, not the peer's fault: reconciliation in height
+			// order brings the parents first.
+			n.metrics.OrphanLimit.Add(1)
+			n.log.Warn("change dropped: too many held for missing parents", "peer", from, "change", rj.ID.String())
+			continue
+		}
+		bad = append(bad, rj)
+	}
+	if len(bad) > 0 {
+		n.metrics.ChangesRejected.Add(uint64(len(bad)))
+		n.ban(from, fmt.Sprintf("sent %d invalid changes, first: %s", len(bad), bad[0].Msg))
+		return rep, fmt.Errorf("%w: %s: %s", ErrBadPeer, from, bad[0].Msg)
 	}
 	return rep, nil
 }
