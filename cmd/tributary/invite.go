@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -131,7 +132,7 @@ func (c *cli) joinCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := h.WriteInfo(node.SpaceInfo{Space: iv.Space.String(), Name: iv.Name, Bootstrap: iv.Bootstrap}); err != nil {
+			if err := h.WriteInfo(node.SpaceInfo{Space: iv.Space.String(), Name: iv.Name, Bootstrap: iv.Bootstrap, InviteSeed: hex.EncodeToString(iv.Seed)}); err != nil {
 				return err
 			}
 			sp, err := c.open(cmd.Context(), h, iv.Space.String())

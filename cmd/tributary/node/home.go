@@ -38,6 +38,9 @@ type SpaceInfo struct {
 	Space     string   `json:"space"`
 	Name      string   `json:"name,omitempty"`
 	Bootstrap []string `json:"bootstrap,omitempty"` // peer addresses (from an invite)
+	// InviteSeed is the invite's throwaway key (hex) a joiner keeps until
+	// its grant is accepted: the inviter admits that key's connection.
+	InviteSeed string `json:"invite_seed,omitempty"`
 }
 
 // OpenHome opens dir, which must hold a key.
