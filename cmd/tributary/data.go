@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
@@ -42,6 +43,31 @@ func parseObject(text string) (map[string]any, error) {
 		return nil, fmt.Errorf("document JSON: want an object")
 	}
 	return obj, nil
+}
+
+// putDocument creates a document (a new id when id is empty) or merges
+// input into it, as one signed change.
+func putDocument(ctx context.Context, r *replica.Replica, key core.PrivateKey, coll, id string, input map[string]any, now time.Time) (string, core.ID, bool, error) {
+	var existing *replica.Document
+	if id == "" {
+		id = newDocID(now)
+	} else if d, ok, err := r.Get(coll, id); err != nil {
+		return "", core.ID{}, false, err
+	} else if ok {
+		existing = &d
+	}
+	if err := replica.CheckDocID(id); err != nil {
+		return "", core.ID{}, false, err
+	}
+	ops, err := PlanPut(r.Schema(), coll, id, input, existing)
+	if err != nil {
+		return "", core.ID{}, false, err
+	}
+	change, err := r.Write(ctx, key, ops, uint64(now.UnixMilli()))
+	if err != nil {
+		return "", core.ID{}, false, err
+	}
+	return id, change, existing == nil, nil
 }
 
 // PlanPut turns user fields into ops: a create for a new document, or the
@@ -150,27 +176,11 @@ func (c *cli) putCmd() *cobra.Command {
 				return err
 			}
 			defer sp.Close()
-			r := sp.Replica
-			var existing *replica.Document
-			if id == "" {
-				id = newDocID(c.nowFunc())
-			} else if d, ok, err := r.Get(args[0], id); err != nil {
-				return err
-			} else if ok {
-				existing = &d
-			}
-			if err := replica.CheckDocID(id); err != nil {
-				return err
-			}
-			ops, err := PlanPut(r.Schema(), args[0], id, input, existing)
+			docID, change, created, err := putDocument(cmd.Context(), sp.Replica, h.Key, args[0], id, input, c.nowFunc())
 			if err != nil {
 				return err
 			}
-			change, err := r.Write(cmd.Context(), h.Key, ops, c.now())
-			if err != nil {
-				return err
-			}
-			return c.say(map[string]any{"id": id, "change": change.String()}, "%s %s/%s (change %s)", map[bool]string{true: "updated", false: "created"}[existing != nil], args[0], id, change)
+			return c.say(map[string]any{"id": docID, "change": change.String()}, "%s %s/%s (change %s)", map[bool]string{false: "updated", true: "created"}[created], args[0], docID, change)
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "document id (default: a new time-ordered id)")
@@ -267,22 +277,9 @@ func (c *cli) queryCmd() *cobra.Command {
 				if !ok {
 					return fmt.Errorf("--where %q: want field=value", w)
 				}
-				f, ok := coll.Field(name)
-				if !ok {
-					return fmt.Errorf("--where: unknown field %s.%s", args[0], name)
-				}
-				var v any = raw
-				dec := json.NewDecoder(strings.NewReader(raw))
-				dec.UseNumber()
-				var parsed any
-				if dec.Decode(&parsed) == nil && !dec.More() {
-					if _, isStr := parsed.(string); isStr || f.Kind != schema.String {
-						v = parsed
-					}
-				}
-				nv, err := f.Normalize(v)
+				nv, err := whereValue(coll, name, raw)
 				if err != nil {
-					return fmt.Errorf("--where %s: %w", name, err)
+					return fmt.Errorf("--where: %w", err)
 				}
 				filter[name] = nv
 			}
@@ -371,4 +368,28 @@ func (c *cli) conflictsCmd() *cobra.Command {
 	}
 	c.spaceFlag(cmd)
 	return cmd
+}
+
+// whereValue turns the text of an equality filter into the field's
+// canonical value: JSON when it parses as JSON (so 1974 is a number and
+// "1974" a string), else the text itself.
+func whereValue(coll *schema.Collection, name, raw string) (any, error) {
+	f, ok := coll.Field(name)
+	if !ok {
+		return nil, fmt.Errorf("unknown field %s.%s", coll.Name, name)
+	}
+	var v any = raw
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.UseNumber()
+	var parsed any
+	if dec.Decode(&parsed) == nil && !dec.More() {
+		if _, isStr := parsed.(string); isStr || f.Kind != schema.String {
+			v = parsed
+		}
+	}
+	nv, err := f.Normalize(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return nv, nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -86,6 +87,7 @@ type bridge struct {
 
 	transports []transport
 	sinks      *sinkSet
+	ready      atomic.Bool
 
 	mu    sync.Mutex
 	nodes map[string][]*meshNode // by space
@@ -211,6 +213,7 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 	for _, t := range b.transports {
 		out[t.name] = t.info
 	}
+	b.ready.Store(true)
 	if err := c.say(out, "running: http %s, %d spaces, author %s", ln.Addr(), len(spaces), h.Key.Public()); err != nil {
 		return err
 	}

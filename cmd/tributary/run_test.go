@@ -2,7 +2,10 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,4 +123,84 @@ func TestSinksWithoutNodeFails(t *testing.T) {
 	home, _ := newHome(t, "alice")
 	newSpace(t, home, "library")
 	fails(t, home, []string{"no node is running"}, "sinks")
+}
+
+func TestHTTPAPI(t *testing.T) {
+	home, _ := newHome(t, "alice")
+	space := newSpace(t, home, "library")
+	info := startNode(t, home)
+	base := "http://" + info["http"].(string)
+	call := func(method, path, body string, wantCode int) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != wantCode {
+			t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, wantCode)
+		}
+		var out map[string]any
+		json.Unmarshal(b, &out)
+		return out
+	}
+	call("GET", "/healthz", "", 200)
+	call("GET", "/readyz", "", 200)
+	docs := "/v1/spaces/" + space + "/docs/"
+	call("POST", docs+"Author", `{"id":"ul","name":"Ursula"}`, 201)
+	call("PUT", docs+"Book/b1", `{"title":"The Dispossessed","year":1974,"author":"ul"}`, 201)
+	call("PUT", docs+"Book/b1", `{"year":1975}`, 200)
+	if d := call("GET", docs+"Book/b1", "", 200); d["year"] != float64(1975) || d["title"] != "The Dispossessed" {
+		t.Fatalf("merged document %v", d)
+	}
+	if e := call("PUT", docs+"Book/b2", `{"title":"x","year":"soon"}`, 400); !strings.Contains(e["error"].(string), "year") {
+		t.Fatalf("bad value error %v", e)
+	}
+	call("PUT", docs+"Book/b3", `{"title":`, 400)
+	if e := call("PUT", docs+"Book/b4", `{"title":"x","year":5000}`, 422); !strings.Contains(e["error"].(string), "maximum") {
+		t.Fatalf("rule error %v", e)
+	}
+	resp, err := http.Get(base + docs + "Book?year=1975")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []map[string]any
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if len(list) != 1 || list[0]["id"] != "b1" {
+		t.Fatalf("query gave %v", list)
+	}
+	call("DELETE", docs+"Book/b1", "", 200)
+	call("GET", docs+"Book/b1", "", 404)
+	call("GET", "/v1/spaces/nope/docs/Book/b1", "", 404)
+
+	// The effect stream as server-sent events, from LSN 2.
+	req, _ := http.NewRequest("GET", base+"/v1/spaces/"+space+"/effects?from=2", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err = http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	var ids []string
+	for sc.Scan() && len(ids) < 3 {
+		if line := sc.Text(); strings.HasPrefix(line, "id: ") {
+			ids = append(ids, strings.TrimPrefix(line, "id: "))
+		}
+	}
+	if strings.Join(ids, ",") != "2,3,4" {
+		t.Fatalf("SSE event ids %v, want 2,3,4", ids)
+	}
+	// A write made now arrives on the open stream.
+	call("PUT", docs+"Author/new", `{"name":"Later"}`, 201)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "data: ") && strings.Contains(line, `"id":"new"`) {
+			return
+		}
+	}
+	t.Fatal("the live effect never arrived on the stream")
 }
