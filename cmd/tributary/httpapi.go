@@ -39,7 +39,9 @@ func (b *bridge) routes() http.Handler {
 	mux.HandleFunc("GET /v1/spaces/{space}/docs/{coll}", b.handleQuery)
 	mux.HandleFunc("GET /v1/spaces/{space}/effects", b.handleEffects)
 	mux.HandleFunc("GET /metrics", b.handleMetrics)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	mux.HandleFunc("GET /readyz", b.handleReady)
 	return mux
 }
