@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,34 @@ type runOptions struct {
 	Config       string
 	Retention    uint64
 	httpSet      bool
+}
+
+// applyEnv lets TRIBUTARY_P2P, TRIBUTARY_PEERS (comma-separated),
+// TRIBUTARY_NATS and TRIBUTARY_HTTP stand in for flags not given; the
+// config file comes last.
+func applyEnv(cmd *cobra.Command, o *runOptions) {
+	list := func(v string) []string {
+		var out []string
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	f := cmd.Flags()
+	if v := os.Getenv("TRIBUTARY_P2P"); v != "" && !f.Changed("p2p") {
+		o.P2P = list(v)
+	}
+	if v := os.Getenv("TRIBUTARY_PEERS"); v != "" && !f.Changed("peer") {
+		o.Peers = list(v)
+	}
+	if v := os.Getenv("TRIBUTARY_NATS"); v != "" && !f.Changed("nats") {
+		o.NATS = v
+	}
+	if v := os.Getenv("TRIBUTARY_HTTP"); v != "" && !f.Changed("http") {
+		o.HTTP = v
+	}
 }
 
 func orDefault(flag, file []string) []string {
@@ -117,7 +146,8 @@ With no --p2p, --peer or --nats, libp2p listens on /ip4/0.0.0.0/tcp/4001 and
 /ip4/0.0.0.0/udp/4001/quic-v1 and dials the addresses from invites.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.httpSet = cmd.Flags().Changed("http")
+			applyEnv(cmd, &o)
+			o.httpSet = cmd.Flags().Changed("http") || os.Getenv("TRIBUTARY_HTTP") != ""
 			return c.run(cmd.Context(), o)
 		},
 	}
