@@ -8,6 +8,7 @@ import (
 
 	"github.com/tributary-sync/tributary/cmd/tributary/node"
 	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/replica"
 	"github.com/tributary-sync/tributary/mesh/bundle"
 )
 
@@ -84,7 +85,7 @@ func (c *cli) importCmd() *cobra.Command {
 				return err
 			}
 			defer sp.Close()
-			rep, err := sp.Replica.Receive(cmd.Context(), b.Changes)
+			rep, err := receiveWithProgress(cmd, sp, b.Changes, !c.json)
 			if err != nil {
 				return err
 			}
@@ -152,4 +153,27 @@ func (c *cli) effectsCmd() *cobra.Command {
 	cmd.Flags().IntVar(&limit, "limit", 1000, "at most this many effects")
 	c.spaceFlag(cmd)
 	return cmd
+}
+
+// receiveWithProgress applies changes in chunks, printing progress on
+// stderr for large imports, and sums the reports.
+func receiveWithProgress(cmd *cobra.Command, sp *node.Space, envs [][]byte, show bool) (replica.Report, error) {
+	const chunk = 5000
+	var total replica.Report
+	for i := 0; i < len(envs); i += chunk {
+		rep, err := sp.Replica.Receive(cmd.Context(), envs[i:min(i+chunk, len(envs))])
+		if err != nil {
+			return total, err
+		}
+		total.Applied += rep.Applied
+		total.Invalid += rep.Invalid
+		total.Duplicates += rep.Duplicates
+		total.Held = rep.Held
+		total.Rejected = append(total.Rejected, rep.Rejected...)
+		total.IDs = append(total.IDs, rep.IDs...)
+		if show && len(envs) > chunk {
+			fmt.Fprintf(cmd.ErrOrStderr(), "import: %d/%d changes\n", min(i+chunk, len(envs)), len(envs))
+		}
+	}
+	return total, nil
 }
