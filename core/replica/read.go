@@ -313,10 +313,14 @@ func (r *Replica) Schema() *schema.Schema {
 	return r.current
 }
 
-// Space returns the space ID (zero before a genesis is held).
+// Space returns the space ID: the genesis held, else the one expected
+// (Options.Space, a joiner's), else zero.
 func (r *Replica) Space() core.ID {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.genesisID.IsZero() {
+		return r.opts.Space
+	}
 	return r.genesisID
 }
 
