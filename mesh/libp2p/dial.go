@@ -1,0 +1,169 @@
+package libp2p
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+const dialTimeout = 10 * time.Second
+
+func parsePeers(addrs []string) ([]peer.AddrInfo, error) {
+	ms := make([]ma.Multiaddr, 0, len(addrs))
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("libp2p: peer address %q: %w", a, err)
+		}
+		ms = append(ms, m)
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(ms...)
+	if err != nil {
+		return nil, fmt.Errorf("libp2p: peer addresses (each needs /p2p/<id>): %w", err)
+	}
+	return infos, nil
+}
+
+// AddBootstrap adds peers (multiaddrs with /p2p/) to dial now and
+// re-dial whenever disconnected, as Config.Bootstrap.
+func (t *Transport) AddBootstrap(addrs ...string) error {
+	infos, err := parsePeers(addrs)
+	if err != nil {
+		return err
+	}
+	t.addBootstrap(infos)
+	t.kick()
+	return nil
+}
+
+func (t *Transport) addBootstrap(infos []peer.AddrInfo) {
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	for _, in := range infos {
+		if in.ID == t.self {
+			continue
+		}
+		t.host.Peerstore().AddAddrs(in.ID, in.Addrs, peerstore.PermanentAddrTTL)
+		t.bootstrap[in.ID] = true
+	}
+}
+
+// connected remembers every peer we get a connection to, so it is
+// re-dialled after a disconnection (its addresses stay in the peerstore
+// for a while).
+func (t *Transport) connected(_ network.Network, c network.Conn) {
+	t.peersMu.Lock()
+	t.known[c.RemotePeer()] = true
+	t.peersMu.Unlock()
+}
+
+// kick asks the maintenance loop to dial now.
+func (t *Transport) kick() {
+	select {
+	case t.redial <- struct{}{}:
+	default:
+	}
+}
+
+// maintain re-dials disconnected peers and closes connections to peers no
+// longer admitted (a revoked member).
+func (t *Transport) maintain() {
+	defer t.wg.Done()
+	redial := time.NewTicker(t.cfg.RedialInterval)
+	defer redial.Stop()
+	check := time.NewTicker(t.cfg.AdmissionInterval)
+	defer check.Stop()
+	t.dialAll()
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-redial.C:
+			t.dialAll()
+		case <-t.redial:
+			t.dialAll()
+		case <-check.C:
+			t.closeUnadmitted()
+		}
+	}
+}
+
+func (t *Transport) closeUnadmitted() {
+	nw := t.host.Network()
+	for _, p := range nw.Peers() {
+		if !t.gater.allowed(p) {
+			t.log.Info("closing connection to a peer no longer admitted", "remote", p)
+			_ = nw.ClosePeer(p)
+		}
+	}
+}
+
+// dialAll dials the bootstrap and known peers that are admitted and not
+// connected, in parallel. Our own schedule is the backoff: the swarm's
+// dial backoff for the peer (left by refusals while it or we were
+// offline, or before it admitted us) is cleared first.
+func (t *Transport) dialAll() {
+	if t.gater.isOffline() {
+		return
+	}
+	t.peersMu.Lock()
+	peers := make([]peer.ID, 0, len(t.bootstrap)+len(t.known))
+	for p := range t.bootstrap {
+		peers = append(peers, p)
+	}
+	for p := range t.known {
+		if !t.bootstrap[p] {
+			peers = append(peers, p)
+		}
+	}
+	t.peersMu.Unlock()
+	nw := t.host.Network()
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		if nw.Connectedness(p) == network.Connected || !t.gater.allowed(p) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.dial(p)
+		}()
+	}
+	wg.Wait()
+}
+
+func (t *Transport) dial(p peer.ID) {
+	if sw, ok := t.host.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(p)
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, dialTimeout)
+	defer cancel()
+	if err := t.host.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+		t.log.Debug("dial failed", "remote", p, "err", err)
+	}
+}
+
+// mdnsNotifee dials peers found on the LAN; the gater keeps non-members
+// out.
+type mdnsNotifee struct{ t *Transport }
+
+func (n mdnsNotifee) HandlePeerFound(in peer.AddrInfo) {
+	t := n.t
+	if in.ID == t.self || len(in.Addrs) == 0 {
+		return
+	}
+	t.host.Peerstore().AddAddrs(in.ID, in.Addrs, peerstore.RecentlyConnectedAddrTTL)
+	t.peersMu.Lock()
+	t.known[in.ID] = true
+	t.peersMu.Unlock()
+	if t.gater.allowed(in.ID) {
+		t.kick()
+	}
+}

@@ -1,0 +1,536 @@
+package libp2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	golibp2p "github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/mesh"
+)
+
+// DefaultListen are the listen addresses when Config.Listen is empty.
+var DefaultListen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}
+
+// MDNSService is the mDNS service name peers announce on the LAN.
+const MDNSService = "_tributary._udp"
+
+// Config configures a transport.
+type Config struct {
+	Key       core.PrivateKey // the node's key: its libp2p identity signs changes too
+	Listen    []string        // multiaddrs (default DefaultListen)
+	Bootstrap []string        // peer multiaddrs with /p2p/: dialled at start and whenever disconnected
+	MDNS      bool            // discover (and dial) peers on the LAN
+	Logger    *slog.Logger
+
+	DisableNATPortMap bool          // do not ask the router (UPnP/NAT-PMP) for a port
+	RedialInterval    time.Duration // re-dial disconnected bootstrap and known peers (default 10s)
+	AdmissionInterval time.Duration // close connections to peers no longer admitted (default 5s)
+	RequestTimeout    time.Duration // a request without deadline, and serving one (default 2m)
+	ReadTimeout       time.Duration // reading an incoming request (default 30s)
+	MaxFrame          int           // request or reply payload (default 48 MiB)
+	MaxPushBytes      int           // one gossip message; pushes are split under it (default 1 MiB)
+}
+
+func (c *Config) defaults() {
+	if len(c.Listen) == 0 {
+		c.Listen = DefaultListen
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	dur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	dur(&c.RedialInterval, 10*time.Second)
+	dur(&c.AdmissionInterval, 5*time.Second)
+	dur(&c.RequestTimeout, 2*time.Minute)
+	dur(&c.ReadTimeout, 30*time.Second)
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = 48 << 20
+	}
+	if c.MaxPushBytes <= 0 {
+		c.MaxPushBytes = 1 << 20
+	}
+}
+
+// Transport is a mesh.Transport over libp2p: gossipsub for pushes, a
+// stream protocol for requests, a gater that admits members only.
+type Transport struct {
+	cfg    Config
+	log    *slog.Logger
+	host   host.Host
+	ps     *pubsub.PubSub
+	gater  *gater
+	self   peer.ID
+	selfID mesh.PeerID
+	mdns   mdns.Service
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	redial chan struct{}
+
+	joinMu sync.Mutex // serializes Join and Leave
+	mu     sync.Mutex // guards spaces and closed
+	spaces map[core.ID]*joined
+	closed bool
+
+	peersMu   sync.Mutex
+	bootstrap map[peer.ID]bool
+	known     map[peer.ID]bool // peers we were connected to
+}
+
+type joined struct {
+	h      mesh.Handler
+	name   string
+	topic  *pubsub.Topic
+	sub    *pubsub.Subscription
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+var (
+	_ mesh.Transport = (*Transport)(nil)
+	_ mesh.Banner    = (*Transport)(nil)
+	_ mesh.Gated     = (*Transport)(nil)
+)
+
+// TopicName is the gossipsub topic of a space's changes.
+func TopicName(space core.ID) string { return "/tributary/1/" + space.String() + "/changes" }
+
+// New starts a libp2p host with the config's identity, listeners and
+// bootstrap peers; Close stops it.
+func New(ctx context.Context, cfg Config) (*Transport, error) {
+	cfg.defaults()
+	priv, err := hostKey(cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	self, err := peer.IDFromPrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("libp2p: %w", err)
+	}
+	selfID, err := ToPeerID(self)
+	if err != nil {
+		return nil, err
+	}
+	t := &Transport{
+		cfg: cfg, log: cfg.Logger.With("peer", selfID), self: self, selfID: selfID,
+		gater: newGater(self), redial: make(chan struct{}, 1),
+		spaces: map[core.ID]*joined{}, bootstrap: map[peer.ID]bool{}, known: map[peer.ID]bool{},
+	}
+	boot, err := parsePeers(cfg.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	opts := []golibp2p.Option{
+		golibp2p.Identity(priv),
+		golibp2p.ListenAddrStrings(cfg.Listen...),
+		golibp2p.Security(noise.ID, noise.New),
+		golibp2p.Transport(tcp.NewTCPTransport),
+		golibp2p.Transport(libp2pquic.NewTransport),
+		golibp2p.ConnectionGater(t.gater),
+		golibp2p.EnableRelay(),
+		golibp2p.EnableHolePunching(),
+		golibp2p.DisableMetrics(),
+	}
+	if !cfg.DisableNATPortMap {
+		opts = append(opts, golibp2p.NATPortMap())
+	}
+	h, err := golibp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("libp2p: start host: %w", err)
+	}
+	t.host = h
+	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	t.ps, err = pubsub.NewGossipSub(t.ctx, h,
+		pubsub.WithPeerScore(scoreParams(t.gater.isBanned), scoreThresholds),
+		pubsub.WithPeerFilter(t.topicFilter),
+		pubsub.WithMaxMessageSize(cfg.MaxPushBytes+64<<10),
+		pubsub.WithFloodPublish(true),
+	)
+	if err != nil {
+		t.cancel()
+		h.Close()
+		return nil, fmt.Errorf("libp2p: start gossipsub: %w", err)
+	}
+	h.SetStreamHandler(SyncProtocol, t.handleStream)
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: t.connected})
+	t.addBootstrap(boot)
+	if cfg.MDNS {
+		t.mdns = mdns.NewMdnsService(h, MDNSService, mdnsNotifee{t})
+		if err := t.mdns.Start(); err != nil {
+			t.cancel()
+			h.Close()
+			return nil, fmt.Errorf("libp2p: start mDNS: %w", err)
+		}
+	}
+	t.wg.Add(1)
+	go t.maintain()
+	t.log.Info("libp2p transport up", "addrs", t.Addrs())
+	return t, nil
+}
+
+// Close stops everything the transport started.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	spaces := t.spaces
+	t.spaces = map[core.ID]*joined{}
+	t.mu.Unlock()
+	for _, j := range spaces {
+		j.cancel()
+		j.sub.Cancel()
+	}
+	var errs []error
+	if t.mdns != nil {
+		errs = append(errs, t.mdns.Close())
+	}
+	t.cancel()
+	t.wg.Wait()
+	errs = append(errs, t.host.Close())
+	return errors.Join(errs...)
+}
+
+// ID is the transport's PeerID (its key's text).
+func (t *Transport) ID() mesh.PeerID { return t.selfID }
+
+// Host exposes the libp2p host.
+func (t *Transport) Host() host.Host { return t.host }
+
+// Addrs are the host's multiaddrs with /p2p/<id>, for invites and
+// Config.Bootstrap.
+func (t *Transport) Addrs() []string {
+	ms, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: t.self, Addrs: t.host.Addrs()})
+	if err != nil {
+		return nil
+	}
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.String()
+	}
+	return out
+}
+
+// SetAdmission implements mesh.Gated: admit says who the space's members
+// are; members of any space get connections.
+func (t *Transport) SetAdmission(space core.ID, admit func(mesh.PeerID) bool) {
+	t.gater.setAdmission(space, admit)
+	t.kick()
+}
+
+// Ban implements mesh.Banner: the peer's connections are closed, it is
+// refused from now on and its gossip ignored.
+func (t *Transport) Ban(p mesh.PeerID, reason string) {
+	pid, err := FromPeerID(p)
+	if err != nil {
+		return
+	}
+	t.ban(pid, reason)
+}
+
+func (t *Transport) ban(pid peer.ID, reason string) {
+	if pid == t.self || t.gater.ban(pid, reason) {
+		return
+	}
+	t.log.Warn("peer banned", "banned", pid, "reason", reason)
+	t.spawn(func() {
+		_ = t.host.Network().ClosePeer(pid)
+		t.ps.BlacklistPeer(pid)
+	})
+}
+
+// Banned lists banned peers with the reason.
+func (t *Transport) Banned() map[mesh.PeerID]string {
+	out := map[mesh.PeerID]string{}
+	for p, r := range t.gater.bannedList() {
+		if id, err := ToPeerID(p); err == nil {
+			out[id] = r
+		}
+	}
+	return out
+}
+
+// SetOffline(true) cuts the transport off: every connection is closed
+// and the gater refuses all until SetOffline(false), which re-dials the
+// bootstrap and known peers.
+func (t *Transport) SetOffline(off bool) {
+	t.gater.setOffline(off)
+	if off {
+		for _, p := range t.host.Network().Peers() {
+			_ = t.host.Network().ClosePeer(p)
+		}
+		return
+	}
+	t.kick()
+}
+
+// track counts a goroutine Close waits for; false once closed.
+func (t *Transport) track() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.wg.Add(1)
+	return true
+}
+
+// spawn runs fn in a goroutine Close waits for, unless closed.
+func (t *Transport) spawn(fn func()) {
+	if !t.track() {
+		return
+	}
+	go func() {
+		defer t.wg.Done()
+		fn()
+	}()
+}
+
+// topicFilter is gossipsub's peer filter: only a space's members take
+// part in its topic.
+func (t *Transport) topicFilter(p peer.ID, topic string) bool {
+	space, ok := spaceOfTopic(topic)
+	return ok && t.gater.admittedFor(space, p)
+}
+
+func spaceOfTopic(topic string) (core.ID, bool) {
+	const pre, suf = "/tributary/1/", "/changes"
+	var id core.ID
+	if len(topic) < len(pre)+len(suf) || topic[:len(pre)] != pre || topic[len(topic)-len(suf):] != suf {
+		return id, false
+	}
+	if err := id.UnmarshalText([]byte(topic[len(pre) : len(topic)-len(suf)])); err != nil {
+		return id, false
+	}
+	return id, true
+}
+
+// Join implements mesh.Transport.
+func (t *Transport) Join(space core.ID, h mesh.Handler) error {
+	t.joinMu.Lock()
+	defer t.joinMu.Unlock()
+	t.mu.Lock()
+	closed, exists := t.closed, t.spaces[space] != nil
+	t.mu.Unlock()
+	if closed {
+		return errors.New("libp2p: transport closed")
+	}
+	if exists {
+		return fmt.Errorf("libp2p: space %s already joined", space.Short())
+	}
+	name := TopicName(space)
+	if err := t.ps.RegisterTopicValidator(name, t.validator(space)); err != nil {
+		return fmt.Errorf("libp2p: register validator: %w", err)
+	}
+	topic, err := t.ps.Join(name)
+	if err != nil {
+		_ = t.ps.UnregisterTopicValidator(name)
+		return fmt.Errorf("libp2p: join topic: %w", err)
+	}
+	fail := func(err error) error {
+		_ = topic.Close()
+		_ = t.ps.UnregisterTopicValidator(name)
+		return err
+	}
+	if err := topic.SetScoreParams(topicScoreParams()); err != nil {
+		return fail(fmt.Errorf("libp2p: topic score: %w", err))
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		return fail(fmt.Errorf("libp2p: subscribe: %w", err))
+	}
+	ctx, cancel := context.WithCancel(t.ctx)
+	j := &joined{h: h, name: name, topic: topic, sub: sub, cancel: cancel, done: make(chan struct{})}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		cancel()
+		sub.Cancel()
+		return fail(errors.New("libp2p: transport closed"))
+	}
+	t.spaces[space] = j
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go t.readLoop(ctx, j)
+	t.kick()
+	return nil
+}
+
+// Leave implements mesh.Transport.
+func (t *Transport) Leave(space core.ID) error {
+	t.joinMu.Lock()
+	defer t.joinMu.Unlock()
+	t.mu.Lock()
+	j := t.spaces[space]
+	delete(t.spaces, space)
+	t.mu.Unlock()
+	if j == nil {
+		return nil
+	}
+	j.cancel()
+	j.sub.Cancel()
+	<-j.done
+	return errors.Join(j.topic.Close(), t.ps.UnregisterTopicValidator(j.name))
+}
+
+// readLoop hands valid gossip from other peers to the handler.
+func (t *Transport) readLoop(ctx context.Context, j *joined) {
+	defer t.wg.Done()
+	defer close(j.done)
+	for {
+		msg, err := j.sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		if msg.Local || msg.ReceivedFrom == t.self {
+			continue
+		}
+		envs, ok := msg.ValidatorData.([][]byte)
+		if !ok {
+			continue
+		}
+		from, err := ToPeerID(msg.GetFrom())
+		if err != nil {
+			if from, err = ToPeerID(msg.ReceivedFrom); err != nil {
+				continue
+			}
+		}
+		j.h.Pushed(from, envs)
+	}
+}
+
+// validator checks a gossip message before it is delivered or forwarded:
+// CBOR [][]byte of envelopes, each opening (signature verified) for this
+// space. Anything else is rejected, which lowers the sender's gossipsub
+// score, and the sender is banned.
+func (t *Transport) validator(space core.ID) func(context.Context, peer.ID, *pubsub.Message) pubsub.ValidationResult {
+	return func(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+		if from == t.self {
+			return pubsub.ValidationAccept // our own: the node publishes from its store
+		}
+		reject := func(reason string) pubsub.ValidationResult {
+			t.ban(from, "invalid gossip: "+reason)
+			if origin := msg.GetFrom(); origin != from && origin != "" {
+				t.ban(origin, "signed invalid gossip: "+reason)
+			}
+			return pubsub.ValidationReject
+		}
+		var envs [][]byte
+		if err := core.Unmarshal(msg.Data, &envs); err != nil {
+			return reject("not a list of envelopes: " + err.Error())
+		}
+		if len(envs) == 0 {
+			return reject("no envelopes")
+		}
+		for _, env := range envs {
+			c, id, _, err := core.Open(env)
+			if err != nil {
+				return reject(err.Error())
+			}
+			if c.Space != space && !(c.IsGenesis() && id == space) {
+				return reject(fmt.Sprintf("change %s is for space %s", id.Short(), c.Space.Short()))
+			}
+		}
+		msg.ValidatorData = envs
+		return pubsub.ValidationAccept
+	}
+}
+
+// Publish implements mesh.Transport: the envelopes go out in gossip
+// messages of at most MaxPushBytes; an envelope too large for one is left
+// to reconciliation.
+func (t *Transport) Publish(ctx context.Context, space core.ID, envs [][]byte) error {
+	t.mu.Lock()
+	j := t.spaces[space]
+	t.mu.Unlock()
+	if j == nil {
+		return fmt.Errorf("libp2p: space %s not joined", space.Short())
+	}
+	limit := t.cfg.MaxPushBytes - 1024
+	var batch [][]byte
+	size := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		data, err := core.Marshal(batch)
+		if err != nil {
+			return err
+		}
+		batch, size = nil, 0
+		if err := j.topic.Publish(ctx, data); err != nil {
+			return fmt.Errorf("libp2p: publish: %w", err)
+		}
+		return nil
+	}
+	for _, env := range envs {
+		n := len(env) + 9
+		if n > limit {
+			t.log.Debug("envelope too large to push; left to reconciliation", "bytes", len(env))
+			continue
+		}
+		if size+n > limit {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		batch = append(batch, env)
+		size += n
+	}
+	return flush()
+}
+
+// Peers implements mesh.Transport: connected peers admitted to the space
+// (or, for a space without admission, subscribed to its topic).
+func (t *Transport) Peers(space core.ID) []mesh.PeerID {
+	t.mu.Lock()
+	j := t.spaces[space]
+	t.mu.Unlock()
+	if j == nil || t.gater.isOffline() {
+		return nil
+	}
+	admit := t.gater.admitFor(space)
+	var subscribed []peer.ID
+	if admit == nil {
+		subscribed = j.topic.ListPeers()
+	}
+	nw := t.host.Network()
+	var out []mesh.PeerID
+	for _, p := range nw.Peers() {
+		if p == t.self || nw.Connectedness(p) != network.Connected || t.gater.isBanned(p) {
+			continue
+		}
+		id, err := ToPeerID(p)
+		if err != nil {
+			continue
+		}
+		if admit != nil && !admit(id) || admit == nil && !slices.Contains(subscribed, p) {
+			continue
+		}
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
