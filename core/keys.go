@@ -119,3 +119,16 @@ func VerifyBatch(pubs []PublicKey, ids []ID, sigs [][]byte) []bool {
 	}
 	return ok
 }
+
+// MarshalText makes keys render as their base32 text in JSON.
+func (k PublicKey) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText parses the base32 text of a key.
+func (k *PublicKey) UnmarshalText(b []byte) error {
+	p, err := ParsePublicKey(string(b))
+	if err != nil {
+		return err
+	}
+	*k = p
+	return nil
+}

@@ -171,7 +171,7 @@ func (c *cli) putCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			h, sp, err := c.openSpace(cmd.Context())
+			h, sp, err := c.openSynced(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -195,7 +195,7 @@ func (c *cli) getCmd() *cobra.Command {
 		Short: "Print a document as JSON (--at CHANGE: as it was at that change)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, sp, err := c.openSpace(cmd.Context())
+			_, sp, err := c.openSynced(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -234,7 +234,7 @@ func (c *cli) deleteCmd() *cobra.Command {
 		Short: "Delete a document",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, sp, err := c.openSpace(cmd.Context())
+			h, sp, err := c.openSynced(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -262,7 +262,7 @@ func (c *cli) queryCmd() *cobra.Command {
 		Short: "List documents of a collection, filtered by field equality",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, sp, err := c.openSpace(cmd.Context())
+			_, sp, err := c.openSynced(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -309,7 +309,7 @@ func (c *cli) logCmd() *cobra.Command {
 			if len(args) == 1 {
 				return fmt.Errorf("log takes no argument or COLLECTION ID")
 			}
-			_, sp, err := c.openSpace(cmd.Context())
+			_, sp, err := c.openSynced(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -351,7 +351,7 @@ func (c *cli) conflictsCmd() *cobra.Command {
 		Short: "List open conflicts: concurrent writes to one field (resolve with an ordinary put)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, sp, err := c.openSpace(cmd.Context())
+			_, sp, err := c.openSynced(cmd.Context())
 			if err != nil {
 				return err
 			}

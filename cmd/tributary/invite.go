@@ -62,7 +62,7 @@ func (c *cli) inviteCmd() *cobra.Command {
 		Short: "Print a single-use invite code (admins only); `tributary join CODE` makes a new member",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			h, sp, err := c.openSpace(cmd.Context())
+			h, sp, err := c.openSynced(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -85,6 +85,9 @@ func (c *cli) inviteCmd() *cobra.Command {
 			}
 			height := entry.Height
 			info, _ := h.Info(sp.Replica.Space().String())
+			if len(addrs) == 0 {
+				addrs = advertisedAddrs(c)
+			}
 			if len(addrs) == 0 {
 				addrs = info.Bootstrap
 			}
@@ -178,7 +181,7 @@ func (c *cli) memberCmd() *cobra.Command {
 		Short: "List members and their roles",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, sp, err := c.openSpace(cmd.Context())
+			_, sp, err := c.openSynced(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -205,7 +208,7 @@ func (c *cli) memberOp(cmd *cobra.Command, keyArg string, kind core.OpKind, role
 	if kind == core.OpGrant && role != core.RoleWriter && role != core.RoleAdmin {
 		return fmt.Errorf("--role %q: want writer or admin", role)
 	}
-	h, sp, err := c.openSpace(cmd.Context())
+	h, sp, err := c.openSynced(cmd.Context())
 	if err != nil {
 		return err
 	}

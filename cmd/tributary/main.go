@@ -126,6 +126,21 @@ func (c *cli) openSpace(ctx context.Context) (*node.Home, *node.Space, error) {
 	return h, sp, nil
 }
 
+// openSynced is openSpace for commands that need the space's history (a
+// joiner has none until its first sync).
+func (c *cli) openSynced(ctx context.Context) (*node.Home, *node.Space, error) {
+	h, sp, err := c.openSpace(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !sp.Replica.HasGenesis() {
+		id := sp.Replica.Space()
+		sp.Close()
+		return nil, nil, fmt.Errorf("space %s has no history here yet: sync first (tributary run, or import a bundle from a member)", id)
+	}
+	return h, sp, nil
+}
+
 // print writes v as indented JSON (with --json, compact).
 func (c *cli) print(v any) error {
 	var b []byte

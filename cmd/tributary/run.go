@@ -116,6 +116,7 @@ type bridge struct {
 
 	transports []transport
 	sinks      *sinkSet
+	advertised []string // libp2p addresses, for invite codes
 	ready      atomic.Bool
 
 	mu    sync.Mutex

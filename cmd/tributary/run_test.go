@@ -34,6 +34,10 @@ func startNode(t *testing.T, home string, args ...string) map[string]any {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("log of tributary run on %s:\n%s", home, b)
+		}
 		cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()

@@ -2,13 +2,23 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 
+	"github.com/tributary-sync/tributary/core"
+	meshlibp2p "github.com/tributary-sync/tributary/mesh/libp2p"
 	meshnats "github.com/tributary-sync/tributary/mesh/nats"
 )
 
-// startTransports starts the transports the options ask for: NATS with
-// --nats, libp2p (startLibp2p) with --p2p/--peer or by default.
+// addrsFile in a home keeps the libp2p addresses of the last run, for
+// invite codes made while no node runs.
+const addrsFile = "p2p-addrs.json"
+
+// startTransports starts NATS with --nats, and libp2p unless only NATS
+// was asked for.
 func (b *bridge) startTransports(ctx context.Context, bootstrap []string) error {
 	if b.opts.NATS != "" {
 		t, err := meshnats.New(meshnats.Config{URL: b.opts.NATS, Key: b.home.Key, Logger: b.log.With("transport", "nats")})
@@ -16,9 +26,78 @@ func (b *bridge) startTransports(ctx context.Context, bootstrap []string) error 
 			return fmt.Errorf("nats %s: %w", b.opts.NATS, err)
 		}
 		b.transports = append(b.transports, transport{name: "nats", tr: t, stop: t.Close, info: map[string]any{"url": b.opts.NATS}})
+		if len(b.opts.P2P) == 0 && len(b.opts.Peers) == 0 {
+			return nil
+		}
 	}
 	return b.startLibp2p(ctx, bootstrap)
 }
 
-// startLibp2p is filled in when the libp2p transport lands.
-func (b *bridge) startLibp2p(ctx context.Context, bootstrap []string) error { return nil }
+func (b *bridge) startLibp2p(ctx context.Context, bootstrap []string) error {
+	key, err := b.p2pIdentity(ctx)
+	if err != nil {
+		return err
+	}
+	t, err := meshlibp2p.New(ctx, meshlibp2p.Config{
+		Key: key, Listen: b.opts.P2P, Bootstrap: append(append([]string{}, b.opts.Peers...), bootstrap...),
+		MDNS: b.opts.MDNS, Logger: b.log.With("transport", "libp2p"),
+	})
+	if err != nil {
+		return fmt.Errorf("libp2p: %w", err)
+	}
+	addrs := t.Addrs()
+	b.advertised = addrs
+	if data, err := json.Marshal(addrs); err == nil {
+		os.WriteFile(filepath.Join(b.home.Dir, addrsFile), data, 0o600)
+	}
+	b.transports = append(b.transports, transport{name: "libp2p", tr: t, stop: t.Close, info: map[string]any{"peer": string(t.ID()), "addrs": addrs}})
+	return nil
+}
+
+// p2pIdentity is the home's key, except while a joined space still waits
+// for its first sync: the inviter admits only members, and the invite's
+// throwaway key is one.
+func (b *bridge) p2pIdentity(ctx context.Context) (core.PrivateKey, error) {
+	spaces, err := b.home.Spaces()
+	if err != nil {
+		return nil, err
+	}
+	for _, info := range spaces {
+		if info.InviteSeed == "" {
+			continue
+		}
+		sp, err := b.home.OpenSpace(ctx, info.Space)
+		if err != nil {
+			return nil, err
+		}
+		joined := sp.Replica.HasGenesis() && sp.Replica.IsMember(b.home.Key.Public())
+		sp.Close()
+		if joined {
+			continue
+		}
+		seed, err := hex.DecodeString(info.InviteSeed)
+		if err != nil {
+			return nil, fmt.Errorf("space %s: invite key: %w", info.Space, err)
+		}
+		k, err := core.PrivateKeyFromSeed(seed)
+		if err != nil {
+			return nil, fmt.Errorf("space %s: invite key: %w", info.Space, err)
+		}
+		b.log.Info("joining: connecting with the invite key until the first sync", "space", info.Space)
+		return k, nil
+	}
+	return b.home.Key, nil
+}
+
+// advertisedAddrs are the libp2p addresses for invite codes: the running
+// node's, else the last run's.
+func advertisedAddrs(c *cli) []string {
+	if c.bridge != nil && len(c.bridge.advertised) > 0 {
+		return c.bridge.advertised
+	}
+	var addrs []string
+	if data, err := os.ReadFile(filepath.Join(c.home, addrsFile)); err == nil {
+		json.Unmarshal(data, &addrs)
+	}
+	return addrs
+}

@@ -112,6 +112,9 @@ type Schema struct {
 
 // Collection looks a collection up by name.
 func (s *Schema) Collection(name string) (*Collection, bool) {
+	if s == nil {
+		return nil, false
+	}
 	c, ok := s.byName[name]
 	return c, ok
 }
