@@ -400,3 +400,17 @@ func (l *Log) readDocLSN(txn *badger.Txn, e *Effect) (uint64, error) {
 	})
 	return n, err
 }
+
+// OpenMemory opens a log over an in-memory store of its own, for tests and
+// tools that need a real log without a replica; close releases the store.
+func OpenMemory() (l *Log, close func() error, err error) {
+	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	if err != nil {
+		return nil, nil, fmt.Errorf("open in-memory effect log: %w", err)
+	}
+	if l, err = Open(db, []byte("e/")); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return l, db.Close, nil
+}

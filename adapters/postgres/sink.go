@@ -1,0 +1,377 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tributary-sync/tributary/checkpoint"
+	"github.com/tributary-sync/tributary/eventstream"
+)
+
+// DefaultCheckpointTable holds one row per sink: (sink, lsn, updated_at).
+const DefaultCheckpointTable = "tributary_checkpoints"
+
+// Config configures a sink.
+type Config struct {
+	// URL is a PostgreSQL connection string (postgres://user:pass@host:5432/db
+	// or "host=... dbname=..."); pool settings such as pool_max_conns apply.
+	URL string
+	// Name identifies the sink; its checkpoint row is kept under this name.
+	Name string
+	// Schema is the PostgreSQL schema (namespace) of the tables, created
+	// if missing (default "public").
+	Schema string
+	// TablePrefix is put before every default table name.
+	TablePrefix string
+	// Tables overrides the table name of collections (collection -> table,
+	// used as given, without the prefix).
+	Tables map[string]string
+	// CheckpointTable is the checkpoint table's name in Schema (default
+	// tributary_checkpoints). Sinks of different names may share it.
+	CheckpointTable string
+	// MaxConns bounds the connection pool (default 4). A sink applies one
+	// batch at a time on one connection; the others serve Checkpoint and
+	// reads.
+	MaxConns int32
+}
+
+// Sink writes effects to PostgreSQL tables. It implements checkpoint.Sink.
+type Sink struct {
+	cfg   Config
+	pool  *pgxpool.Pool
+	ckpt  string // qualified checkpoint table
+	apply sync.Mutex
+
+	layoutMu sync.Mutex
+	layout   *layout // of the newest schema whose tables exist
+}
+
+var _ checkpoint.Sink = (*Sink)(nil)
+
+// New connects to the database, creates the schema and the checkpoint
+// table if they are missing, and returns the sink. Collection tables are
+// created by the first batch that carries their schema.
+func New(ctx context.Context, cfg Config) (*Sink, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("postgres sink: a name is required")
+	}
+	if cfg.Schema == "" {
+		cfg.Schema = "public"
+	}
+	if cfg.CheckpointTable == "" {
+		cfg.CheckpointTable = DefaultCheckpointTable
+	}
+	for coll, t := range cfg.Tables {
+		if t == "" {
+			return nil, fmt.Errorf("postgres sink %s: empty table name for collection %s", cfg.Name, coll)
+		}
+	}
+	pc, err := pgxpool.ParseConfig(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres sink %s: URL: %w", cfg.Name, err)
+	}
+	switch {
+	case cfg.MaxConns > 0:
+		pc.MaxConns = cfg.MaxConns
+	case !strings.Contains(cfg.URL, "pool_max_conns"):
+		pc.MaxConns = 4
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres sink %s: %w", cfg.Name, err)
+	}
+	s := &Sink{cfg: cfg, pool: pool, ckpt: pgx.Identifier{cfg.Schema, cfg.CheckpointTable}.Sanitize()}
+	if err := s.init(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres sink %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+func (s *Sink) init(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "tributary ddl "+s.cfg.Schema); err != nil {
+			return err
+		}
+		var b pgx.Batch
+		b.Queue("CREATE SCHEMA IF NOT EXISTS " + quote(s.cfg.Schema))
+		b.Queue("CREATE TABLE IF NOT EXISTS " + s.ckpt + " (sink text PRIMARY KEY, lsn bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())")
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return err
+		}
+		// The row exists from the start, so concurrent instances of the
+		// sink serialise on it (Apply locks it). (Not in the batch above:
+		// a batch prepares its statements before it runs the DDL.)
+		_, err := tx.Exec(ctx, "INSERT INTO "+s.ckpt+" (sink, lsn) VALUES ($1, 0) ON CONFLICT (sink) DO NOTHING", s.cfg.Name)
+		return err
+	})
+}
+
+// Name implements checkpoint.Sink.
+func (s *Sink) Name() string { return s.cfg.Name }
+
+// Pool is the sink's connection pool.
+func (s *Sink) Pool() *pgxpool.Pool { return s.pool }
+
+// Checkpoint implements checkpoint.Sink: the sink's row of the checkpoint
+// table (0 when there is none).
+func (s *Sink) Checkpoint(ctx context.Context) (uint64, error) {
+	var lsn int64
+	err := s.pool.QueryRow(ctx, "SELECT lsn FROM "+s.ckpt+" WHERE sink = $1", s.cfg.Name).Scan(&lsn)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("postgres sink %s: read checkpoint: %w", s.cfg.Name, err)
+	}
+	return uint64(lsn), nil
+}
+
+// Reset deletes the sink's checkpoint row: the runner then replays the
+// effect log from the start, rewriting every document (the tables are
+// kept; rows of documents deleted meanwhile are removed by the replayed
+// deletes).
+func (s *Sink) Reset(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, "DELETE FROM "+s.ckpt+" WHERE sink = $1", s.cfg.Name); err != nil {
+		return fmt.Errorf("postgres sink %s: reset: %w", s.cfg.Name, err)
+	}
+	return nil
+}
+
+// Close implements checkpoint.Sink: it closes the pool.
+func (s *Sink) Close(context.Context) error {
+	s.pool.Close()
+	return nil
+}
+
+// work is a batch prepared for one table.
+type work struct {
+	t       *table
+	rows    [][]any  // upserts: id, fields, provenance
+	rowIdx  []int    // their index in the batch
+	rowLSN  []uint64 // their LSN
+	deletes []string
+	delLSN  []uint64
+}
+
+// Apply implements checkpoint.Sink. In one transaction it locks the sink's
+// checkpoint row, copies the upserts of each table into a staging table
+// and merges them with one INSERT ... ON CONFLICT DO UPDATE, deletes with
+// one DELETE ... WHERE id = ANY($1), and writes the new checkpoint.
+// Effects at or below the stored checkpoint are skipped and a batch whose
+// Through is not above it changes nothing, so replays are harmless.
+//
+// Values PostgreSQL refuses (SQLSTATE classes 22 and 23, and 54000: a
+// NUL character in text, invalid JSON, a violated constraint the user
+// added) make it return a *checkpoint.RejectedError, with the effect's
+// index when it is known; any other error (the connection, DDL) is
+// returned as it is, for the runner to retry. Either way nothing of the
+// batch is committed.
+func (s *Sink) Apply(ctx context.Context, b checkpoint.Batch) error {
+	s.apply.Lock()
+	defer s.apply.Unlock()
+	var l *layout
+	var works []*work
+	if len(b.Effects) > 0 {
+		if b.Schema == nil {
+			return fmt.Errorf("postgres sink %s: a batch of %d effects without a schema", s.cfg.Name, len(b.Effects))
+		}
+		var err error
+		if l, err = s.ensure(ctx, b.Schema); err != nil {
+			return fmt.Errorf("postgres sink %s: %w", s.cfg.Name, err)
+		}
+		if works, err = prepare(l, b.Effects); err != nil {
+			return err // a *checkpoint.RejectedError
+		}
+	}
+	if err := s.write(ctx, works, b.Through); err != nil {
+		var rej *checkpoint.RejectedError
+		if errors.As(err, &rej) {
+			return err
+		}
+		// Check the tables again on the next attempt, in case they
+		// changed under the sink (dropped or altered by hand).
+		s.layoutMu.Lock()
+		s.layout = nil
+		s.layoutMu.Unlock()
+		return fmt.Errorf("postgres sink %s: %w", s.cfg.Name, err)
+	}
+	return nil
+}
+
+// prepare groups the newest effect of each document by table and converts
+// its values.
+func prepare(l *layout, effects []eventstream.Effect) ([]*work, error) {
+	newest := make(map[string]int, len(effects))
+	for i := range effects {
+		newest[effects[i].Key()] = i
+	}
+	byTable := map[string]*work{}
+	var works []*work
+	for i := range effects {
+		e := &effects[i]
+		if newest[e.Key()] != i {
+			continue // a batch holds one effect per document; be safe anyway
+		}
+		t, ok := l.tables[e.Collection]
+		if !ok {
+			if e.Kind == eventstream.Delete {
+				continue // nothing can exist in a collection the schema lacks
+			}
+			return nil, &checkpoint.RejectedError{Index: i, Reason: fmt.Sprintf("collection %s is not in the schema", e.Collection)}
+		}
+		w := byTable[t.name]
+		if w == nil {
+			w = &work{t: t}
+			byTable[t.name] = w
+			works = append(works, w)
+		}
+		switch e.Kind {
+		case eventstream.Delete:
+			w.deletes = append(w.deletes, e.DocID)
+			w.delLSN = append(w.delLSN, e.LSN)
+		case eventstream.Upsert:
+			row, err := t.row(e)
+			if err != nil {
+				return nil, &checkpoint.RejectedError{Index: i, Reason: err.Error()}
+			}
+			w.rows = append(w.rows, row)
+			w.rowIdx = append(w.rowIdx, i)
+			w.rowLSN = append(w.rowLSN, e.LSN)
+		default:
+			return nil, &checkpoint.RejectedError{Index: i, Reason: fmt.Sprintf("effect kind %s", e.Kind)}
+		}
+	}
+	return works, nil
+}
+
+// write runs the batch's transaction.
+func (s *Sink) write(ctx context.Context, works []*work, through uint64) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background())
+
+	var first pgx.Batch
+	first.Queue("SELECT lsn FROM "+s.ckpt+" WHERE sink = $1 FOR UPDATE", s.cfg.Name)
+	for _, w := range works {
+		if len(w.rows) > 0 {
+			first.Queue(w.t.stageDDL)
+		}
+	}
+	res := tx.SendBatch(ctx, &first)
+	var stored int64
+	if err := res.QueryRow().Scan(&stored); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		res.Close()
+		return fmt.Errorf("lock checkpoint: %w", err)
+	}
+	if err := res.Close(); err != nil {
+		return fmt.Errorf("prepare staging tables: %w", err)
+	}
+	ckpt := uint64(stored)
+	if through <= ckpt {
+		return nil // applied already
+	}
+
+	var second pgx.Batch
+	type stmt struct {
+		w    *work
+		data bool
+	}
+	var stmts []stmt
+	for _, w := range works {
+		rows, idx := w.rows, w.rowIdx
+		if ckpt > 0 { // skip what the checkpoint already covers
+			rows, idx = nil, nil
+			for k, lsn := range w.rowLSN {
+				if lsn > ckpt {
+					rows, idx = append(rows, w.rows[k]), append(idx, w.rowIdx[k])
+				}
+			}
+		}
+		if len(rows) > 0 {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{w.t.stage}, w.t.copyCol, pgx.CopyFromRows(rows)); err != nil {
+				return classify(err, func(line int) int {
+					if line >= 1 && line <= len(idx) {
+						return idx[line-1]
+					}
+					return -1
+				})
+			}
+			second.Queue(w.t.upsert)
+			stmts = append(stmts, stmt{w, true})
+		}
+		var dels []string
+		for k, lsn := range w.delLSN {
+			if lsn > ckpt {
+				dels = append(dels, w.deletes[k])
+			}
+		}
+		if len(dels) > 0 {
+			second.Queue(w.t.delete, dels)
+			stmts = append(stmts, stmt{w, true})
+		}
+	}
+	second.Queue("INSERT INTO "+s.ckpt+" (sink, lsn, updated_at) VALUES ($1, $2, now()) ON CONFLICT (sink) DO UPDATE SET lsn = EXCLUDED.lsn, updated_at = EXCLUDED.updated_at",
+		s.cfg.Name, int64(through))
+	stmts = append(stmts, stmt{nil, false})
+	res = tx.SendBatch(ctx, &second)
+	for _, st := range stmts {
+		if _, err := res.Exec(); err != nil {
+			res.Close()
+			if st.data {
+				return classify(err, nil)
+			}
+			return fmt.Errorf("save checkpoint %d: %w", through, err)
+		}
+	}
+	if err := res.Close(); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit through %d: %w", through, err)
+	}
+	return nil
+}
+
+var copyLine = regexp.MustCompile(`COPY [^,]+, line (\d+)`)
+
+// classify turns an error PostgreSQL raised for the data into a
+// rejection; index maps a COPY line to the effect's index.
+func classify(err error, index func(line int) int) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	class := pe.Code[:2]
+	if class != "22" && class != "23" && pe.Code != "54000" {
+		return err
+	}
+	reason := fmt.Sprintf("postgres refused the value: %s (SQLSTATE %s)", pe.Message, pe.Code)
+	if pe.Detail != "" {
+		reason += ": " + pe.Detail
+	}
+	if pe.ColumnName != "" {
+		reason += " [column " + pe.ColumnName + "]"
+	}
+	i := -1
+	if m := copyLine.FindStringSubmatch(pe.Where); m != nil && index != nil {
+		if n, err := strconv.Atoi(m[1]); err == nil {
+			i = index(n)
+		}
+	}
+	if pe.Where != "" {
+		reason += " [" + pe.Where + "]"
+	}
+	return &checkpoint.RejectedError{Index: i, Reason: reason}
+}
