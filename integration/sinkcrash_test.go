@@ -147,6 +147,22 @@ func crashTest(t *testing.T, tg target) {
 		} `json:"effects"`
 	}
 	mustCLI(t, home, &status, "status")
+	waitCaughtUp(t, home, status.Effects.Last)
+	sch, err := schema.Parse(crashSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareTarget(t, home, tg, url, sch, status.Effects.Last)
+
+	// A reset sink refills from the effect log (a backfill) to the same state.
+	mustCLI(t, home, nil, "sink", "reset", "crash")
+	waitCaughtUp(t, home, status.Effects.Last)
+	compareTarget(t, home, tg, url, sch, status.Effects.Last)
+}
+
+// waitCaughtUp polls `tributary sinks` until the sink's checkpoint is last.
+func waitCaughtUp(t *testing.T, home string, last uint64) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		var sinks []struct {
@@ -156,24 +172,26 @@ func crashTest(t *testing.T, tg target) {
 			LastError  string `json:"last_error"`
 		}
 		mustCLI(t, home, &sinks, "sinks")
-		if len(sinks) == 1 && sinks[0].Checkpoint == status.Effects.Last {
+		if len(sinks) == 1 && sinks[0].Checkpoint == last {
 			if sinks[0].Parked != 0 {
 				t.Fatalf("%d effects parked", sinks[0].Parked)
 			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sink did not catch up to LSN %d: %+v", status.Effects.Last, sinks)
+			t.Fatalf("sink did not catch up to LSN %d: %+v", last, sinks)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	sch, err := schema.Parse(crashSchema)
-	if err != nil {
-		t.Fatal(err)
-	}
+}
+
+// compareTarget requires the target to equal the materialized state row
+// by row, with its checkpoint at last.
+func compareTarget(t *testing.T, home string, tg target, url string, sch *schema.Schema, last uint64) {
+	t.Helper()
 	got, ckpt := tg.read(t, url, sch)
-	if ckpt != status.Effects.Last {
-		t.Fatalf("target checkpoint %d, last LSN %d", ckpt, status.Effects.Last)
+	if ckpt != last {
+		t.Fatalf("target checkpoint %d, last LSN %d", ckpt, last)
 	}
 	for _, coll := range []string{"Author", "Book"} {
 		var docs []map[string]any
