@@ -12,7 +12,7 @@ build:
 	go build -o bin/tributary ./cmd/tributary
 
 bench:
-	go test -run '^$$' -bench . -benchtime 3s ./core/replica/ ./eventstream/
+	go test -run '^$$' -bench . -benchtime 3x ./core/replica/ ./eventstream/ ./mesh/nats/ ./mesh/libp2p/ ./adapters/...
 
 fuzz:
 	go test -run '^$$' -fuzz FuzzDecodeChange -fuzztime 30s ./core/
