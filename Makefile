@@ -12,7 +12,8 @@ build:
 	go build -o bin/tributary ./cmd/tributary
 
 bench:
-	go test -run '^$$' -bench . -benchtime 3x ./core/replica/ ./eventstream/ ./mesh/nats/ ./mesh/libp2p/ ./adapters/...
+	go test -run '^$$' -bench . -benchtime 2s ./core/replica/ ./eventstream/
+	go test -run '^$$' -bench . -benchtime 3x ./mesh/nats/ ./mesh/libp2p/ ./adapters/...
 
 fuzz:
 	go test -run '^$$' -fuzz FuzzDecodeChange -fuzztime 30s ./core/
