@@ -1,0 +1,738 @@
+package mongodb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/x/mongo/driver"
+	"go.mongodb.org/mongo-driver/x/mongo/driver/connstring"
+
+	"github.com/tributary-sync/tributary/checkpoint"
+	"github.com/tributary-sync/tributary/core/schema"
+)
+
+// CheckpointCollection holds one document per sink: {_id: sink name, lsn}.
+const CheckpointCollection = "_tributary_checkpoints"
+
+// DefaultChunkSize is the default number of writes per bulk write.
+const DefaultChunkSize = 50
+
+// MaxChunkSize bounds Config.ChunkSize.
+const MaxChunkSize = 1000
+
+// DefaultWriteTimeout is the default Config.WriteTimeout.
+const DefaultWriteTimeout = time.Minute
+
+// Config configures a sink.
+type Config struct {
+	// URL is a MongoDB connection string naming the database in its path:
+	// mongodb://host:port/DBNAME (options such as ?w=majority apply).
+	URL string
+	// Name identifies the sink; its checkpoint is kept under this name.
+	Name string
+	// ChunkSize is the most writes sent in one bulk write (default 50).
+	// FerretDB's bulk writes stall beyond about 100 writes that match
+	// existing documents: keep it at 50 or below there.
+	ChunkSize int
+	// WriteTimeout bounds how long Apply may take to finish a batch it
+	// started writing without transactions (default 1 minute). Apply
+	// completes a started batch and its checkpoint even when its context
+	// ends, so that cancelling a run never leaves documents ahead of the
+	// checkpoint; a context already ended stops it before any write.
+	WriteTimeout time.Duration
+	// NoTransactions turns off the transactional path on servers that
+	// support transactions; the guarded writes are exactly-once without
+	// it (see the package documentation).
+	NoTransactions bool
+}
+
+// Sink writes effects to a MongoDB database (or a server that speaks its
+// protocol, such as FerretDB). It implements checkpoint.Sink.
+type Sink struct {
+	cfg     Config
+	client  *mongo.Client
+	db      *mongo.Database
+	ckpts   *mongo.Collection
+	txn     bool // apply batches in transactions
+	rewrite bool // write by insert and delete (FerretDB), see rewriteGroup
+	maxDoc  int  // the server's largest document, bytes
+	closeMu sync.Mutex
+	closed  bool
+
+	mu sync.Mutex // one Apply at a time
+}
+
+var _ checkpoint.Sink = (*Sink)(nil)
+
+// New connects to the database of cfg.URL and checks that it answers.
+func New(ctx context.Context, cfg Config) (*Sink, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("mongodb sink: a name is required")
+	}
+	switch {
+	case cfg.ChunkSize == 0:
+		cfg.ChunkSize = DefaultChunkSize
+	case cfg.ChunkSize < 0 || cfg.ChunkSize > MaxChunkSize:
+		return nil, fmt.Errorf("mongodb sink %s: chunk size %d: want 1 to %d", cfg.Name, cfg.ChunkSize, MaxChunkSize)
+	}
+	switch {
+	case cfg.WriteTimeout == 0:
+		cfg.WriteTimeout = DefaultWriteTimeout
+	case cfg.WriteTimeout < 0:
+		return nil, fmt.Errorf("mongodb sink %s: write timeout %s: want a positive duration", cfg.Name, cfg.WriteTimeout)
+	}
+	cs, err := connstring.ParseAndValidate(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb sink %s: URL: %w", cfg.Name, err)
+	}
+	if cs.Database == "" {
+		return nil, fmt.Errorf("mongodb sink %s: the URL names no database: want mongodb://host:port/DBNAME", cfg.Name)
+	}
+	client, err := mongo.Connect(ctx, options.Client().ApplyURI(cfg.URL))
+	if err != nil {
+		return nil, fmt.Errorf("mongodb sink %s: connect: %w", cfg.Name, err)
+	}
+	s := &Sink{cfg: cfg, client: client, db: client.Database(cs.Database)}
+	s.ckpts = s.db.Collection(CheckpointCollection)
+	if err := s.hello(ctx); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("mongodb sink %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// hello asks the server what it is: transactions need a replica set or a
+// sharded cluster with sessions, and MongoDB 4.4 or later (wire version 9,
+// which creates collections inside transactions). FerretDB reports
+// neither.
+func (s *Sink) hello(ctx context.Context) error {
+	var h struct {
+		SetName        string `bson:"setName"`
+		Msg            string `bson:"msg"`
+		Sessions       *int64 `bson:"logicalSessionTimeoutMinutes"`
+		MaxWireVersion int64  `bson:"maxWireVersion"`
+		MaxBSONSize    int64  `bson:"maxBsonObjectSize"`
+	}
+	admin := s.client.Database("admin")
+	err := admin.RunCommand(ctx, bson.D{{Key: "hello", Value: 1}}).Decode(&h)
+	if err != nil && !isConnectionError(err) { // servers before 4.4.2 know only isMaster
+		err = admin.RunCommand(ctx, bson.D{{Key: "isMaster", Value: 1}}).Decode(&h)
+	}
+	if err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	s.maxDoc = 16 << 20
+	if h.MaxBSONSize > 0 && h.MaxBSONSize < math.MaxInt32 {
+		s.maxDoc = int(h.MaxBSONSize)
+	}
+	s.txn = !s.cfg.NoTransactions && (h.SetName != "" || h.Msg == "isdbgrid") &&
+		h.Sessions != nil && h.MaxWireVersion >= 9
+	// FerretDB answers every query, even on _id, by scanning the
+	// collection, and runs an update as a query followed by a write (so
+	// a guard in the filter is not atomic there anyway): the sink writes
+	// by whole batches instead (rewriteGroup).
+	var info bson.Raw
+	if err := admin.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		return fmt.Errorf("buildInfo: %w", err)
+	}
+	_, isFerret := info.Lookup("ferretdbVersion").StringValueOK()
+	s.rewrite = isFerret && !s.txn
+	return nil
+}
+
+// Name implements checkpoint.Sink.
+func (s *Sink) Name() string { return s.cfg.Name }
+
+// Transactions reports whether batches are applied in transactions.
+func (s *Sink) Transactions() bool { return s.txn }
+
+// Database returns the target database, for readers sharing the client.
+func (s *Sink) Database() *mongo.Database { return s.db }
+
+// Checkpoint implements checkpoint.Sink.
+func (s *Sink) Checkpoint(ctx context.Context) (uint64, error) {
+	raw, err := s.ckpts.FindOne(ctx, bson.D{{Key: FieldID, Value: s.cfg.Name}}).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("mongodb sink %s: read checkpoint: %w", s.cfg.Name, err)
+	}
+	n, ok := raw.Lookup("lsn").AsInt64OK()
+	if !ok || n < 0 {
+		return 0, fmt.Errorf("mongodb sink %s: checkpoint document %s holds no LSN", s.cfg.Name, raw)
+	}
+	return uint64(n), nil
+}
+
+// Reset deletes the sink's checkpoint, so that a runner replays the whole
+// effect log into the target (tributary sink reset). The documents stay;
+// the replay rewrites them.
+func (s *Sink) Reset(ctx context.Context) error {
+	if _, err := s.ckpts.DeleteOne(ctx, bson.D{{Key: FieldID, Value: s.cfg.Name}}); err != nil {
+		return fmt.Errorf("mongodb sink %s: reset checkpoint: %w", s.cfg.Name, err)
+	}
+	return nil
+}
+
+// Close implements checkpoint.Sink. Closing twice is harmless.
+func (s *Sink) Close(ctx context.Context) error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.client.Disconnect(ctx); err != nil {
+		return fmt.Errorf("mongodb sink %s: close: %w", s.cfg.Name, err)
+	}
+	return nil
+}
+
+// write is one effect's guarded replace.
+type write struct {
+	index int // position in Batch.Effects
+	coll  string
+	id    string
+	lsn   int64
+	doc   bson.Raw
+}
+
+func (w *write) model() mongo.WriteModel {
+	return mongo.NewReplaceOneModel().SetFilter(guard(w.id, w.lsn)).SetReplacement(w.doc).SetUpsert(true)
+}
+
+// guard matches the document id unless it holds a newer effect: a write
+// never moves a document backwards. A document without _lsn (not written
+// by a sink) is overwritten.
+func guard(id string, lsn int64) bson.D {
+	return bson.D{
+		{Key: FieldID, Value: id},
+		{Key: "$or", Value: bson.A{
+			bson.D{{Key: FieldLSN, Value: bson.D{{Key: "$lte", Value: lsn}}}},
+			bson.D{{Key: FieldLSN, Value: bson.D{{Key: "$exists", Value: false}}}},
+		}},
+	}
+}
+
+// Apply implements checkpoint.Sink: it writes every effect guarded by its
+// LSN, then raises the checkpoint to b.Through. On a server with
+// transactions both happen in one transaction.
+func (s *Sink) Apply(ctx context.Context, b checkpoint.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b.Through > math.MaxInt64 {
+		return fmt.Errorf("mongodb sink %s: checkpoint %d does not fit a BSON int64", s.cfg.Name, b.Through)
+	}
+	writes, err := s.prepare(b)
+	if err != nil {
+		return err
+	}
+	if s.txn {
+		return s.applyTxn(ctx, writes, int64(b.Through))
+	}
+	if err := ctx.Err(); err != nil {
+		return s.failed(err)
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout)
+	defer cancel()
+	if err := s.applyWrites(wctx, writes); err != nil {
+		return err
+	}
+	return s.saveCheckpoint(wctx, int64(b.Through))
+}
+
+// prepare encodes every effect, refusing those no server could store
+// before anything is written.
+func (s *Sink) prepare(b checkpoint.Batch) ([]write, error) {
+	writes := make([]write, 0, len(b.Effects))
+	for i := range b.Effects {
+		e := &b.Effects[i]
+		reject := func(format string, args ...any) error {
+			return &checkpoint.RejectedError{Index: i, Reason: fmt.Sprintf("%s/%s: ", e.Collection, e.DocID) + fmt.Sprintf(format, args...)}
+		}
+		if err := checkCollectionName(e.Collection); err != nil {
+			return nil, reject("%v", err)
+		}
+		var coll *schema.Collection
+		if b.Schema != nil {
+			coll, _ = b.Schema.Collection(e.Collection)
+		}
+		d, err := encodeEffect(e, coll)
+		if err != nil {
+			return nil, reject("%v", err)
+		}
+		raw, err := bson.Marshal(d)
+		if err != nil {
+			return nil, reject("encode BSON: %v", err)
+		}
+		if len(raw) > s.maxDoc {
+			return nil, reject("the document is %d bytes of BSON, over the server's limit of %d", len(raw), s.maxDoc)
+		}
+		writes = append(writes, write{index: i, coll: e.Collection, id: e.DocID, lsn: int64(e.LSN), doc: raw})
+	}
+	return writes, nil
+}
+
+func checkCollectionName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty collection name")
+	case strings.ContainsAny(name, "$\x00"):
+		return fmt.Errorf("collection name %q: MongoDB refuses '$' and NUL in collection names", name)
+	case strings.HasPrefix(name, "system."):
+		return fmt.Errorf("collection name %q: the system. prefix is reserved", name)
+	case name == CheckpointCollection:
+		return fmt.Errorf("collection name %q is the sink's checkpoint collection", name)
+	}
+	return nil
+}
+
+// byCollection groups writes per collection, keeping their order.
+func byCollection(writes []write) [][]write {
+	var groups [][]write
+	at := map[string]int{}
+	for _, w := range writes {
+		i, ok := at[w.coll]
+		if !ok {
+			i = len(groups)
+			at[w.coll] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], w)
+	}
+	return groups
+}
+
+// applyWrites sends writes in ordered bulk writes of at most ChunkSize.
+// A chunk that fails is redone one write at a time: servers differ in
+// what a failed bulk write leaves done (FerretDB stops at the first
+// error whatever "ordered" says, and reports its index as 0), and every
+// write is guarded, so redoing one is harmless.
+func (s *Sink) applyWrites(ctx context.Context, writes []write) error {
+	for _, group := range byCollection(writes) {
+		coll := s.db.Collection(group[0].coll)
+		if s.rewrite {
+			if err := s.rewriteGroup(ctx, coll, group); err != nil {
+				return err
+			}
+			continue
+		}
+		for start := 0; start < len(group); start += s.cfg.ChunkSize {
+			chunk := group[start:min(start+s.cfg.ChunkSize, len(group))]
+			models := make([]mongo.WriteModel, len(chunk))
+			for i := range chunk {
+				models[i] = chunk[i].model()
+			}
+			_, err := coll.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(true))
+			if err == nil {
+				continue
+			}
+			if isConnectionError(err) {
+				return s.failed(err)
+			}
+			for i := range chunk {
+				if err := s.applyOne(ctx, coll, &chunk[i]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// applyOne writes one effect on its own. With the guard in the filter, a
+// duplicate-key error means the guard did not match an existing document
+// and the upsert tried to insert its id again: the document holds a newer
+// effect, and the write is skipped once a read confirms it. Any other
+// duplicate key is a unique index of the user's refusing the document.
+func (s *Sink) applyOne(ctx context.Context, coll *mongo.Collection, w *write) error {
+	_, err := coll.ReplaceOne(ctx, guard(w.id, w.lsn), w.doc, options.Replace().SetUpsert(true))
+	if err == nil {
+		return nil
+	}
+	if mongo.IsDuplicateKeyError(err) {
+		newer, rerr := s.holdsNewer(ctx, coll, w)
+		if rerr != nil {
+			return s.failed(rerr)
+		}
+		if newer {
+			return nil
+		}
+	}
+	if isRejection(err) {
+		return &checkpoint.RejectedError{Index: w.index, Reason: fmt.Sprintf("%s/%s: %v", w.coll, w.id, err)}
+	}
+	return s.failed(err)
+}
+
+// holdsNewer reports whether the target document holds an effect newer
+// than w.
+func (s *Sink) holdsNewer(ctx context.Context, coll *mongo.Collection, w *write) (bool, error) {
+	n, found, err := heldLSN(ctx, coll, w.id)
+	return found && n > w.lsn, err
+}
+
+// noLSN stands for the LSN of a document without _lsn: any effect is
+// newer.
+const noLSN = math.MinInt64
+
+// heldLSN reads the _lsn of document id.
+func heldLSN(ctx context.Context, coll *mongo.Collection, id string) (lsn int64, found bool, err error) {
+	raw, err := coll.FindOne(ctx, bson.D{{Key: FieldID, Value: id}},
+		options.FindOne().SetProjection(bson.D{{Key: FieldLSN, Value: 1}})).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return lsnOf(raw), true, nil
+}
+
+func lsnOf(raw bson.Raw) int64 {
+	if n, ok := raw.Lookup(FieldLSN).AsInt64OK(); ok {
+		return n
+	}
+	return noLSN
+}
+
+// rewriteChunk is the most documents rewriteGroup replaces at once.
+const rewriteChunk = 1000
+
+// rewriteGroup is the write path on FerretDB. FerretDB's SQLite backend
+// finds even a document by _id by scanning its table, so one guarded
+// write per document costs a scan of the collection each. Instead, the
+// sink reads the LSNs of the whole collection in one scan, inserts the
+// documents that are new (inserts use the _id index), and replaces the
+// ones that hold older effects by deleting them in one query and
+// inserting them again; writes whose documents hold newer effects are
+// dropped. The guard is the LSN read at the start, so this assumes one
+// writer per database (the runner applies a sink's batches one at a
+// time). A reader may miss a replaced document for a moment; if the sink
+// dies between the delete and the insert, the checkpoint has not moved
+// and the batch, applied again, inserts the documents.
+func (s *Sink) rewriteGroup(ctx context.Context, coll *mongo.Collection, group []write) error {
+	held, err := scanLSNs(ctx, coll)
+	if err != nil {
+		return s.failed(err)
+	}
+	var fresh, stale []write
+	for _, w := range group {
+		n, found := held[w.id]
+		switch {
+		case !found:
+			fresh = append(fresh, w)
+		case n <= w.lsn:
+			stale = append(stale, w)
+		}
+	}
+	if err := s.insertAll(ctx, coll, fresh, nil); err != nil {
+		return err
+	}
+	for start := 0; start < len(stale); start += rewriteChunk {
+		part := stale[start:min(start+rewriteChunk, len(stale))]
+		ids := make(bson.A, len(part))
+		for i, w := range part {
+			ids[i] = w.id
+		}
+		in := bson.D{{Key: FieldID, Value: bson.D{{Key: "$in", Value: ids}}}}
+		// The old documents, to put back one whose new state the server
+		// refuses.
+		old := make(map[string]bson.Raw, len(part))
+		cur, err := coll.Find(ctx, in)
+		if err != nil {
+			return s.failed(err)
+		}
+		for cur.Next(ctx) {
+			if id, ok := cur.Current.Lookup(FieldID).StringValueOK(); ok {
+				old[id] = bytes.Clone(cur.Current)
+			}
+		}
+		err = cur.Err()
+		_ = cur.Close(ctx)
+		if err != nil {
+			return s.failed(err)
+		}
+		if _, err := coll.DeleteMany(ctx, in); err != nil {
+			return s.failed(err)
+		}
+		if err := s.insertAll(ctx, coll, part, old); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanLSNs reads the _lsn of every document of coll.
+func scanLSNs(ctx context.Context, coll *mongo.Collection) (map[string]int64, error) {
+	cur, err := coll.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: FieldLSN, Value: 1}}))
+	if err != nil {
+		return nil, err
+	}
+	defer cur.Close(ctx)
+	held := map[string]int64{}
+	for cur.Next(ctx) {
+		if id, ok := cur.Current.Lookup(FieldID).StringValueOK(); ok {
+			held[id] = lsnOf(cur.Current)
+		}
+	}
+	return held, cur.Err()
+}
+
+// insertAll inserts writes in ordered chunks; a chunk that fails is redone
+// one document at a time. old holds the documents the writes replace.
+func (s *Sink) insertAll(ctx context.Context, coll *mongo.Collection, writes []write, old map[string]bson.Raw) error {
+	for start := 0; start < len(writes); start += s.cfg.ChunkSize {
+		chunk := writes[start:min(start+s.cfg.ChunkSize, len(writes))]
+		docs := make([]any, len(chunk))
+		for i := range chunk {
+			docs[i] = chunk[i].doc
+		}
+		_, err := coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
+		if err == nil {
+			continue
+		}
+		if isConnectionError(err) {
+			return s.failed(err)
+		}
+		for i := range chunk {
+			if err := s.insertOne(ctx, coll, &chunk[i], old[chunk[i].id]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// insertOne inserts one document. A duplicate id means the failed chunk
+// inserted it already, or the document holds an effect (newer: done;
+// older: replace it); a duplicate key on a missing document is a unique
+// index of the user's. A refused document puts old back before the
+// rejection is reported.
+func (s *Sink) insertOne(ctx context.Context, coll *mongo.Collection, w *write, old bson.Raw) error {
+	_, err := coll.InsertOne(ctx, w.doc)
+	if err == nil {
+		return nil
+	}
+	if mongo.IsDuplicateKeyError(err) {
+		n, found, rerr := heldLSN(ctx, coll, w.id)
+		switch {
+		case rerr != nil:
+			return s.failed(rerr)
+		case found && n >= w.lsn:
+			return nil
+		case found:
+			_, err = coll.ReplaceOne(ctx, bson.D{{Key: FieldID, Value: w.id}}, w.doc)
+			if err == nil {
+				return nil
+			}
+		}
+	}
+	if !isRejection(err) {
+		return s.failed(err)
+	}
+	if old != nil {
+		if _, rerr := coll.InsertOne(ctx, old); rerr != nil && !mongo.IsDuplicateKeyError(rerr) {
+			return s.failed(fmt.Errorf("put back %s/%s after the server refused its new state (%v): %w", w.coll, w.id, err, rerr))
+		}
+	}
+	return &checkpoint.RejectedError{Index: w.index, Reason: fmt.Sprintf("%s/%s: %v", w.coll, w.id, err)}
+}
+
+// saveCheckpoint raises the checkpoint to through ($max: never lowers it).
+func (s *Sink) saveCheckpoint(ctx context.Context, through int64) error {
+	_, err := s.ckpts.UpdateOne(ctx, bson.D{{Key: FieldID, Value: s.cfg.Name}},
+		bson.D{{Key: "$max", Value: bson.D{{Key: "lsn", Value: through}}}}, options.Update().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("mongodb sink %s: save checkpoint %d: %w", s.cfg.Name, through, err)
+	}
+	return nil
+}
+
+// applyTxn applies writes and the checkpoint in one transaction. A
+// duplicate-key error would abort the transaction, so the writes whose
+// documents already hold newer effects are dropped first; the guards
+// still hold, and a write conflict makes the driver retry the whole
+// transaction.
+func (s *Sink) applyTxn(ctx context.Context, writes []write, through int64) error {
+	sess, err := s.client.StartSession()
+	if err != nil {
+		return s.failed(err)
+	}
+	defer sess.EndSession(context.WithoutCancel(ctx))
+	var (
+		rejected *checkpoint.RejectedError
+		dup      *write
+		dupColl  *mongo.Collection
+	)
+	_, err = sess.WithTransaction(ctx, func(sc mongo.SessionContext) (any, error) {
+		rejected, dup = nil, nil
+		for _, group := range byCollection(writes) {
+			coll := s.db.Collection(group[0].coll)
+			live, err := s.dropStale(sc, coll, group)
+			if err != nil {
+				return nil, err
+			}
+			for start := 0; start < len(live); start += s.cfg.ChunkSize {
+				chunk := live[start:min(start+s.cfg.ChunkSize, len(live))]
+				models := make([]mongo.WriteModel, len(chunk))
+				for i := range chunk {
+					models[i] = chunk[i].model()
+				}
+				if _, err := coll.BulkWrite(sc, models, options.BulkWrite().SetOrdered(true)); err != nil {
+					var bwe mongo.BulkWriteException
+					if errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 && isRejection(err) {
+						we := bwe.WriteErrors[0]
+						if we.Index >= 0 && we.Index < len(chunk) {
+							w := chunk[we.Index]
+							rejected = &checkpoint.RejectedError{Index: w.index, Reason: fmt.Sprintf("%s/%s: %v", w.coll, w.id, we.Message)}
+							if mongo.IsDuplicateKeyError(we) {
+								dup, dupColl = &w, coll
+							}
+						}
+					}
+					return nil, err
+				}
+			}
+		}
+		return nil, s.saveCheckpoint(sc, through)
+	})
+	if err == nil {
+		return nil
+	}
+	if dup != nil {
+		// A racing writer stored a newer effect after dropStale read
+		// (retry: the next read sees it), or a unique index of the
+		// user's refuses the document.
+		newer, rerr := s.holdsNewer(ctx, dupColl, dup)
+		if rerr != nil || newer {
+			return s.failed(errors.Join(err, rerr))
+		}
+	}
+	if rejected != nil { // the transaction aborted: nothing was applied
+		return rejected
+	}
+	if isRejection(err) {
+		return &checkpoint.RejectedError{Index: -1, Reason: err.Error()}
+	}
+	return s.failed(err)
+}
+
+// dropStale reads the LSNs the group's documents hold and leaves out the
+// writes they are newer than.
+func (s *Sink) dropStale(ctx context.Context, coll *mongo.Collection, group []write) ([]write, error) {
+	ids := make(bson.A, len(group))
+	for i, w := range group {
+		ids[i] = w.id
+	}
+	cur, err := coll.Find(ctx, bson.D{{Key: FieldID, Value: bson.D{{Key: "$in", Value: ids}}}},
+		options.Find().SetProjection(bson.D{{Key: FieldLSN, Value: 1}}))
+	if err != nil {
+		return nil, err
+	}
+	defer cur.Close(ctx)
+	held := make(map[string]int64, len(group))
+	for cur.Next(ctx) {
+		if id, ok := cur.Current.Lookup(FieldID).StringValueOK(); ok {
+			held[id] = lsnOf(cur.Current)
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, err
+	}
+	live := group[:0:0]
+	for _, w := range group {
+		if n, ok := held[w.id]; !ok || n <= w.lsn {
+			live = append(live, w)
+		}
+	}
+	return live, nil
+}
+
+func (s *Sink) failed(err error) error {
+	return fmt.Errorf("mongodb sink %s: %w", s.cfg.Name, err)
+}
+
+// isConnectionError reports errors of the connection rather than of a
+// command: the runner retries them.
+func isConnectionError(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, mongo.ErrClientDisconnected) || mongo.IsNetworkError(err) || mongo.IsTimeout(err)
+}
+
+// dataErrorCodes are server error codes that refuse a document for what
+// it holds; retrying cannot help.
+var dataErrorCodes = map[int]bool{
+	2:     true, // BadValue (FerretDB: "$" or "." in a key, nested arrays, infinities)
+	9:     true, // FailedToParse
+	14:    true, // TypeMismatch
+	15:    true, // Overflow
+	16:    true, // InvalidLength
+	22:    true, // InvalidBSON
+	52:    true, // DollarPrefixedFieldName
+	53:    true, // InvalidIdField
+	55:    true, // InvalidDBRef
+	56:    true, // EmptyFieldName
+	57:    true, // DottedFieldName
+	66:    true, // ImmutableField
+	73:    true, // InvalidNamespace (collection name)
+	121:   true, // DocumentValidationFailure (a $jsonSchema validator)
+	10334: true, // BSONObjectTooLarge
+	11000: true, // DuplicateKey on a unique index other than _id
+	17280: true, // KeyTooLong
+	17419: true, // document grew too large
+	17420: true, // document grew too large
+}
+
+// isRejection reports whether err refuses a document for good.
+func isRejection(err error) bool {
+	if errors.Is(err, driver.ErrDocumentTooLarge) {
+		return true
+	}
+	if isConnectionError(err) {
+		return false
+	}
+	var le mongo.LabeledError
+	if errors.As(err, &le) && (le.HasErrorLabel("TransientTransactionError") || le.HasErrorLabel("RetryableWriteError")) {
+		return false
+	}
+	var we mongo.WriteException
+	if errors.As(err, &we) {
+		return we.WriteConcernError == nil && anyDataError(we.WriteErrors)
+	}
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) {
+		if bwe.WriteConcernError != nil {
+			return false
+		}
+		errs := make(mongo.WriteErrors, len(bwe.WriteErrors))
+		for i, e := range bwe.WriteErrors {
+			errs[i] = e.WriteError
+		}
+		return anyDataError(errs)
+	}
+	var ce mongo.CommandError
+	if errors.As(err, &ce) {
+		return dataErrorCodes[int(ce.Code)]
+	}
+	return false
+}
+
+func anyDataError(errs mongo.WriteErrors) bool {
+	for _, e := range errs {
+		if dataErrorCodes[e.Code] {
+			return true
+		}
+	}
+	return false
+}
