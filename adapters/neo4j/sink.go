@@ -1,0 +1,573 @@
+package neo4j
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"sync"
+
+	"github.com/neo4j/neo4j-go-driver/v5/neo4j"
+	"github.com/neo4j/neo4j-go-driver/v5/neo4j/config"
+
+	"github.com/tributary-sync/tributary/checkpoint"
+	"github.com/tributary-sync/tributary/core/schema"
+	"github.com/tributary-sync/tributary/eventstream"
+)
+
+// CheckpointLabel labels the checkpoint nodes: (:_TributaryCheckpoint
+// {sink: name, lsn: LSN, updated: datetime}).
+const CheckpointLabel = "_TributaryCheckpoint"
+
+// Provenance properties of every document node, besides id.
+const (
+	PropID     = "id"      // the document ID, unique per label
+	PropLSN    = "_lsn"    // LSN of the effect that wrote the node
+	PropChange = "_change" // CID of the change holding the newest write
+	PropAuthor = "_author" // author of the newest write
+	PropHLC    = "_hlc"    // its hybrid logical clock
+)
+
+// PropIndex is the property of a relationship made by a list or set of
+// references holding the element's position (0, 1, ...).
+const PropIndex = "index"
+
+// DefaultBatchSize is the default Config.BatchSize.
+const DefaultBatchSize = 1000
+
+// MaxBatchSize bounds Config.BatchSize.
+const MaxBatchSize = 100_000
+
+// Config configures a sink.
+type Config struct {
+	// URL is the server's Bolt URL: bolt://host:7687, or neo4j://host:7687
+	// for a cluster (routing); the +s and +ssc schemes turn on TLS.
+	URL string
+	// Username and Password authenticate (basic authentication); an empty
+	// Username connects without authentication.
+	Username, Password string
+	// Database is the database written; empty means the server's default
+	// database.
+	Database string
+	// Name identifies the sink; its checkpoint node is kept under this
+	// name.
+	Name string
+	// BatchSize is the most rows one UNWIND statement carries (default
+	// 1000); a batch is written with as many statements as it needs, all
+	// in one transaction.
+	BatchSize int
+}
+
+// Sink writes effects to a Neo4j database as a graph. It implements
+// checkpoint.Sink.
+type Sink struct {
+	cfg    Config
+	driver neo4j.DriverWithContext
+
+	mu      sync.Mutex      // one Apply at a time
+	ensured map[string]bool // labels whose id constraint exists
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ checkpoint.Sink = (*Sink)(nil)
+
+// New connects to the server of cfg.URL, checks that it answers and makes
+// sure the checkpoint label has its uniqueness constraint.
+func New(ctx context.Context, cfg Config) (*Sink, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("neo4j sink: a name is required")
+	}
+	switch {
+	case cfg.BatchSize == 0:
+		cfg.BatchSize = DefaultBatchSize
+	case cfg.BatchSize < 0 || cfg.BatchSize > MaxBatchSize:
+		return nil, fmt.Errorf("neo4j sink %s: batch size %d: want 1 to %d", cfg.Name, cfg.BatchSize, MaxBatchSize)
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("neo4j sink %s: URL: %w", cfg.Name, err)
+	}
+	switch u.Scheme {
+	case "bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc":
+	default:
+		return nil, fmt.Errorf("neo4j sink %s: URL %q: want bolt://host:port or neo4j://host:port", cfg.Name, cfg.URL)
+	}
+	auth := neo4j.NoAuth()
+	if cfg.Username != "" {
+		auth = neo4j.BasicAuth(cfg.Username, cfg.Password, "")
+	}
+	driver, err := neo4j.NewDriverWithContext(cfg.URL, auth, func(c *config.Config) {
+		c.UserAgent = "tributary"
+	})
+	if err != nil {
+		return nil, fmt.Errorf("neo4j sink %s: %w", cfg.Name, err)
+	}
+	s := &Sink{cfg: cfg, driver: driver, ensured: map[string]bool{}}
+	if err := driver.VerifyConnectivity(ctx); err != nil {
+		_ = driver.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("neo4j sink %s: connect to %s: %w", cfg.Name, cfg.URL, err)
+	}
+	if err := s.constrain(ctx, CheckpointLabel, "sink"); err != nil {
+		_ = driver.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("neo4j sink %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// Name implements checkpoint.Sink.
+func (s *Sink) Name() string { return s.cfg.Name }
+
+// Driver returns the sink's driver, for readers sharing it.
+func (s *Sink) Driver() neo4j.DriverWithContext { return s.driver }
+
+func (s *Sink) session(ctx context.Context, mode neo4j.AccessMode) neo4j.SessionWithContext {
+	return s.driver.NewSession(ctx, neo4j.SessionConfig{AccessMode: mode, DatabaseName: s.cfg.Database})
+}
+
+// constrain creates the uniqueness constraint of label on prop unless it
+// exists. Schema changes cannot share a transaction with data changes, so
+// each runs on its own.
+func (s *Sink) constrain(ctx context.Context, label, prop string) error {
+	sess := s.session(ctx, neo4j.AccessModeWrite)
+	defer sess.Close(context.WithoutCancel(ctx))
+	q := fmt.Sprintf("CREATE CONSTRAINT IF NOT EXISTS FOR (n:%s) REQUIRE n.%s IS UNIQUE", quote(label), quote(prop))
+	_, err := sess.ExecuteWrite(ctx, func(tx neo4j.ManagedTransaction) (any, error) {
+		res, err := tx.Run(ctx, q, nil)
+		if err != nil {
+			return nil, err
+		}
+		return res.Consume(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("create the uniqueness constraint on :%s(%s): %w", label, prop, err)
+	}
+	return nil
+}
+
+// Checkpoint implements checkpoint.Sink.
+func (s *Sink) Checkpoint(ctx context.Context) (uint64, error) {
+	sess := s.session(ctx, neo4j.AccessModeRead)
+	defer sess.Close(context.WithoutCancel(ctx))
+	v, err := sess.ExecuteRead(ctx, func(tx neo4j.ManagedTransaction) (any, error) {
+		res, err := tx.Run(ctx, "MATCH (c:"+quote(CheckpointLabel)+" {sink: $sink}) RETURN c.lsn AS lsn", map[string]any{"sink": s.cfg.Name})
+		if err != nil {
+			return nil, err
+		}
+		recs, err := res.Collect(ctx)
+		if err != nil || len(recs) == 0 {
+			return nil, err
+		}
+		return recs[0].Values[0], nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("neo4j sink %s: read checkpoint: %w", s.cfg.Name, err)
+	}
+	if v == nil {
+		return 0, nil
+	}
+	n, ok := v.(int64)
+	if !ok || n < 0 {
+		return 0, fmt.Errorf("neo4j sink %s: checkpoint node holds lsn %v (%T)", s.cfg.Name, v, v)
+	}
+	return uint64(n), nil
+}
+
+// Reset deletes the sink's checkpoint node, so that a runner replays the
+// whole effect log into the graph (tributary sink reset). The documents
+// stay; the replay rewrites them, and the deletes it carries remove the
+// documents deleted since.
+func (s *Sink) Reset(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := s.session(ctx, neo4j.AccessModeWrite)
+	defer sess.Close(context.WithoutCancel(ctx))
+	_, err := sess.ExecuteWrite(ctx, func(tx neo4j.ManagedTransaction) (any, error) {
+		res, err := tx.Run(ctx, "MATCH (c:"+quote(CheckpointLabel)+" {sink: $sink}) DELETE c", map[string]any{"sink": s.cfg.Name})
+		if err != nil {
+			return nil, err
+		}
+		return res.Consume(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("neo4j sink %s: reset checkpoint: %w", s.cfg.Name, err)
+	}
+	return nil
+}
+
+// Close implements checkpoint.Sink. Closing twice is harmless.
+func (s *Sink) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		if err := s.driver.Close(ctx); err != nil {
+			s.closeErr = fmt.Errorf("neo4j sink %s: close: %w", s.cfg.Name, err)
+		}
+	})
+	return s.closeErr
+}
+
+// prepared is an effect converted for writing.
+type prepared struct {
+	props map[string]any // node properties of an upsert
+	links []link         // its references
+	err   error          // why the effect cannot be stored
+}
+
+// link is one reference of a document: field's relationship to the
+// document to of collection target; index is the element's position in a
+// list or set, nil for a single reference.
+type link struct {
+	field  *schema.Field
+	to     string
+	index  any
+	target string
+}
+
+// Apply implements checkpoint.Sink. It writes the batch and the checkpoint
+// node in one transaction (session.ExecuteWrite): first it reads and locks
+// the checkpoint; effects at or below it are skipped and a batch whose
+// Through is not above it changes nothing, so replays are harmless. The
+// upserts and deletes of each collection go in UNWIND statements of at
+// most BatchSize rows.
+//
+// An effect whose values do not fit its schema, or a collection the schema
+// lacks, makes Apply return a *checkpoint.RejectedError with its index;
+// values or documents Neo4j itself refuses (Neo.ClientError.Statement.TypeError,
+// ArgumentError, ArithmeticError, a violated constraint the user added:
+// Neo.ClientError.Schema.ConstraintValidationFailed) a
+// *checkpoint.RejectedError with index -1 (the runner then finds the
+// effect). Any other error (the connection, a transient error the driver
+// gave up retrying, the context) is returned as it is, for the runner to
+// retry. Either way nothing of the batch is committed.
+func (s *Sink) Apply(ctx context.Context, b checkpoint.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b.Through > math.MaxInt64 {
+		return fmt.Errorf("neo4j sink %s: checkpoint %d does not fit an INTEGER", s.cfg.Name, b.Through)
+	}
+	var preps []prepared
+	if len(b.Effects) > 0 {
+		if b.Schema == nil {
+			return fmt.Errorf("neo4j sink %s: a batch of %d effects without a schema", s.cfg.Name, len(b.Effects))
+		}
+		for _, c := range b.Schema.Collections {
+			if s.ensured[c.Name] {
+				continue
+			}
+			if err := s.constrain(ctx, c.Name, PropID); err != nil {
+				return fmt.Errorf("neo4j sink %s: %w", s.cfg.Name, err)
+			}
+			s.ensured[c.Name] = true
+		}
+		preps = prepare(b.Schema, b.Effects)
+	}
+	sess := s.session(ctx, neo4j.AccessModeWrite)
+	defer sess.Close(context.WithoutCancel(ctx))
+	_, err := sess.ExecuteWrite(ctx, func(tx neo4j.ManagedTransaction) (any, error) {
+		return nil, s.write(ctx, tx, b, preps)
+	})
+	if err == nil {
+		return nil
+	}
+	var rej *checkpoint.RejectedError
+	if errors.As(err, &rej) {
+		return rej
+	}
+	if ctx.Err() == nil {
+		var ne *neo4j.Neo4jError
+		if errors.As(err, &ne) && dataError(ne.Code) {
+			return &checkpoint.RejectedError{Index: -1, Reason: fmt.Sprintf("%s: %s", ne.Code, ne.Msg)}
+		}
+	}
+	return fmt.Errorf("neo4j sink %s: apply %d effects through LSN %d: %w", s.cfg.Name, len(b.Effects), b.Through, err)
+}
+
+// dataError tells whether a Neo4j error code means the data is refused:
+// applying it again can never succeed.
+func dataError(code string) bool {
+	switch code {
+	case "Neo.ClientError.Statement.TypeError",
+		"Neo.ClientError.Statement.ArgumentError",
+		"Neo.ClientError.Statement.ArithmeticError",
+		"Neo.ClientError.Statement.ConstraintVerificationFailed",
+		"Neo.ClientError.Schema.ConstraintValidationFailed":
+		return true
+	}
+	return false
+}
+
+// prepare converts the upserts' documents; an effect that cannot be
+// stored gets its reason.
+func prepare(sch *schema.Schema, effects []eventstream.Effect) []prepared {
+	out := make([]prepared, len(effects))
+	for i := range effects {
+		e := &effects[i]
+		p := &out[i]
+		if e.LSN > math.MaxInt64 {
+			p.err = fmt.Errorf("LSN %d does not fit an INTEGER", e.LSN)
+			continue
+		}
+		switch e.Kind {
+		case eventstream.Delete:
+			continue
+		case eventstream.Upsert:
+		default:
+			p.err = fmt.Errorf("effect kind %s", e.Kind)
+			continue
+		}
+		c, ok := sch.Collection(e.Collection)
+		if !ok {
+			p.err = fmt.Errorf("collection %s is not in the schema", e.Collection)
+			continue
+		}
+		props := make(map[string]any, len(e.Doc)+5)
+		for name, v := range e.Doc {
+			if v == nil {
+				continue
+			}
+			f, ok := c.Field(name)
+			if !ok {
+				p.err = fmt.Errorf("%s/%s: field %s is not in the schema", e.Collection, e.DocID, name)
+				break
+			}
+			x, err := property(f, v)
+			if err != nil {
+				p.err = fmt.Errorf("%s/%s: %v", e.Collection, e.DocID, err)
+				break
+			}
+			props[name] = x
+			if isRef(f) {
+				if id, ok := v.(string); ok {
+					p.links = append(p.links, link{field: f, to: id, target: f.Ref})
+				} else {
+					for j, id := range v.([]any) {
+						p.links = append(p.links, link{field: f, to: id.(string), index: int64(j), target: f.Ref})
+					}
+				}
+			}
+		}
+		if p.err != nil {
+			continue
+		}
+		props[PropID] = e.DocID
+		props[PropLSN] = int64(e.LSN)
+		props[PropChange] = e.LastChange
+		props[PropAuthor] = e.Author
+		props[PropHLC] = e.HLC
+		p.props = props
+	}
+	return out
+}
+
+// collection is the work of one collection in a batch.
+type collection struct {
+	name    string
+	upserts []int // effect indexes
+	deletes []int
+}
+
+// write runs the batch's transaction; it may run more than once (the
+// driver retries transient errors).
+func (s *Sink) write(ctx context.Context, tx neo4j.ManagedTransaction, b checkpoint.Batch, preps []prepared) error {
+	rec, err := single(ctx, tx, `MERGE (c:`+quote(CheckpointLabel)+` {sink: $sink})
+ON CREATE SET c.lsn = 0
+SET c.lsn = coalesce(c.lsn, 0)
+RETURN c.lsn`, map[string]any{"sink": s.cfg.Name})
+	if err != nil {
+		return err
+	}
+	ckpt, ok := rec.Values[0].(int64)
+	if !ok || ckpt < 0 {
+		return fmt.Errorf("checkpoint node holds lsn %v (%T)", rec.Values[0], rec.Values[0])
+	}
+	if b.Through <= uint64(ckpt) {
+		return nil // applied already: a replay changes nothing
+	}
+
+	// The newest effect of each document above the checkpoint, grouped by
+	// collection in order of first appearance.
+	newest := make(map[string]int, len(b.Effects))
+	for i := range b.Effects {
+		newest[b.Effects[i].Key()] = i
+	}
+	var colls []*collection
+	byName := map[string]*collection{}
+	for i := range b.Effects {
+		e := &b.Effects[i]
+		if e.LSN <= uint64(ckpt) || newest[e.Key()] != i {
+			continue
+		}
+		if preps[i].err != nil {
+			return &checkpoint.RejectedError{Index: i, Reason: preps[i].err.Error()}
+		}
+		if e.Kind == eventstream.Delete {
+			if _, ok := b.Schema.Collection(e.Collection); !ok {
+				continue // nothing can exist in a collection the schema lacks
+			}
+		}
+		c := byName[e.Collection]
+		if c == nil {
+			c = &collection{name: e.Collection}
+			byName[e.Collection] = c
+			colls = append(colls, c)
+		}
+		if e.Kind == eventstream.Delete {
+			c.deletes = append(c.deletes, i)
+		} else {
+			c.upserts = append(c.upserts, i)
+		}
+	}
+
+	referenced := map[string]bool{} // collections some reference field points to
+	if b.Schema != nil {
+		for _, c := range b.Schema.Collections {
+			for _, f := range c.Fields {
+				if isRef(f) {
+					referenced[f.Ref] = true
+				}
+			}
+		}
+	}
+	var stubs []any // element IDs of stubs that may have lost their last reference
+	for _, c := range colls {
+		sc, _ := b.Schema.Collection(c.name)
+		hasRefs := false
+		for _, f := range sc.Fields {
+			hasRefs = hasRefs || isRef(f)
+		}
+		label := quote(c.name)
+		if len(c.upserts) > 0 {
+			rows := make([]any, len(c.upserts))
+			ids := make([]any, len(c.upserts))
+			for k, i := range c.upserts {
+				rows[k] = map[string]any{"id": b.Effects[i].DocID, "props": preps[i].props}
+				ids[k] = b.Effects[i].DocID
+			}
+			if err := s.chunked(ctx, tx, "UNWIND $rows AS row MERGE (n:"+label+" {id: row.id}) SET n = row.props", rows, nil); err != nil {
+				return err
+			}
+			if hasRefs {
+				if err := s.chunked(ctx, tx, unlinkQuery(label), ids, &stubs); err != nil {
+					return err
+				}
+				if err := s.link(ctx, tx, c.name, b.Effects, c.upserts, preps); err != nil {
+					return err
+				}
+			}
+		}
+		if len(c.deletes) > 0 {
+			ids := make([]any, len(c.deletes))
+			for k, i := range c.deletes {
+				ids[k] = b.Effects[i].DocID
+			}
+			if hasRefs {
+				if err := s.chunked(ctx, tx, unlinkQuery(label), ids, &stubs); err != nil {
+					return err
+				}
+			}
+			if referenced[c.name] {
+				// A document other documents still reference stays as a
+				// stub: its id alone, like a referenced document that
+				// does not exist yet.
+				if err := s.chunked(ctx, tx, "UNWIND $rows AS id MATCH (n:"+label+" {id: id}) WHERE EXISTS { (n)<--() } SET n = {id: id}", ids, nil); err != nil {
+					return err
+				}
+				if err := s.chunked(ctx, tx, "UNWIND $rows AS id MATCH (n:"+label+" {id: id}) WHERE NOT EXISTS { (n)<--() } DETACH DELETE n", ids, nil); err != nil {
+					return err
+				}
+			} else if err := s.chunked(ctx, tx, "UNWIND $rows AS id MATCH (n:"+label+" {id: id}) DETACH DELETE n", ids, nil); err != nil {
+				return err
+			}
+		}
+	}
+	if len(stubs) > 0 {
+		if err := s.chunked(ctx, tx, `UNWIND $rows AS eid MATCH (m) WHERE elementId(m) = eid
+WITH m WHERE m.`+quote(PropLSN)+` IS NULL AND NOT EXISTS { (m)--() }
+DELETE m`, stubs, nil); err != nil {
+			return err
+		}
+	}
+	_, err = single(ctx, tx, "MATCH (c:"+quote(CheckpointLabel)+" {sink: $sink}) SET c.lsn = $through, c.updated = datetime() RETURN c.lsn",
+		map[string]any{"sink": s.cfg.Name, "through": int64(b.Through)})
+	return err
+}
+
+// unlinkQuery deletes the outgoing relationships (the references) of the
+// documents $rows and returns the stubs they pointed to.
+func unlinkQuery(label string) string {
+	return "UNWIND $rows AS id MATCH (n:" + label + " {id: id})-[r]->(m) DELETE r\n" +
+		"WITH DISTINCT m WHERE m." + quote(PropLSN) + " IS NULL RETURN collect(elementId(m)) AS stubs"
+}
+
+// link creates the relationships of the references of the upserts of
+// collection coll, one statement per reference field; a referenced
+// document that does not exist yet is created as a stub (its id alone).
+func (s *Sink) link(ctx context.Context, tx neo4j.ManagedTransaction, coll string, effects []eventstream.Effect, upserts []int, preps []prepared) error {
+	type fieldRows struct {
+		f    *schema.Field
+		rows []any
+	}
+	var order []*fieldRows
+	byField := map[*schema.Field]*fieldRows{}
+	for _, i := range upserts {
+		for _, l := range preps[i].links {
+			fr := byField[l.field]
+			if fr == nil {
+				fr = &fieldRows{f: l.field}
+				byField[l.field] = fr
+				order = append(order, fr)
+			}
+			fr.rows = append(fr.rows, map[string]any{"id": effects[i].DocID, "to": l.to, "i": l.index})
+		}
+	}
+	for _, fr := range order {
+		q := "UNWIND $rows AS row MATCH (n:" + quote(coll) + " {id: row.id}) MERGE (m:" + quote(fr.f.Ref) + " {id: row.to})\n" +
+			"CREATE (n)-[r:" + quote(RelationshipType(fr.f.Name)) + "]->(m)"
+		if fr.f.Kind != schema.Ref {
+			q += " SET r." + quote(PropIndex) + " = row.i"
+		}
+		if err := s.chunked(ctx, tx, q, fr.rows, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chunked runs q with $rows bound to successive chunks of rows of at most
+// BatchSize; with stubs set, q returns one list per run whose elements are
+// appended to it.
+func (s *Sink) chunked(ctx context.Context, tx neo4j.ManagedTransaction, q string, rows []any, stubs *[]any) error {
+	for start := 0; start < len(rows); start += s.cfg.BatchSize {
+		chunk := rows[start:min(start+s.cfg.BatchSize, len(rows))]
+		res, err := tx.Run(ctx, q, map[string]any{"rows": chunk})
+		if err != nil {
+			return err
+		}
+		if stubs == nil {
+			if _, err := res.Consume(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		recs, err := res.Collect(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if l, ok := r.Values[0].([]any); ok {
+				*stubs = append(*stubs, l...)
+			}
+		}
+	}
+	return nil
+}
+
+// single runs q and returns its one record.
+func single(ctx context.Context, tx neo4j.ManagedTransaction, q string, params map[string]any) (*neo4j.Record, error) {
+	res, err := tx.Run(ctx, q, params)
+	if err != nil {
+		return nil, err
+	}
+	return res.Single(ctx)
+}
