@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -28,9 +27,8 @@ import (
 // harness runs sinks against one embedded FerretDB, one database per sink
 // name, and reads their documents back in canonical values.
 type harness struct {
-	uri     string
-	client  *mongo.Client
-	guarded bool // force MongoDB's write path on FerretDB
+	uri    string
+	client *mongo.Client
 
 	mu      sync.Mutex
 	dbs     map[string]string         // sink name -> database
@@ -90,9 +88,6 @@ func (h *harness) open(t testing.TB, name string, chunk int) recording {
 		t.Fatalf("open sink %s: %v", name, err)
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
-	if h.guarded {
-		mongodb.SetRewrite(s, false)
-	}
 	return recording{Sink: s, h: h}
 }
 
@@ -135,17 +130,9 @@ func (h *harness) Poison() (eventstream.Effect, bool) {
 
 func TestConformance(t *testing.T) { adaptertest.Run(t, newHarness(t)) }
 
-// TestConformanceGuarded runs the suite through the guarded writes MongoDB
-// gets. Over FerretDB every guarded write scans its collection, so this
-// takes minutes: set TRIBUTARY_MONGO_GUARDED=1 to run it.
-func TestConformanceGuarded(t *testing.T) {
-	if os.Getenv("TRIBUTARY_MONGO_GUARDED") == "" {
-		t.Skip("set TRIBUTARY_MONGO_GUARDED=1 to run the suite through guarded writes (slow over FerretDB)")
-	}
-	h := newHarness(t)
-	h.guarded = true
-	adaptertest.Run(t, h)
-}
+// The guarded writes MongoDB gets are exercised by the tests that run in
+// both modes (bothModes): the whole suite through them over FerretDB,
+// whose guarded writes scan their collection, would take minutes.
 
 // BenchmarkSink runs the suite's benchmark. The figure measures the
 // embedded FerretDB over SQLite, not MongoDB: FerretDB pushes only a bare

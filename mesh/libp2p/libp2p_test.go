@@ -328,8 +328,13 @@ func TestRevokedAndBannedDisconnected(t *testing.T) {
 func TestMDNSStartsAndCloses(t *testing.T) {
 	tr, err := p2p.New(context.Background(), p2p.Config{Key: meshtest.Key(t, 5), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, MDNS: true, DisableNATPortMap: true})
 	if err != nil {
-		t.Skipf("mDNS unavailable here: %v", err)
+		t.Fatalf("a host asking for mDNS must start whether or not multicast works: %v", err)
 	}
+	running, why := tr.MDNS()
+	if running == (why != nil) {
+		t.Fatalf("mDNS running=%v with error %v: exactly one must hold", running, why)
+	}
+	t.Logf("mDNS running: %v (%v)", running, why)
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}

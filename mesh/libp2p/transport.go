@@ -73,14 +73,15 @@ func (c *Config) defaults() {
 // Transport is a mesh.Transport over libp2p: gossipsub for pushes, a
 // stream protocol for requests, a gater that admits members only.
 type Transport struct {
-	cfg    Config
-	log    *slog.Logger
-	host   host.Host
-	ps     *pubsub.PubSub
-	gater  *gater
-	self   peer.ID
-	selfID mesh.PeerID
-	mdns   mdns.Service
+	cfg     Config
+	log     *slog.Logger
+	host    host.Host
+	ps      *pubsub.PubSub
+	gater   *gater
+	self    peer.ID
+	selfID  mesh.PeerID
+	mdns    mdns.Service
+	mdnsErr error // why mDNS is off although asked for
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -175,11 +176,14 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 	h.Network().Notify(&network.NotifyBundle{ConnectedF: t.connected})
 	t.addBootstrap(boot)
 	if cfg.MDNS {
-		t.mdns = mdns.NewMdnsService(h, MDNSService, mdnsNotifee{t})
-		if err := t.mdns.Start(); err != nil {
-			t.cancel()
-			h.Close()
-			return nil, fmt.Errorf("libp2p: start mDNS: %w", err)
+		// mDNS is one way of finding peers among several: a host without
+		// multicast runs on with bootstrap peers, and says so.
+		m := mdns.NewMdnsService(h, MDNSService, mdnsNotifee{t})
+		if err := m.Start(); err != nil {
+			t.mdnsErr = fmt.Errorf("libp2p: start mDNS: %w", err)
+			t.log.Warn("mDNS discovery unavailable; relying on bootstrap peers", "err", err)
+		} else {
+			t.mdns = m
 		}
 	}
 	t.wg.Add(1)
@@ -534,3 +538,7 @@ func (t *Transport) Peers(space core.ID) []mesh.PeerID {
 	slices.Sort(out)
 	return out
 }
+
+// MDNS reports whether mDNS discovery runs, and if it was asked for but
+// could not start, why.
+func (t *Transport) MDNS() (running bool, err error) { return t.mdns != nil, t.mdnsErr }
