@@ -111,12 +111,11 @@ type Node struct {
 	limiters map[PeerID]*bucket
 	banned   map[PeerID]string
 
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	unwatch  func()
-	closeMu  sync.Mutex
-	started  bool
-	lastSeen map[PeerID]bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	unwatch func()
+	closeMu sync.Mutex
+	started bool
 }
 
 type pushed struct {
@@ -136,7 +135,6 @@ func NewNode(store Store, tr Transport, cfg Config) *Node {
 		kick:     make(chan PeerID, 64),
 		serving:  make(chan struct{}, cfg.MaxSyncsInFlight),
 		limiters: map[PeerID]*bucket{}, banned: map[PeerID]string{},
-		lastSeen: map[PeerID]bool{},
 	}
 }
 

@@ -32,7 +32,8 @@ type Harness interface {
 	// Read returns the target's documents of collection written by the
 	// sink named sinkName, as id -> fields in canonical values.
 	Read(t testing.TB, sinkName, collection string) map[string]map[string]any
-	// Poison optionally returns an upsert of a Book that the target refuses.
+	// Poison returns an upsert of a Book that the target refuses (ok false
+	// fails the poison scenario: every target refuses something).
 	Poison() (eventstream.Effect, bool)
 }
 

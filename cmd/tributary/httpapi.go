@@ -289,14 +289,8 @@ func (b *bridge) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (b *bridge) handleDoc(w http.ResponseWriter, r *http.Request) {
-	id, err := b.home.Resolve(r.PathValue("space"))
-	if err != nil {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
-		return
-	}
-	sp, err := b.reg.Open(r.Context(), id)
-	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+	sp, found := b.space(w, r)
+	if !found {
 		return
 	}
 	d, ok, err := sp.Replica.Get(r.PathValue("coll"), r.PathValue("id"))

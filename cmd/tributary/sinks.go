@@ -148,11 +148,16 @@ func (b *bridge) resetSink(ctx context.Context, name string) error {
 		return fmt.Errorf("sink %s (%s) cannot be reset", name, rs.cfg.Type)
 	}
 	rs.runner.Close()
-	if err := res.Reset(ctx); err != nil {
-		b.startRunner(ctx, rs)
-		return fmt.Errorf("reset sink %s: %w", name, err)
+	resetErr := res.Reset(ctx)
+	// The runner restarts either way: a failed reset leaves the old
+	// checkpoint, and the sink must keep running from it.
+	if err := b.startRunner(ctx, rs); err != nil {
+		return errors.Join(resetErr, err)
 	}
-	return b.startRunner(ctx, rs)
+	if resetErr != nil {
+		return fmt.Errorf("reset sink %s: %w", name, resetErr)
+	}
+	return nil
 }
 
 var errNoNode = errors.New("no node is running on this home: sinks run inside `tributary run --config FILE`")
