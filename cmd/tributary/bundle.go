@@ -107,12 +107,7 @@ func (c *cli) statusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show the space: changes, heads, members, equivocating authors, effect log",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			h, sp, err := c.openSpace(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer sp.Close()
+		RunE: c.inSpace(false, func(cmd *cobra.Command, _ []string, h *node.Home, sp *node.Space) error {
 			st, err := sp.Replica.Status()
 			if err != nil {
 				return err
@@ -123,7 +118,7 @@ func (c *cli) statusCmd() *cobra.Command {
 			}
 			out := map[string]any{"author": h.Key.Public().String(), "space": st, "effects": es}
 			return c.print(out)
-		},
+		}),
 	}
 	c.spaceFlag(cmd)
 	return cmd
@@ -136,18 +131,13 @@ func (c *cli) effectsCmd() *cobra.Command {
 		Use:   "effects [--from LSN]",
 		Short: "Print the effect stream (what sinks apply) from an LSN",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, sp, err := c.openSpace(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer sp.Close()
+		RunE: c.inSpace(false, func(cmd *cobra.Command, _ []string, _ *node.Home, sp *node.Space) error {
 			effs, err := sp.Effects.Read(cmd.Context(), from, limit)
 			if err != nil {
 				return err
 			}
 			return c.print(effs)
-		},
+		}),
 	}
 	cmd.Flags().Uint64Var(&from, "from", 1, "first LSN")
 	cmd.Flags().IntVar(&limit, "limit", 1000, "at most this many effects")

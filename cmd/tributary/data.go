@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tributary-sync/tributary/cmd/tributary/node"
 	"github.com/tributary-sync/tributary/core"
 	"github.com/tributary-sync/tributary/core/replica"
 	"github.com/tributary-sync/tributary/core/schema"
@@ -194,17 +195,13 @@ func (c *cli) getCmd() *cobra.Command {
 		Use:   "get COLLECTION ID",
 		Short: "Print a document as JSON (--at CHANGE: as it was at that change)",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			_, sp, err := c.openSynced(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer sp.Close()
+		RunE: c.inSpace(true, func(cmd *cobra.Command, args []string, _ *node.Home, sp *node.Space) error {
 			if _, ok := sp.Replica.Schema().Collection(args[0]); !ok {
 				return fmt.Errorf("unknown collection %q", args[0])
 			}
 			var d replica.Document
-			ok := false
+			var ok bool
+			var err error
 			if at != "" {
 				cid, err := core.ParseID(at)
 				if err != nil {
@@ -221,7 +218,7 @@ func (c *cli) getCmd() *cobra.Command {
 				return fmt.Errorf("%s/%s: %w", args[0], args[1], replica.ErrNotFound)
 			}
 			return c.print(docJSON(d))
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&at, "at", "", "read the document as of this change ID")
 	c.spaceFlag(cmd)
@@ -233,12 +230,7 @@ func (c *cli) deleteCmd() *cobra.Command {
 		Use:   "delete COLLECTION ID",
 		Short: "Delete a document",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			h, sp, err := c.openSynced(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer sp.Close()
+		RunE: c.inSpace(true, func(cmd *cobra.Command, args []string, h *node.Home, sp *node.Space) error {
 			if _, ok, err := sp.Replica.Get(args[0], args[1]); err != nil {
 				return err
 			} else if !ok {
@@ -249,7 +241,7 @@ func (c *cli) deleteCmd() *cobra.Command {
 				return err
 			}
 			return c.say(map[string]any{"id": args[1], "change": change.String()}, "deleted %s/%s (change %s)", args[0], args[1], change)
-		},
+		}),
 	}
 	c.spaceFlag(cmd)
 	return cmd
@@ -261,12 +253,7 @@ func (c *cli) queryCmd() *cobra.Command {
 		Use:   "query COLLECTION [--where field=value]...",
 		Short: "List documents of a collection, filtered by field equality",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			_, sp, err := c.openSynced(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer sp.Close()
+		RunE: c.inSpace(true, func(cmd *cobra.Command, args []string, _ *node.Home, sp *node.Space) error {
 			coll, ok := sp.Replica.Schema().Collection(args[0])
 			if !ok {
 				return fmt.Errorf("unknown collection %q", args[0])
@@ -292,7 +279,7 @@ func (c *cli) queryCmd() *cobra.Command {
 				out[i] = docJSON(d)
 			}
 			return c.print(out)
-		},
+		}),
 	}
 	cmd.Flags().StringArrayVar(&where, "where", nil, "field=value equality filter (repeatable)")
 	c.spaceFlag(cmd)
@@ -350,12 +337,7 @@ func (c *cli) conflictsCmd() *cobra.Command {
 		Use:   "conflicts",
 		Short: "List open conflicts: concurrent writes to one field (resolve with an ordinary put)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, sp, err := c.openSynced(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer sp.Close()
+		RunE: c.inSpace(true, func(cmd *cobra.Command, _ []string, _ *node.Home, sp *node.Space) error {
 			cs, err := sp.Replica.Conflicts()
 			if err != nil {
 				return err
@@ -364,7 +346,7 @@ func (c *cli) conflictsCmd() *cobra.Command {
 				cs = []replica.ConflictView{}
 			}
 			return c.print(cs)
-		},
+		}),
 	}
 	c.spaceFlag(cmd)
 	return cmd

@@ -61,12 +61,7 @@ func (c *cli) inviteCmd() *cobra.Command {
 		Use:   "invite",
 		Short: "Print a single-use invite code (admins only); `tributary join CODE` makes a new member",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			h, sp, err := c.openSynced(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer sp.Close()
+		RunE: c.inSpace(true, func(cmd *cobra.Command, _ []string, h *node.Home, sp *node.Space) error {
 			throwaway, err := core.GenerateKey(nil)
 			if err != nil {
 				return err
@@ -96,7 +91,7 @@ func (c *cli) inviteCmd() *cobra.Command {
 				return err
 			}
 			return c.say(map[string]any{"code": code, "change": id.String()}, "%s", code)
-		},
+		}),
 	}
 	cmd.Flags().StringSliceVar(&addrs, "addr", nil, "address of a peer to bootstrap from (repeatable)")
 	c.spaceFlag(cmd)
@@ -180,18 +175,13 @@ func (c *cli) memberCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List members and their roles",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, sp, err := c.openSynced(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer sp.Close()
+		RunE: c.inSpace(true, func(cmd *cobra.Command, _ []string, _ *node.Home, sp *node.Space) error {
 			st, err := sp.Replica.Status()
 			if err != nil {
 				return err
 			}
 			return c.print(st.Members)
-		},
+		}),
 	}
 	for _, sub := range []*cobra.Command{grant, revoke, list} {
 		c.spaceFlag(sub)

@@ -137,6 +137,23 @@ func (c *cli) openSynced(ctx context.Context) (*node.Home, *node.Space, error) {
 	return h, sp, nil
 }
 
+// inSpace makes a command body that runs on the space named by --space
+// (synced: one holding its history), closing the space after.
+func (c *cli) inSpace(synced bool, fn func(cmd *cobra.Command, args []string, h *node.Home, sp *node.Space) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		open := c.openSpace
+		if synced {
+			open = c.openSynced
+		}
+		h, sp, err := open(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer sp.Close()
+		return fn(cmd, args, h, sp)
+	}
+}
+
 // print writes v as indented JSON (with --json, compact).
 func (c *cli) print(v any) error {
 	var b []byte
