@@ -52,6 +52,9 @@ type Status struct {
 	LastErrAt  time.Time `json:"last_error_at,omitzero"`
 	Retrying   bool      `json:"retrying"`
 	Running    bool      `json:"running"`
+	// Fatal is why the runner stopped for good: the sink was fenced out
+	// by a newer instance, or its target belongs to another claim.
+	Fatal string `json:"fatal,omitempty"`
 	CaughtUpAt time.Time `json:"caught_up_at,omitzero"`
 }
 
@@ -64,9 +67,10 @@ type Runner struct {
 	parking Parking
 	log     *slog.Logger
 
-	runMu sync.Mutex // one batch at a time
-	ckpt  uint64
-	known bool // ckpt loaded from the sink
+	runMu    sync.Mutex // one batch at a time
+	ckpt     uint64
+	known    bool // ckpt loaded from the sink
+	prepared bool // Preparer.Prepare done
 
 	mu      sync.Mutex
 	status  Status
@@ -142,6 +146,13 @@ func (r *Runner) loop(ctx context.Context, done chan struct{}) {
 			if ctx.Err() != nil {
 				return
 			}
+			if Fatal(err) {
+				r.mu.Lock()
+				r.status.Running, r.status.Retrying = false, false
+				r.mu.Unlock()
+				r.log.Error("sink stopped", "err", err)
+				return
+			}
 			if !r.sleep(ctx, r.nextBackoff()) {
 				return
 			}
@@ -206,19 +217,13 @@ func (r *Runner) CatchUp(ctx context.Context) error {
 }
 
 // RunOnce applies at most one batch and returns how many effects it read.
+// An error that Fatal reports (the sink was fenced out, or its target
+// belongs to another claim) is also recorded as Status.Fatal.
 func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 	r.runMu.Lock()
 	defer r.runMu.Unlock()
-	if !r.known {
-		c, err := r.sink.Checkpoint(ctx)
-		if err != nil {
-			return 0, r.fail(fmt.Errorf("sink %s: read checkpoint: %w", r.sink.Name(), err))
-		}
-		r.ckpt, r.known = c, true
-		r.setCheckpoint(c)
-	}
-	if last := r.src.LastLSN(); r.ckpt > last {
-		return 0, r.fail(fmt.Errorf("sink %s: checkpoint %d is ahead of the effect log (last LSN %d): the sink was fed by another space or store", r.sink.Name(), r.ckpt, last))
+	if err := r.start(ctx); err != nil {
+		return 0, err
 	}
 	effects, err := r.src.Read(ctx, r.ckpt+1, r.cfg.BatchSize)
 	if err != nil {
@@ -245,6 +250,32 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 	r.backoff = 0
 	r.mu.Unlock()
 	return len(effects), nil
+}
+
+// start prepares the sink once and reads its checkpoint unless known.
+func (r *Runner) start(ctx context.Context) error {
+	if !r.prepared {
+		if p, ok := r.sink.(Preparer); ok {
+			if sch := r.schemas.Schema(); sch != nil {
+				if err := p.Prepare(ctx, sch); err != nil {
+					return r.fail(fmt.Errorf("sink %s: prepare the target: %w", r.sink.Name(), err))
+				}
+			}
+		}
+		r.prepared = true
+	}
+	if !r.known {
+		c, err := r.sink.Checkpoint(ctx)
+		if err != nil {
+			return r.fail(fmt.Errorf("sink %s: read checkpoint: %w", r.sink.Name(), err))
+		}
+		r.ckpt, r.known = c, true
+		r.setCheckpoint(c)
+	}
+	if last := r.src.LastLSN(); r.ckpt > last {
+		return r.fail(fmt.Errorf("sink %s: checkpoint %d is ahead of the effect log (last LSN %d): the sink was fed by another space or store", r.sink.Name(), r.ckpt, last))
+	}
+	return nil
 }
 
 // apply applies kept (from LSNs up to through), splitting around rejected
@@ -302,7 +333,7 @@ func (r *Runner) apply(ctx context.Context, kept []eventstream.Effect, through u
 func (r *Runner) bisect(ctx context.Context, kept []eventstream.Effect) (int, string, error) {
 	for i, e := range kept {
 		err := r.sink.Apply(ctx, Batch{Effects: []eventstream.Effect{e}, Schema: r.schemas.Schema(), Through: e.LSN})
-		if errors.Is(err, ErrRejected) {
+		if errors.Is(err, ErrRejected) && !Fatal(err) {
 			reason := err.Error()
 			if rej := (*RejectedError)(nil); errors.As(err, &rej) {
 				reason = rej.Reason
@@ -336,6 +367,9 @@ func (r *Runner) fail(err error) error {
 	r.status.Failures++
 	r.status.LastError = err.Error()
 	r.status.LastErrAt = time.Now()
+	if Fatal(err) {
+		r.status.Fatal = err.Error()
+	}
 	r.mu.Unlock()
 	r.log.Error("sink batch failed", "err", err)
 	return err

@@ -109,6 +109,8 @@ type testSink struct {
 	reject   map[string]bool               // doc IDs refused
 	noIndex  bool                          // refuse with Index -1
 	schemaOK bool                          // every batch carried a schema
+	fenced   bool                          // a newer instance took the target
+	redos    int                           // Redo batches applied
 }
 
 func newTestSink(name string) *testSink {
@@ -120,6 +122,9 @@ func (s *testSink) Name() string { return s.name }
 func (s *testSink) Checkpoint(context.Context) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.fenced {
+		return 0, fmt.Errorf("test sink %s: %w", s.name, ErrFenced)
+	}
 	return s.ckpt, nil
 }
 
@@ -129,6 +134,9 @@ func (s *testSink) Apply(_ context.Context, b Batch) error {
 	s.calls++
 	if b.Schema == nil {
 		s.schemaOK = false
+	}
+	if s.fenced {
+		return fmt.Errorf("test sink %s: %w", s.name, ErrFenced)
 	}
 	if s.failN > 0 {
 		s.failN--
@@ -153,19 +161,22 @@ func (s *testSink) Apply(_ context.Context, b Batch) error {
 			return rej
 		}
 	}
-	if b.Through < s.ckpt {
+	if b.Through < s.ckpt && !b.Redo {
 		return nil
+	}
+	if b.Redo {
+		s.redos++
 	}
 	var kept []eventstream.Effect
 	for _, e := range b.Effects {
-		if e.LSN <= s.ckpt {
+		if e.LSN <= s.ckpt && !b.Redo {
 			continue
 		}
 		s.docs[e.Key()] = e
 		s.applied = append(s.applied, e.LSN)
 		kept = append(kept, e)
 	}
-	s.ckpt = b.Through
+	s.ckpt = max(s.ckpt, b.Through)
 	s.batches = append(s.batches, applyCall{effects: kept, through: b.Through})
 	return nil
 }

@@ -19,6 +19,12 @@ type Batch struct {
 	// Through is the checkpoint to record with the batch: every effect up to
 	// it has been handled (some may have been collapsed away or parked).
 	Through uint64
+	// Redo marks parked effects offered again (Runner.Retry): their LSNs
+	// are at or below the checkpoint, and each is the newest effect of its
+	// document at or below it. The sink applies them although its
+	// checkpoint covers them, and leaves its checkpoint where it is
+	// (Through is the checkpoint).
+	Redo bool
 }
 
 // Sink is a target store. Every adapter implements it.
@@ -26,10 +32,16 @@ type Sink interface {
 	// Name identifies the sink; its checkpoint is kept under this name.
 	Name() string
 	// Checkpoint returns the last LSN the sink durably applied (0: none).
+	// A sink fenced out by a newer instance returns an error wrapping
+	// ErrFenced.
 	Checkpoint(ctx context.Context) (uint64, error)
 	// Apply applies the batch and records b.Through as the checkpoint,
 	// atomically, or idempotently where the store has no transactions. On
 	// error nothing may be recorded as applied beyond the old checkpoint.
+	// Errors: a *RejectedError for effects the target refuses for good;
+	// ErrFenced when a newer instance of the sink owns the target (nothing
+	// of the batch is written); ErrClaimed when the batch needs a table,
+	// label or collection another claim owns; anything else is retried.
 	Apply(ctx context.Context, b Batch) error
 	// Close releases the sink's resources.
 	Close(ctx context.Context) error

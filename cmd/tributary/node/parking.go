@@ -78,3 +78,53 @@ func (p *Parking) List(_ context.Context, sink string) ([]checkpoint.Parked, err
 }
 
 func timeFromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// Remove implements checkpoint.Parking.
+func (p *Parking) Remove(_ context.Context, sink string, lsns ...uint64) error {
+	if len(lsns) == 0 {
+		return nil
+	}
+	err := p.db.Update(func(txn *badger.Txn) error {
+		for _, lsn := range lsns {
+			if err := txn.Delete(parkKey(sink, lsn)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("remove parked effects of sink %s: %w", sink, err)
+	}
+	return nil
+}
+
+// Clear implements checkpoint.Parking.
+func (p *Parking) Clear(_ context.Context, sink string) error {
+	prefix := append([]byte("p/"+sink), 0)
+	var keys [][]byte
+	err := p.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		return nil
+	})
+	if err == nil {
+		wb := p.db.NewWriteBatch()
+		for _, k := range keys {
+			if err = wb.Delete(k); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = wb.Flush()
+		} else {
+			wb.Cancel()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("clear parked effects of sink %s: %w", sink, err)
+	}
+	return nil
+}
