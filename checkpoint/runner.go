@@ -54,7 +54,7 @@ type Status struct {
 	Running    bool      `json:"running"`
 	// Fatal is why the runner stopped for good: the sink was fenced out
 	// by a newer instance, or its target belongs to another claim.
-	Fatal string `json:"fatal,omitempty"`
+	Fatal      string    `json:"fatal,omitempty"`
 	CaughtUpAt time.Time `json:"caught_up_at,omitzero"`
 }
 
