@@ -13,6 +13,7 @@ type Metrics struct {
 	PeersBanned      atomic.Uint64 // peers cut off for invalid data
 	PushRateLimited  atomic.Uint64 // pushes dropped by the per-peer rate limit
 	PushQueueFull    atomic.Uint64 // pushes dropped because the inbound queue was full
+	PushesDeferred   atomic.Uint64 // pushes applied in part or not at all, to be delivered again (Apply: rate or orphan limit)
 	OutboxFull       atomic.Uint64 // local changes not published because the outbox was full
 	SyncsStarted     atomic.Uint64 // reconciliations we initiated
 	SyncsFailed      atomic.Uint64
@@ -36,11 +37,12 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		"pushes_received": m.PushesReceived.Load(), "changes_received": m.ChangesReceived.Load(),
 		"changes_applied": m.ChangesApplied.Load(), "changes_rejected": m.ChangesRejected.Load(),
 		"peers_banned": m.PeersBanned.Load(), "push_rate_limited": m.PushRateLimited.Load(),
-		"push_queue_full": m.PushQueueFull.Load(), "outbox_full": m.OutboxFull.Load(),
-		"syncs_started": m.SyncsStarted.Load(), "syncs_failed": m.SyncsFailed.Load(),
-		"syncs_served": m.SyncsServed.Load(), "syncs_refused": m.SyncsRefused.Load(),
-		"sync_rounds": m.SyncRounds.Load(), "messages_too_large": m.MessagesTooLarge.Load(),
-		"bytes_sent": m.BytesSent.Load(), "bytes_received": m.BytesReceived.Load(),
-		"orphans_held": m.OrphansHeld.Load(), "orphan_limit": m.OrphanLimit.Load(),
+		"push_queue_full": m.PushQueueFull.Load(), "pushes_deferred": m.PushesDeferred.Load(),
+		"outbox_full": m.OutboxFull.Load(), "syncs_started": m.SyncsStarted.Load(),
+		"syncs_failed": m.SyncsFailed.Load(), "syncs_served": m.SyncsServed.Load(),
+		"syncs_refused": m.SyncsRefused.Load(), "sync_rounds": m.SyncRounds.Load(),
+		"messages_too_large": m.MessagesTooLarge.Load(), "bytes_sent": m.BytesSent.Load(),
+		"bytes_received": m.BytesReceived.Load(), "orphans_held": m.OrphansHeld.Load(),
+		"orphan_limit": m.OrphanLimit.Load(),
 	}
 }

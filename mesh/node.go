@@ -123,6 +123,12 @@ type pushed struct {
 	envs [][]byte
 }
 
+var (
+	_ Handler = (*Node)(nil)
+	_ Applier = (*Node)(nil)
+	_ History = (*Node)(nil)
+)
+
 // NewNode makes a node for store's space over tr; Start runs it.
 func NewNode(store Store, tr Transport, cfg Config) *Node {
 	cfg.defaults()
@@ -271,6 +277,50 @@ func (n *Node) Pushed(from PeerID, envs [][]byte) {
 		n.Kick(from)
 	}
 }
+
+// Apply implements Applier: a push applied on the caller's goroutine, for
+// store-and-forward transports that acknowledge only what is stored.
+// Over the sender's rate, or with the replica's orphan limit reached, it
+// stores what it can and asks for the rest again later rather than
+// dropping it.
+func (n *Node) Apply(ctx context.Context, from PeerID, envs [][]byte) error {
+	n.metrics.PushesReceived.Add(1)
+	if n.isBanned(from) {
+		return fmt.Errorf("%w: %s is banned", ErrBadPeer, from)
+	}
+	// A batch larger than the burst passes once the bucket is full.
+	if !n.allow(from, min(len(envs), n.cfg.PushBurst)) {
+		n.metrics.PushesDeferred.Add(1)
+		return fmt.Errorf("%w: %s over %g changes/s", ErrRateLimit, from, n.cfg.PushRate)
+	}
+	rep, err := n.receive(ctx, from, envs)
+	if err != nil {
+		return err
+	}
+	if rep.Held > 0 {
+		n.Kick(from)
+	}
+	limited := 0
+	for _, rj := range rep.Rejected {
+		if errors.Is(rj.Err, replica.ErrOrphanLimit) {
+			limited++
+		}
+	}
+	if limited > 0 {
+		n.metrics.PushesDeferred.Add(1)
+		return fmt.Errorf("%w: %d changes over the replica's limit of changes held for missing parents", ErrBusy, limited)
+	}
+	return nil
+}
+
+// Changes implements History.
+func (n *Node) Changes() ([]Item, error) { return n.snapshot() }
+
+// Envelope implements History.
+func (n *Node) Envelope(id core.ID) ([]byte, error) { return n.store.Envelope(id) }
+
+// Held implements History.
+func (n *Node) Held() [][]byte { return n.store.Orphans() }
 
 func (n *Node) applyLoop(ctx context.Context) {
 	defer n.wg.Done()

@@ -39,6 +39,41 @@ type Handler interface {
 	Serve(ctx context.Context, from PeerID, req []byte) ([]byte, error)
 }
 
+// Applier is implemented by Handlers that can apply a push on the
+// caller's goroutine. A store-and-forward transport (NATS JetStream)
+// calls Apply instead of Pushed so that it acknowledges a stored message
+// only once what it carries is settled; live transports keep using
+// Pushed.
+type Applier interface {
+	// Apply stores envelopes a peer published and returns once each one
+	// is durably settled: stored, held for missing parents, or refused as
+	// invalid or duplicate. Errors:
+	//   - wrapping ErrBadPeer: some were forged or malformed, or the
+	//     sender is banned; the rest are settled. Do not deliver them
+	//     again.
+	//   - wrapping ErrBusy or ErrRateLimit: not all could be taken now;
+	//     deliver them again later.
+	//   - any other (the store failed, ctx ended): deliver them again
+	//     later.
+	Apply(ctx context.Context, from PeerID, envelopes [][]byte) error
+}
+
+// History is implemented by Handlers that let a store-and-forward
+// transport keep a copy of the space (NATS JetStream): on reaching its
+// server the transport adds what its copy lacks, so that a new member
+// can bootstrap from the server while every other member is offline.
+type History interface {
+	// Changes lists the stored changes by (height, ID), parents first.
+	// The caller must not modify the slice.
+	Changes() ([]Item, error)
+	// Envelope returns a stored change; it fails if the change is not
+	// stored.
+	Envelope(id core.ID) ([]byte, error)
+	// Held returns the changes held for missing parents (a joiner's own
+	// grant waits there for the space's history).
+	Held() [][]byte
+}
+
 // Banner is implemented by transports that can cut a peer off: the Node
 // bans a peer that sends forged or malformed changes.
 type Banner interface {
