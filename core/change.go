@@ -57,6 +57,9 @@ func Sign(c *Change, key PrivateKey) (Signed, ID, error) {
 	if err != nil {
 		return Signed{}, ID{}, err
 	}
+	if len(body) > MaxChangeBytes {
+		return Signed{}, ID{}, fmt.Errorf("%w: %w: %d bytes encoded, limit %d", ErrInvalidChange, ErrTooLarge, len(body), MaxChangeBytes)
+	}
 	id := IDOf(body)
 	return Signed{Body: body, Sig: key.SignID(id)}, id, nil
 }
@@ -96,13 +99,29 @@ func (s Signed) Decode() (*Change, error) {
 	return &c, nil
 }
 
+// Check is the part of validity that needs nothing but the envelope's
+// bytes, less the signature: the body decodes (within MaxChangeBytes, all
+// text valid UTF-8), is canonical, and passes CheckShape. A writer runs it
+// on what it just signed and a receiver on what it was sent, so nothing
+// is written locally that a peer would refuse.
+func (s Signed) Check() (*Change, error) {
+	c, err := s.Decode()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.CheckShape(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // Open decodes and verifies an envelope: the one call for anything received.
 func Open(b []byte) (*Change, ID, Signed, error) {
 	s, err := DecodeSigned(b)
 	if err != nil {
 		return nil, ID{}, s, err
 	}
-	c, err := s.Decode()
+	c, err := s.Check()
 	if err != nil {
 		return nil, ID{}, s, err
 	}

@@ -19,4 +19,7 @@ var (
 	// ErrSchemaViolation: an op breaks the space's schema. The change is kept
 	// in the DAG with no effect.
 	ErrSchemaViolation = errors.New("schema violation")
+	// ErrTooLarge: a change whose encoding passes MaxChangeBytes (always
+	// wrapped together with ErrInvalidChange).
+	ErrTooLarge = errors.New("change too large")
 )

@@ -5,13 +5,34 @@ import (
 	"slices"
 )
 
-// MemberChange is a change that holds admin ops (grant, revoke, schema),
-// as membership evaluation sees it.
+// MemberChange is a change that holds admin ops (grant, revoke, invite,
+// schema), as membership evaluation sees it.
 type MemberChange struct {
-	ID     ID
-	Height uint64
-	Author PublicKey
-	Ops    []Op // only the admin ops of the change
+	ID      ID
+	Height  uint64
+	HLC     HLC
+	Author  PublicKey
+	Seq     uint64
+	Parents []ID
+	OpCount int  // ops in the whole change
+	Ops     []Op // only the admin ops of the change
+}
+
+// MemberView is the admin part of a change.
+func MemberView(c *Change, id ID) MemberChange {
+	mc := MemberChange{ID: id, Height: c.Height, HLC: c.HLC, Author: c.Author, Seq: c.Seq, Parents: c.Parents, OpCount: len(c.Ops)}
+	for _, op := range c.Ops {
+		if op.Kind.IsMembership() || op.Kind == OpSchema {
+			mc.Ops = append(mc.Ops, op)
+		}
+	}
+	return mc
+}
+
+// IsAdminChange reports whether c holds admin ops, which membership
+// evaluation decides.
+func IsAdminChange(c *Change) bool {
+	return slices.ContainsFunc(c.Ops, func(o Op) bool { return o.Kind.IsMembership() || o.Kind == OpSchema })
 }
 
 // Grant is an accepted grant.
@@ -21,6 +42,7 @@ type Grant struct {
 	By     PublicKey
 	Member PublicKey
 	Role   string
+	Invite ID // the invite this grant used, zero for a grant by an admin
 }
 
 // Revocation is an accepted revocation.
@@ -41,7 +63,14 @@ type Membership struct {
 	Revokes  map[PublicKey][]Revocation // accepted, by member
 	Schemas  []MemberChange             // accepted schema upgrades, in (height, ID) order
 	Rejected map[ID]string              // admin changes refused, with the reason
-	accepted map[ID]MemberChange
+	Invites  []Invite                   // every accepted invite, by (height, ID)
+
+	accepted   map[ID]MemberChange
+	all        map[ID]MemberChange
+	invites    map[ID]InviteTerms // by the change that made the invite
+	inviteKeys map[PublicKey]bool
+	uses       map[ID][]ID // invite change -> its individually valid uses
+	standing   map[PublicKey]string
 }
 
 // EvaluateMembership decides which admin changes are accepted.
@@ -54,15 +83,13 @@ type Membership struct {
 // withdrawn or refused changes stay refused in this evaluation, which
 // settles mutual concurrent revocations in favour of the one first in the
 // order.
+//
+// Uses of invites are first judged one by one (CheckInviteUse); single use
+// is then settled over all of them (see decideInvites) and the evaluation
+// runs again without the uses that lost. A use grants a role that cannot
+// author admin changes and never outranks a grant made by an admin, so
+// the second run accepts the same admin changes as the first.
 func EvaluateMembership(genesis ID, founders []PublicKey, changes []MemberChange, anc Ancestry) *Membership {
-	m := &Membership{
-		Genesis:  genesis,
-		Founders: founders,
-		Grants:   map[PublicKey][]Grant{},
-		Revokes:  map[PublicKey][]Revocation{},
-		Rejected: map[ID]string{},
-		accepted: map[ID]MemberChange{},
-	}
 	order := slices.Clone(changes)
 	slices.SortFunc(order, func(a, b MemberChange) int {
 		if a.Height != b.Height {
@@ -73,30 +100,13 @@ func EvaluateMembership(genesis ID, founders []PublicKey, changes []MemberChange
 		}
 		return a.ID.Compare(b.ID)
 	})
-	invitesUsed := map[PublicKey]bool{}
-	for _, c := range order {
-		role, err := m.Authorize(c.Author, c.ID, anc)
-		if err == nil {
-			err = checkRole(role, c.Ops)
-		}
-		if err == nil && role == RoleInvite {
-			if invitesUsed[c.Author] {
-				err = fmt.Errorf("%w: invite key %s was already used", ErrUnauthorized, c.Author)
-			}
-			invitesUsed[c.Author] = true
-		}
-		if err != nil {
-			m.Rejected[c.ID] = err.Error()
-			continue
-		}
-		m.accept(c)
-		for _, op := range c.Ops {
-			if op.Kind == OpRevoke {
-				m.withdraw(op.Member, anc)
-			}
-		}
+	m := evaluate(genesis, founders, order, anc, nil)
+	if losers := m.decideInvites(anc); len(losers) > 0 {
+		invites := m.Invites
+		m = evaluate(genesis, founders, order, anc, losers)
+		m.Invites = invites
 	}
-	m.Schemas = m.Schemas[:0]
+	m.computeStanding(anc)
 	for _, c := range order {
 		if _, ok := m.accepted[c.ID]; ok && slices.ContainsFunc(c.Ops, func(o Op) bool { return o.Kind == OpSchema }) {
 			m.Schemas = append(m.Schemas, c)
@@ -105,22 +115,77 @@ func EvaluateMembership(genesis ID, founders []PublicKey, changes []MemberChange
 	return m
 }
 
-func checkRole(role string, ops []Op) error {
-	if role == RoleAdmin {
-		return nil
+func evaluate(genesis ID, founders []PublicKey, order []MemberChange, anc Ancestry, excluded map[ID]string) *Membership {
+	m := &Membership{
+		Genesis:    genesis,
+		Founders:   founders,
+		Grants:     map[PublicKey][]Grant{},
+		Revokes:    map[PublicKey][]Revocation{},
+		Rejected:   map[ID]string{},
+		accepted:   map[ID]MemberChange{},
+		all:        map[ID]MemberChange{},
+		invites:    map[ID]InviteTerms{},
+		inviteKeys: map[PublicKey]bool{},
+		uses:       map[ID][]ID{},
 	}
-	if role == RoleInvite && len(ops) == 1 && ops[0].Kind == OpGrant && ops[0].Role == RoleWriter {
-		return nil
+	for _, c := range order {
+		m.all[c.ID] = c
+		if why, ok := excluded[c.ID]; ok {
+			m.Rejected[c.ID] = why
+			continue
+		}
+		role, err := m.Authorize(c.Author, c.ID, anc)
+		var invite ID
+		if err == nil {
+			invite, err = m.checkRole(role, c)
+		}
+		if err != nil {
+			m.Rejected[c.ID] = err.Error()
+			continue
+		}
+		m.accept(c, invite)
+		for _, op := range c.Ops {
+			if op.Kind == OpRevoke {
+				m.withdraw(op.Member, anc)
+			}
+		}
 	}
-	return fmt.Errorf("%w: role %q may not %s", ErrUnauthorized, role, ops[0].Kind)
+	return m
 }
 
-func (m *Membership) accept(c MemberChange) {
+// checkRole checks that role may make c's admin ops; for an invite key it
+// returns the invite c uses.
+func (m *Membership) checkRole(role string, c MemberChange) (ID, error) {
+	switch role {
+	case RoleAdmin:
+		return ID{}, nil
+	case RoleInvite:
+		if len(c.Parents) == 1 {
+			if t, ok := m.invites[c.Parents[0]]; ok && t.Key == c.Author {
+				if err := CheckInviteUse(t, c); err != nil {
+					return ID{}, err
+				}
+				m.uses[t.Change] = append(m.uses[t.Change], c.ID)
+				return t.Change, nil
+			}
+		}
+		return ID{}, fmt.Errorf("%w: an invite key signs one grant, directly on top of its invite", ErrUnauthorized)
+	}
+	return ID{}, fmt.Errorf("%w: role %q may not %s", ErrUnauthorized, role, c.Ops[0].Kind)
+}
+
+func (m *Membership) accept(c MemberChange, invite ID) {
 	m.accepted[c.ID] = c
 	for _, op := range c.Ops {
 		switch op.Kind {
-		case OpGrant:
-			m.Grants[op.Member] = append(m.Grants[op.Member], Grant{Change: c.ID, Height: c.Height, By: c.Author, Member: op.Member, Role: op.Role})
+		case OpGrant, OpInvite:
+			if t, ok := InviteIn(c, op.Member); ok {
+				m.invites[c.ID] = t
+				m.inviteKeys[op.Member] = true
+				m.Grants[op.Member] = append(m.Grants[op.Member], Grant{Change: c.ID, Height: c.Height, By: c.Author, Member: op.Member, Role: RoleInvite})
+				continue
+			}
+			m.Grants[op.Member] = append(m.Grants[op.Member], Grant{Change: c.ID, Height: c.Height, By: c.Author, Member: op.Member, Role: op.Role, Invite: invite})
 		case OpRevoke:
 			m.Revokes[op.Member] = append(m.Revokes[op.Member], Revocation{Change: c.ID, Height: c.Height, By: c.Author, Member: op.Member})
 		}
@@ -146,9 +211,10 @@ func (m *Membership) withdraw(member PublicKey, anc Ancestry) {
 				m.Rejected[c.ID] = err.Error()
 			}
 			delete(m.accepted, c.ID)
+			delete(m.invites, c.ID)
 			for _, op := range c.Ops {
 				switch op.Kind {
-				case OpGrant:
+				case OpGrant, OpInvite:
 					m.Grants[op.Member] = slices.DeleteFunc(m.Grants[op.Member], func(g Grant) bool { return g.Change == c.ID })
 					pending = append(pending, op.Member)
 				case OpRevoke:
@@ -192,7 +258,7 @@ func (m *Membership) Authorize(author PublicKey, at ID, anc Ancestry) (string, e
 		if g.Change == at || !anc.IsAncestor(g.Change, at) {
 			continue
 		}
-		if best == nil || g.Height > best.Height || (g.Height == best.Height && g.Change.Compare(best.Change) > 0) {
+		if best == nil || outranks(g, *best) {
 			best = &m.Grants[author][i]
 		}
 	}
@@ -224,57 +290,130 @@ func (m *Membership) Authorize(author PublicKey, at ID, anc Ancestry) (string, e
 // Accepted reports whether an admin change was accepted.
 func (m *Membership) Accepted(id ID) bool { _, ok := m.accepted[id]; return ok }
 
-// Member is one key's standing, for status output.
-type Member struct {
-	Key     PublicKey `json:"key"`
-	Role    string    `json:"role"`
-	Revoked bool      `json:"revoked"`
+// outranks orders a member's grants: a grant by an admin over one that
+// used an invite, then the newer (height, ID).
+func outranks(a, b Grant) bool {
+	if ai, bi := a.Invite.IsZero(), b.Invite.IsZero(); ai != bi {
+		return ai
+	}
+	if a.Height != b.Height {
+		return a.Height > b.Height
+	}
+	return a.Change.Compare(b.Change) > 0
 }
 
-// Members lists founders and granted keys with their newest role.
-func (m *Membership) Members() []Member {
-	seen := map[PublicKey]*Member{}
+// computeStanding decides each key's role at the frontier: as a change
+// written on top of everything known would find it.
+func (m *Membership) computeStanding(anc Ancestry) {
+	m.standing = map[PublicKey]string{}
 	for _, f := range m.Founders {
-		seen[f] = &Member{Key: f, Role: RoleAdmin}
+		m.standing[f] = RoleAdmin
 	}
 	for k, gs := range m.Grants {
 		if len(gs) == 0 {
 			continue
 		}
-		last := slices.MaxFunc(gs, func(a, b Grant) int {
-			if a.Height != b.Height {
-				if a.Height < b.Height {
-					return -1
-				}
-				return 1
+		best := gs[0]
+		for _, g := range gs[1:] {
+			if outranks(g, best) {
+				best = g
 			}
-			return a.Change.Compare(b.Change)
-		})
-		if seen[k] == nil || seen[k].Role != RoleAdmin {
-			seen[k] = &Member{Key: k, Role: last.Role}
+		}
+		if m.standing[k] == "" {
+			m.standing[k] = best.Role
 		}
 	}
 	for k, rs := range m.Revokes {
-		if len(rs) == 0 {
-			continue
-		}
-		if seen[k] == nil {
-			seen[k] = &Member{Key: k}
-		}
-		revokedAfterLastGrant := true
-		for _, g := range m.Grants[k] {
-			for _, r := range rs {
-				if g.Height > r.Height {
-					revokedAfterLastGrant = false
+		for _, r := range rs {
+			var restore *Grant
+			for i, g := range m.Grants[k] {
+				if anc.IsAncestor(r.Change, g.Change) && (restore == nil || outranks(g, *restore)) {
+					restore = &m.Grants[k][i]
 				}
 			}
+			if restore == nil {
+				m.standing[k] = ""
+				break
+			}
+			m.standing[k] = restore.Role
 		}
-		seen[k].Revoked = revokedAfterLastGrant
 	}
-	out := make([]Member, 0, len(seen))
-	for _, v := range seen {
-		out = append(out, *v)
+}
+
+// Role returns the role key holds now (at the frontier of what is known):
+// "" for a stranger or a revoked member, RoleInvite for an invite key.
+func (m *Membership) Role(key PublicKey) string { return m.standing[key] }
+
+// IsMember reports whether key is a current member: it holds a role other
+// than an invite's and is not revoked. Transports admit exactly these.
+func (m *Membership) IsMember(key PublicKey) bool {
+	r := m.standing[key]
+	return r != "" && r != RoleInvite
+}
+
+// Member is one key's standing, for status output.
+type Member struct {
+	Key     PublicKey `json:"key"`
+	Role    string    `json:"role"`
+	Revoked bool      `json:"revoked"`
+	Invite  *ID       `json:"invite,omitempty"` // the invite it joined through
+}
+
+// Members lists founders and granted keys (not invite keys) with their
+// current role; revoked members are listed with Revoked set.
+func (m *Membership) Members() []Member {
+	out := []Member{}
+	for k, role := range m.standing {
+		if m.inviteKeys[k] && (role == RoleInvite || role == "") {
+			continue
+		}
+		mem := Member{Key: k, Role: role, Revoked: role == ""}
+		for _, g := range m.Grants[k] {
+			if !g.Invite.IsZero() {
+				id := g.Invite
+				mem.Invite = &id
+			}
+		}
+		if mem.Revoked {
+			for _, g := range m.Grants[k] {
+				mem.Role = g.Role
+			}
+		}
+		out = append(out, mem)
 	}
 	slices.SortFunc(out, func(a, b Member) int { return slices.Compare(a.Key[:], b.Key[:]) })
 	return out
+}
+
+// Unacknowledged lists the uses that stand only because nobody contested
+// them yet: no admin change has them in its past. An admin node
+// acknowledges them (a grant of the same role to the same member) so a
+// later use of the same code can never displace them.
+func (m *Membership) Unacknowledged() []InviteUse {
+	var out []InviteUse
+	for _, inv := range m.Invites {
+		for _, u := range inv.Uses {
+			if u.Accepted && !u.Acknowledged {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
+// InviteOf returns the invite made by change id.
+func (m *Membership) InviteOf(id ID) (Invite, bool) {
+	for _, inv := range m.Invites {
+		if inv.Change == id {
+			return inv, true
+		}
+	}
+	return Invite{}, false
+}
+
+// TermsFor returns the terms of the invite made by change id, accepted
+// or not yet judged (for the placement check of a use).
+func (m *Membership) TermsFor(id ID) (InviteTerms, bool) {
+	t, ok := m.invites[id]
+	return t, ok
 }

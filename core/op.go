@@ -21,12 +21,17 @@ const (
 	OpGrant     OpKind = 8  // admin: give Member a Role
 	OpRevoke    OpKind = 9  // admin: revoke every role of Member
 	OpSchema    OpKind = 10 // admin: upgrade the schema to Schema
+	// OpInvite (admin) makes an invite: Member is the invite's throwaway
+	// key, Role the role its one use grants, Expires (wall-clock ms) the
+	// last instant a use may be dated. The invite key may then sign exactly
+	// one change: a grant of Role to one new member (see CheckInviteUse).
+	OpInvite OpKind = 11
 )
 
 var opNames = map[OpKind]string{
 	OpGenesis: "genesis", OpCreate: "create", OpSet: "set", OpIncrement: "increment",
 	OpAdd: "add", OpRemove: "remove", OpDelete: "delete", OpGrant: "grant",
-	OpRevoke: "revoke", OpSchema: "schema",
+	OpRevoke: "revoke", OpSchema: "schema", OpInvite: "invite",
 }
 
 func (k OpKind) String() string {
@@ -40,14 +45,17 @@ func (k OpKind) String() string {
 func (k OpKind) IsData() bool { return k >= OpCreate && k <= OpDelete }
 
 // IsMembership reports whether the op changes who may write.
-func (k OpKind) IsMembership() bool { return k == OpGrant || k == OpRevoke }
+func (k OpKind) IsMembership() bool { return k == OpGrant || k == OpRevoke || k == OpInvite }
 
 // Roles a grant can give.
 const (
 	RoleAdmin  = "admin"  // may grant, revoke, upgrade the schema and write
 	RoleWriter = "writer" // may write documents
-	// RoleInvite is held by an invite code's throwaway key: it may sign one
-	// change holding one grant of RoleWriter, once.
+	// RoleInvite is held by an invite's throwaway key: it may sign one
+	// change holding one grant, once (see CheckInviteUse). It is never a
+	// member's role: an invite key is not admitted at any transport gate.
+	// A grant of RoleInvite is the legacy form of OpInvite (role writer,
+	// expiring LegacyInviteTTL after the grant's clock).
 	RoleInvite = "invite"
 )
 
@@ -68,6 +76,9 @@ type Op struct {
 	// its parents' (OpGenesis; 0 means DefaultMaxClockAhead).
 	MaxClockAhead uint64 `cbor:"12,keyasint,omitempty"`
 	Name          string `cbor:"13,keyasint,omitempty"` // OpGenesis: human name of the space
+	// Expires is the wall-clock millisecond after which a use of the
+	// invite is refused (OpInvite).
+	Expires uint64 `cbor:"14,keyasint,omitempty"`
 }
 
 // DefaultMaxClockAhead is the clock bound when genesis names none: one hour.
@@ -76,14 +87,17 @@ const DefaultMaxClockAhead = uint64(60 * 60 * 1000)
 const maxNameLen = 256
 
 func (o *Op) checkShape() error {
+	if err := o.checkText(); err != nil {
+		return err
+	}
 	needDoc := func() error {
 		if o.Coll == "" || o.Doc == "" {
 			return errors.New(o.Kind.String() + " needs a collection and a document id")
 		}
-		if len(o.Coll) > maxNameLen || len(o.Doc) > maxNameLen || len(o.Field) > maxNameLen {
+		if len(o.Coll) > maxNameLen || len(o.Field) > maxNameLen {
 			return fmt.Errorf("%s: name longer than %d bytes", o.Kind, maxNameLen)
 		}
-		return nil
+		return CheckDocID(o.Doc)
 	}
 	switch o.Kind {
 	case OpGenesis:
@@ -105,6 +119,16 @@ func (o *Op) checkShape() error {
 		}
 		if o.Role != RoleAdmin && o.Role != RoleWriter && o.Role != RoleInvite {
 			return fmt.Errorf("grant of unknown role %q", o.Role)
+		}
+	case OpInvite:
+		if o.Member.IsZero() {
+			return errors.New("invite needs the invite key")
+		}
+		if o.Role != RoleWriter {
+			return fmt.Errorf("invite for role %q: an invite grants %q", o.Role, RoleWriter)
+		}
+		if o.Expires == 0 {
+			return errors.New("invite needs an expiry")
 		}
 	case OpRevoke:
 		if o.Member.IsZero() {

@@ -3,14 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base32"
-	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -20,17 +18,12 @@ import (
 	"github.com/tributary-sync/tributary/core/schema"
 )
 
-// newDocID makes a time-ordered random id: 48-bit milliseconds then 80
-// random bits, base32 (26 characters).
-func newDocID(now time.Time) string {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
-	_, _ = rand.Read(b[6:])
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
-
-// parseObject decodes a JSON object, keeping numbers exact.
+// parseObject decodes a JSON object, keeping numbers exact. Text that is
+// not valid UTF-8 is refused (a JSON decoder would quietly replace it).
 func parseObject(text string) (map[string]any, error) {
+	if !utf8.ValidString(text) {
+		return nil, fmt.Errorf("document JSON: not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader([]byte(text)))
 	dec.UseNumber()
 	var obj map[string]any
@@ -47,96 +40,28 @@ func parseObject(text string) (map[string]any, error) {
 }
 
 // putDocument creates a document (a new id when id is empty) or merges
-// input into it, as one signed change.
+// input into it, as one signed change: planned and written by the replica
+// under its writer's lock.
 func putDocument(ctx context.Context, r *replica.Replica, key core.PrivateKey, coll, id string, input map[string]any, now time.Time) (string, core.ID, bool, error) {
-	var existing *replica.Document
-	if id == "" {
-		id = newDocID(now)
-	} else if d, ok, err := r.Get(coll, id); err != nil {
-		return "", core.ID{}, false, err
-	} else if ok {
-		existing = &d
-	}
-	if err := replica.CheckDocID(id); err != nil {
-		return "", core.ID{}, false, err
-	}
-	ops, err := PlanPut(r.Schema(), coll, id, input, existing)
+	res, change, err := r.Mutate(ctx, key, []replica.Mutation{{Op: replica.MutPut, Collection: coll, ID: id, Fields: input}}, uint64(now.UnixMilli()))
 	if err != nil {
+		var me *replica.MutationError
+		if errors.As(err, &me) {
+			err = me.Err
+		}
 		return "", core.ID{}, false, err
 	}
-	change, err := r.Write(ctx, key, ops, uint64(now.UnixMilli()))
-	if err != nil {
-		return "", core.ID{}, false, err
-	}
-	return id, change, existing == nil, nil
+	return res[0].ID, change, res[0].Created, nil
 }
 
-// PlanPut turns user fields into ops: a create for a new document, or the
-// set/increment/add/remove ops that make the given fields of an existing
-// document equal to the values given.
-func PlanPut(s *schema.Schema, collName, id string, input map[string]any, existing *replica.Document) ([]core.Op, error) {
-	coll, ok := s.Collection(collName)
-	if !ok {
-		return nil, fmt.Errorf("unknown collection %q", collName)
+// deleteDocument deletes an existing document.
+func deleteDocument(ctx context.Context, r *replica.Replica, key core.PrivateKey, coll, id string, now time.Time) (core.ID, error) {
+	_, change, err := r.Mutate(ctx, key, []replica.Mutation{{Op: replica.MutDelete, Collection: coll, ID: id}}, uint64(now.UnixMilli()))
+	var me *replica.MutationError
+	if errors.As(err, &me) {
+		err = me.Err
 	}
-	delete(input, "id")
-	values := map[string]any{}
-	for _, name := range slices.Sorted(mapsKeys(input)) {
-		f, ok := coll.Field(name)
-		if !ok {
-			return nil, fmt.Errorf("unknown field %s.%s", collName, name)
-		}
-		v, err := f.Normalize(input[name])
-		if err != nil {
-			return nil, err
-		}
-		values[name] = v
-	}
-	if existing == nil {
-		return []core.Op{{Kind: core.OpCreate, Coll: collName, Doc: id, Fields: values}}, nil
-	}
-	var ops []core.Op
-	for _, name := range slices.Sorted(mapsKeys(values)) {
-		f, _ := coll.Field(name)
-		v := values[name]
-		switch f.Kind {
-		case schema.Counter:
-			cur, _ := existing.Fields[name].(int64)
-			n, _ := v.(int64)
-			if n != cur {
-				ops = append(ops, core.Op{Kind: core.OpIncrement, Coll: collName, Doc: id, Field: name, Delta: n - cur})
-			}
-		case schema.Set:
-			cur, _ := existing.Fields[name].([]any)
-			want, _ := v.([]any)
-			for _, e := range want {
-				if !slices.ContainsFunc(cur, func(x any) bool { return core.CompareValues(x, e) == 0 }) {
-					ops = append(ops, core.Op{Kind: core.OpAdd, Coll: collName, Doc: id, Field: name, Value: e})
-				}
-			}
-			for _, e := range cur {
-				if !slices.ContainsFunc(want, func(x any) bool { return core.CompareValues(x, e) == 0 }) {
-					ops = append(ops, core.Op{Kind: core.OpRemove, Coll: collName, Doc: id, Field: name, Value: e})
-				}
-			}
-		default:
-			ops = append(ops, core.Op{Kind: core.OpSet, Coll: collName, Doc: id, Field: name, Value: v})
-		}
-	}
-	if len(ops) == 0 {
-		return nil, fmt.Errorf("nothing to change in %s/%s", collName, id)
-	}
-	return ops, nil
-}
-
-func mapsKeys(m map[string]any) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
+	return change, err
 }
 
 // docJSON renders a document as a JSON object with "id".
@@ -231,12 +156,7 @@ func (c *cli) deleteCmd() *cobra.Command {
 		Short: "Delete a document",
 		Args:  cobra.ExactArgs(2),
 		RunE: c.inSpace(true, func(cmd *cobra.Command, args []string, h *node.Home, sp *node.Space) error {
-			if _, ok, err := sp.Replica.Get(args[0], args[1]); err != nil {
-				return err
-			} else if !ok {
-				return fmt.Errorf("%s/%s: %w", args[0], args[1], replica.ErrNotFound)
-			}
-			change, err := sp.Replica.Write(cmd.Context(), h.Key, []core.Op{{Kind: core.OpDelete, Coll: args[0], Doc: args[1]}}, c.now())
+			change, err := deleteDocument(cmd.Context(), sp.Replica, h.Key, args[0], args[1], c.nowFunc())
 			if err != nil {
 				return err
 			}

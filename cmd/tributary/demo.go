@@ -84,20 +84,7 @@ func (c *cli) runDemo(ctx context.Context, dir string) error {
 	fmt.Fprintf(c.out, "    space %s\n", space)
 
 	step("bob joins with an invite code, offline; his grant travels by bundle")
-	throwaway, err := core.GenerateKey(nil)
-	if err != nil {
-		return err
-	}
-	grant, err := alice.sp.Replica.Write(ctx, aliceHome.Key, []core.Op{{Kind: core.OpGrant, Member: throwaway.Public(), Role: core.RoleInvite}}, now())
-	if err != nil {
-		return err
-	}
-	entry, err := alice.sp.Replica.Change(grant)
-	if err != nil {
-		return err
-	}
-	hlc, _ := core.ParseHLC(entry.HLC)
-	code, err := invite{Space: space, Name: "library", Seed: throwaway.Seed(), Grant: grant, Height: entry.Height, HLC: hlc}.encode()
+	code, _, _, err := makeInvite(ctx, aliceHome, alice.sp, 24*time.Hour, nil, time.Now())
 	if err != nil {
 		return err
 	}

@@ -112,11 +112,7 @@ func (b *bridge) handleDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	coll, id := r.PathValue("coll"), r.PathValue("id")
-	if _, found, err := sp.Replica.Get(coll, id); err != nil || !found {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("%s/%s: not found", coll, id)})
-		return
-	}
-	change, err := sp.Replica.Write(r.Context(), b.home.Key, []core.Op{{Kind: core.OpDelete, Coll: coll, Doc: id}}, uint64(time.Now().UnixMilli()))
+	change, err := deleteDocument(r.Context(), sp.Replica, b.home.Key, coll, id, time.Now())
 	if err != nil {
 		writeJSON(w, errStatus(err), map[string]string{"error": err.Error()})
 		return

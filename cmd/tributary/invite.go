@@ -1,10 +1,9 @@
 package main
 
 import (
-	"encoding/base64"
-	"encoding/hex"
+	"context"
 	"fmt"
-	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,89 +11,116 @@ import (
 	"github.com/tributary-sync/tributary/core"
 )
 
-// invite is what an invite code carries: the space, where to find peers,
-// and a throwaway key an admin granted RoleInvite, placed in the DAG by
-// the change that granted it so the joiner can sign its own grant offline.
-type invite struct {
-	_         struct{} `cbor:",toarray"`
-	Space     core.ID
-	Name      string
-	Seed      []byte   // the throwaway key's seed
-	Grant     core.ID  // change that granted the throwaway key
-	Height    uint64   // its height
-	HLC       core.HLC // its clock
-	Bootstrap []string // peer addresses
-}
-
-const invitePrefix = "trib1"
-
-func (iv invite) encode() (string, error) {
-	b, err := core.Marshal(iv)
+// makeInvite creates an invite in sp by h's key and returns its code.
+func makeInvite(ctx context.Context, h *node.Home, sp *node.Space, ttl time.Duration, addrs []string, now time.Time) (string, core.ID, core.InviteTerms, error) {
+	nowMs := uint64(now.UnixMilli())
+	key, env, err := sp.Replica.CreateInvite(ctx, h.Key, nowMs+uint64(ttl.Milliseconds()), nowMs)
 	if err != nil {
-		return "", err
+		return "", core.ID{}, core.InviteTerms{}, err
 	}
-	return invitePrefix + base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-func decodeInvite(code string) (invite, error) {
-	var iv invite
-	code = strings.TrimSpace(code)
-	if !strings.HasPrefix(code, invitePrefix) {
-		return iv, fmt.Errorf("invite code: does not start with %q", invitePrefix)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(code[len(invitePrefix):])
+	info, _ := h.Info(sp.Replica.Space().String())
+	ic := core.InviteCode{Space: sp.Replica.Space(), Name: info.Name, Seed: key.Seed(), Invite: env, Bootstrap: addrs}
+	code, err := ic.Encode()
 	if err != nil {
-		return iv, fmt.Errorf("invite code: damaged (%v)", err)
+		return "", core.ID{}, core.InviteTerms{}, err
 	}
-	if err := core.Unmarshal(b, &iv); err != nil {
-		return iv, fmt.Errorf("invite code: damaged (%v)", err)
-	}
-	if _, err := core.PrivateKeyFromSeed(iv.Seed); err != nil || iv.Space.IsZero() || iv.Grant.IsZero() {
-		return iv, fmt.Errorf("invite code: incomplete")
-	}
-	return iv, nil
+	_, terms, err := core.DecodeInviteCode(code)
+	return code, terms.Change, terms, err
 }
 
 func (c *cli) inviteCmd() *cobra.Command {
 	var addrs []string
+	var ttl time.Duration
 	cmd := &cobra.Command{
 		Use:   "invite",
-		Short: "Print a single-use invite code (admins only); `tributary join CODE` makes a new member",
-		Args:  cobra.NoArgs,
+		Short: "Print a single-use invite code (admins only); `tributary join CODE` makes one new member",
+		Long: `Print a single-use invite code. The code adds exactly one member, once,
+before it expires (--ttl, default 7 days). Anyone holding the code can use it:
+send it privately. Codes made while the node runs carry its addresses;
+otherwise name reachable peers with --addr.
+
+  tributary invite list                      invites and what became of them
+  tributary invite revoke INVITE             refuse every future use of an invite
+  tributary invite settle INVITE --member K  admit K when two people used one code`,
+		Args: cobra.NoArgs,
 		RunE: c.inSpace(true, func(cmd *cobra.Command, _ []string, h *node.Home, sp *node.Space) error {
-			throwaway, err := core.GenerateKey(nil)
-			if err != nil {
-				return err
+			if ttl <= 0 {
+				return fmt.Errorf("--ttl %s: want a positive duration", ttl)
 			}
-			id, err := sp.Replica.Write(cmd.Context(), h.Key, []core.Op{{Kind: core.OpGrant, Member: throwaway.Public(), Role: core.RoleInvite}}, c.now())
-			if err != nil {
-				return err
-			}
-			entry, err := sp.Replica.Change(id)
-			if err != nil {
-				return err
-			}
-			hlc, err := core.ParseHLC(entry.HLC)
-			if err != nil {
-				return err
-			}
-			height := entry.Height
-			info, _ := h.Info(sp.Replica.Space().String())
 			if len(addrs) == 0 {
 				addrs = advertisedAddrs(c)
 			}
 			if len(addrs) == 0 {
+				info, _ := h.Info(sp.Replica.Space().String())
 				addrs = info.Bootstrap
 			}
-			code, err := invite{Space: sp.Replica.Space(), Name: info.Name, Seed: throwaway.Seed(), Grant: id, Height: height, HLC: hlc, Bootstrap: addrs}.encode()
+			code, id, terms, err := makeInvite(cmd.Context(), h, sp, ttl, addrs, c.nowFunc())
 			if err != nil {
 				return err
 			}
-			return c.say(map[string]any{"code": code, "change": id.String()}, "%s", code)
+			if len(addrs) == 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning: this code carries no peer address; the joiner must be given one (--peer) or exchange bundles. Run the node, or pass --addr.")
+			}
+			return c.say(map[string]any{"code": code, "invite": id.String(), "change": id.String(), "expires": time.UnixMilli(int64(terms.Expires)).UTC().Format(time.RFC3339), "addrs": addrs}, "%s", code)
 		}),
 	}
 	cmd.Flags().StringSliceVar(&addrs, "addr", nil, "address of a peer to bootstrap from (repeatable)")
+	cmd.Flags().DurationVar(&ttl, "ttl", time.Duration(core.DefaultInviteTTL)*time.Millisecond, "how long the code stays usable")
 	c.spaceFlag(cmd)
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List invites: open, used (by whom), contested, revoked",
+		Args:  cobra.NoArgs,
+		RunE: c.inSpace(true, func(cmd *cobra.Command, _ []string, _ *node.Home, sp *node.Space) error {
+			invs := sp.Replica.Invites()
+			if invs == nil {
+				invs = []core.Invite{}
+			}
+			return c.print(invs)
+		}),
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke INVITE",
+		Short: "Revoke an invite (its change ID): uses not yet known are refused everywhere",
+		Args:  cobra.ExactArgs(1),
+		RunE: c.inSpace(true, func(cmd *cobra.Command, args []string, h *node.Home, sp *node.Space) error {
+			inv, err := core.ParseID(args[0])
+			if err != nil {
+				return err
+			}
+			id, err := sp.Replica.RevokeInvite(cmd.Context(), h.Key, inv, c.now())
+			if err != nil {
+				return err
+			}
+			return c.say(map[string]any{"invite": inv.String(), "change": id.String()}, "revoked invite %s (change %s)", inv, id)
+		}),
+	}
+	var member string
+	settle := &cobra.Command{
+		Use:   "settle INVITE --member KEY",
+		Short: "Settle a contested invite: admit KEY, refuse the other uses",
+		Args:  cobra.ExactArgs(1),
+		RunE: c.inSpace(true, func(cmd *cobra.Command, args []string, h *node.Home, sp *node.Space) error {
+			inv, err := core.ParseID(args[0])
+			if err != nil {
+				return err
+			}
+			k, err := core.ParsePublicKey(member)
+			if err != nil {
+				return fmt.Errorf("--member: %w", err)
+			}
+			id, err := sp.Replica.SettleInvite(cmd.Context(), h.Key, inv, k, c.now())
+			if err != nil {
+				return err
+			}
+			return c.say(map[string]any{"invite": inv.String(), "member": k.String(), "change": id.String()}, "invite %s settled for %s (change %s)", inv, k, id)
+		}),
+	}
+	settle.Flags().StringVar(&member, "member", "", "the key to admit")
+	for _, sub := range []*cobra.Command{list, revoke, settle} {
+		c.spaceFlag(sub)
+	}
+	cmd.AddCommand(list, revoke, settle)
 	return cmd
 }
 
@@ -104,7 +130,7 @@ func (c *cli) joinCmd() *cobra.Command {
 		Short: "Become a member of a space with an invite code (works offline: your grant travels with your first sync)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			iv, err := decodeInvite(args[0])
+			ic, terms, err := core.DecodeInviteCode(args[0])
 			if err != nil {
 				return err
 			}
@@ -112,28 +138,21 @@ func (c *cli) joinCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := h.Info(iv.Space.String()); err == nil {
-				return fmt.Errorf("this home already holds space %s", iv.Space)
+			if _, err := h.Info(ic.Space.String()); err == nil {
+				return fmt.Errorf("this home already holds space %s", ic.Space)
 			}
-			key, _ := core.PrivateKeyFromSeed(iv.Seed)
-			grant := &core.Change{
-				Version: core.ChangeVersion, Space: iv.Space, Author: key.Public(), Seq: 1,
-				Parents: []core.ID{iv.Grant}, Height: iv.Height + 1,
-				HLC: core.HLC{Wall: iv.HLC.Wall, Logical: iv.HLC.Logical + 1},
-				Ops: []core.Op{{Kind: core.OpGrant, Member: h.Key.Public(), Role: core.RoleWriter}},
-			}
-			s, id, err := core.Sign(grant, key)
+			use, id, err := ic.InviteUseChange(terms, h.Key.Public(), c.now())
 			if err != nil {
 				return err
 			}
-			env, err := s.Encode()
+			env, err := use.Encode()
 			if err != nil {
 				return err
 			}
-			if err := h.WriteInfo(node.SpaceInfo{Space: iv.Space.String(), Name: iv.Name, Bootstrap: iv.Bootstrap, InviteSeed: hex.EncodeToString(iv.Seed)}); err != nil {
+			if err := h.WriteInfo(node.SpaceInfo{Space: ic.Space.String(), Name: ic.Name, Bootstrap: ic.Bootstrap, Proof: env}); err != nil {
 				return err
 			}
-			sp, err := c.open(cmd.Context(), h, iv.Space.String())
+			sp, err := c.open(cmd.Context(), h, ic.Space.String())
 			if err != nil {
 				return err
 			}
@@ -145,8 +164,8 @@ func (c *cli) joinCmd() *cobra.Command {
 			if len(rep.Rejected) > 0 {
 				return fmt.Errorf("join: %s", rep.Rejected[0].Msg)
 			}
-			return c.say(map[string]any{"space": iv.Space.String(), "author": h.Key.Public().String(), "grant": id.String(), "bootstrap": iv.Bootstrap},
-				"joined space %s as %s\nyour grant %s travels with your next sync (tributary run, or export/import a bundle)", iv.Space, h.Key.Public(), id)
+			return c.say(map[string]any{"space": ic.Space.String(), "author": h.Key.Public().String(), "grant": id.String(), "bootstrap": ic.Bootstrap},
+				"joined space %s as %s\nyour grant %s travels with your next sync (tributary run, or export/import a bundle)", ic.Space, h.Key.Public(), id)
 		},
 	}
 }

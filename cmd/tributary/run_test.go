@@ -159,7 +159,7 @@ func TestHTTPAPI(t *testing.T) {
 	if d := call("GET", docs+"Book/b1", "", 200); d["year"] != float64(1975) || d["title"] != "The Dispossessed" {
 		t.Fatalf("merged document %v", d)
 	}
-	if e := call("PUT", docs+"Book/b2", `{"title":"x","year":"soon"}`, 400); !strings.Contains(e["error"].(string), "year") {
+	if e := call("PUT", docs+"Book/b2", `{"title":"x","year":"soon"}`, 422); !strings.Contains(e["error"].(string), "year") {
 		t.Fatalf("bad value error %v", e)
 	}
 	call("PUT", docs+"Book/b3", `{"title":`, 400)

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/tributary-sync/tributary/core"
 	meshlibp2p "github.com/tributary-sync/tributary/mesh/libp2p"
 	meshnats "github.com/tributary-sync/tributary/mesh/nats"
 )
@@ -34,12 +32,8 @@ func (b *bridge) startTransports(ctx context.Context, bootstrap []string) error 
 }
 
 func (b *bridge) startLibp2p(ctx context.Context, bootstrap []string) error {
-	key, err := b.p2pIdentity(ctx)
-	if err != nil {
-		return err
-	}
 	t, err := meshlibp2p.New(ctx, meshlibp2p.Config{
-		Key: key, Listen: b.opts.P2P, Bootstrap: append(append([]string{}, b.opts.Peers...), bootstrap...),
+		Key: b.home.Key, Listen: b.opts.P2P, Bootstrap: append(append([]string{}, b.opts.Peers...), bootstrap...),
 		MDNS: b.opts.MDNS, Logger: b.log.With("transport", "libp2p"),
 	})
 	if err != nil {
@@ -52,41 +46,6 @@ func (b *bridge) startLibp2p(ctx context.Context, bootstrap []string) error {
 	}
 	b.transports = append(b.transports, transport{name: "libp2p", tr: t, stop: t.Close, info: map[string]any{"peer": string(t.ID()), "addrs": addrs}})
 	return nil
-}
-
-// p2pIdentity is the home's key, except while a joined space still waits
-// for its first sync: the inviter admits only members, and the invite's
-// throwaway key is one.
-func (b *bridge) p2pIdentity(ctx context.Context) (core.PrivateKey, error) {
-	spaces, err := b.home.Spaces()
-	if err != nil {
-		return nil, err
-	}
-	for _, info := range spaces {
-		if info.InviteSeed == "" {
-			continue
-		}
-		sp, err := b.home.OpenSpace(ctx, info.Space)
-		if err != nil {
-			return nil, err
-		}
-		joined := sp.Replica.HasGenesis() && sp.Replica.IsMember(b.home.Key.Public())
-		sp.Close()
-		if joined {
-			continue
-		}
-		seed, err := hex.DecodeString(info.InviteSeed)
-		if err != nil {
-			return nil, fmt.Errorf("space %s: invite key: %w", info.Space, err)
-		}
-		k, err := core.PrivateKeyFromSeed(seed)
-		if err != nil {
-			return nil, fmt.Errorf("space %s: invite key: %w", info.Space, err)
-		}
-		b.log.Info("joining: connecting with the invite key until the first sync", "space", info.Space)
-		return k, nil
-	}
-	return b.home.Key, nil
 }
 
 // advertisedAddrs are the libp2p addresses for invite codes: the running

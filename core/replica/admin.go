@@ -31,7 +31,7 @@ func (w *writeTxn) applyAdmin(c *core.Change, id core.ID, m *meta) (bool, error)
 		}
 	}
 	before := r.members
-	r.adminLog = append(r.adminLog, adminView(id, c))
+	r.adminLog = append(r.adminLog, core.MemberView(c, id))
 	if err := r.evaluateMembership(w.txn); err != nil {
 		return false, storeError{err}
 	}

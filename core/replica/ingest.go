@@ -244,8 +244,10 @@ func isStoreError(err error) bool {
 }
 
 // Write builds, signs and stores a change of ops by key's owner on top of
-// the current heads. Ops are checked first: a change that would be invalid
-// (schema, membership) returns an error and nothing is written.
+// the current heads. The change goes through the same checks as one
+// received from a peer (core.Signed.Check, then placement, schema and
+// membership in apply); a change that would be refused or stored without
+// effect returns an error and nothing is written.
 func (r *Replica) Write(ctx context.Context, key core.PrivateKey, ops []core.Op, nowMillis uint64) (_ core.ID, err error) {
 	defer recoverStoreError(&err)
 	r.mu.Lock()
@@ -256,10 +258,22 @@ func (r *Replica) Write(ctx context.Context, key core.PrivateKey, ops []core.Op,
 	if r.genesis == nil {
 		return core.ID{}, ErrNoGenesis
 	}
-	author := key.Public()
 	w := r.begin()
 	defer w.discard()
-	c, err := w.build(author, ops, nowMillis)
+	id, err := w.write(key, ops, nowMillis)
+	if err != nil {
+		return core.ID{}, err
+	}
+	if err := w.commit(); err != nil {
+		return core.ID{}, err
+	}
+	r.notify(true, []core.ID{id})
+	return id, nil
+}
+
+// write builds, signs, checks and applies one local change inside w.
+func (w *writeTxn) write(key core.PrivateKey, ops []core.Op, nowMillis uint64) (core.ID, error) {
+	c, err := w.build(key.Public(), ops, nowMillis)
 	if err != nil {
 		return core.ID{}, err
 	}
@@ -270,16 +284,26 @@ func (r *Replica) Write(ctx context.Context, key core.PrivateKey, ops []core.Op,
 	if err != nil {
 		return core.ID{}, err
 	}
+	if _, err := s.Check(); err != nil { // exactly what a receiver runs
+		return core.ID{}, err
+	}
 	if err := w.precheck(c, id); err != nil {
 		return core.ID{}, err
 	}
-	if _, err := w.apply(s, c, id); err != nil {
+	valid, err := w.apply(s, c, id)
+	if err != nil {
 		return core.ID{}, err
 	}
-	if err := w.commit(); err != nil {
-		return core.ID{}, err
+	if !valid {
+		m, err := w.r.meta(w.txn, id)
+		if err != nil {
+			return core.ID{}, storeError{err}
+		}
+		if m.SchemaErr != "" {
+			return core.ID{}, fmt.Errorf("%w (%s)", core.ErrSchemaViolation, m.Reason)
+		}
+		return core.ID{}, fmt.Errorf("%w (%s)", core.ErrUnauthorized, m.Reason)
 	}
-	r.notify(true, []core.ID{id})
 	return id, nil
 }
 

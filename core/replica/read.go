@@ -346,6 +346,8 @@ type Status struct {
 	MaxHeight   uint64        `json:"max_height"`
 	Orphans     int           `json:"orphans"`
 	Members     []core.Member `json:"members"`
+	Invites     []core.Invite `json:"invites"`
+	Contested   int           `json:"contested_invites"`
 	Equivocated []string      `json:"equivocating_authors"`
 }
 
@@ -360,8 +362,20 @@ func (r *Replica) Status() (Status, error) {
 	st.Name = r.genesis.Ops[0].Name
 	st.SchemaID = r.current.ID
 	st.Members = r.members.Members()
+	st.Invites = slices.Clone(r.members.Invites)
+	for _, inv := range st.Invites {
+		if inv.State == core.InviteContested {
+			st.Contested++
+		}
+	}
+	inviteKeys := map[core.PublicKey]bool{}
+	for _, inv := range st.Invites {
+		inviteKeys[inv.Key] = true
+	}
 	for a := range r.equivocal {
-		st.Equivocated = append(st.Equivocated, a.String())
+		if !inviteKeys[a] { // two uses of one code: a contested invite, shown as such
+			st.Equivocated = append(st.Equivocated, a.String())
+		}
 	}
 	slices.Sort(st.Equivocated)
 	for h := range r.heads {
@@ -518,21 +532,34 @@ func (r *Replica) Change(id core.ID) (Entry, error) {
 	return e, nil
 }
 
-// IsMember reports whether key currently holds a role in the space (admin,
-// writer or an invite capability) and is not revoked: the admission rule
+// IsMember reports whether key is a current member: it holds a role
+// (admin or writer) at the frontier of what this replica knows, and is
+// not revoked. Invite keys are never members. This is the admission rule
 // of transports.
 func (r *Replica) IsMember(key core.PublicKey) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.members != nil && r.members.IsMember(key)
+}
+
+// Role returns key's current role ("" for strangers and revoked members).
+func (r *Replica) Role(key core.PublicKey) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.members == nil {
-		return false
+		return ""
 	}
-	for _, m := range r.members.Members() {
-		if m.Key == key {
-			return !m.Revoked && m.Role != ""
-		}
+	return r.members.Role(key)
+}
+
+// Invites lists every invite of the space and what became of it.
+func (r *Replica) Invites() []core.Invite {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.members == nil {
+		return nil
 	}
-	return false
+	return slices.Clone(r.members.Invites)
 }
 
 // HasGenesis reports whether the replica holds its space's genesis change

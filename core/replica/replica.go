@@ -299,7 +299,7 @@ func (r *Replica) loadAdminLog(txn *badger.Txn) error {
 		if err != nil {
 			return err
 		}
-		r.adminLog = append(r.adminLog, adminView(id, c))
+		r.adminLog = append(r.adminLog, core.MemberView(c, id))
 	}
 	return r.evaluateMembership(txn)
 }
@@ -344,20 +344,6 @@ func (r *Replica) evaluateMembership(txn *badger.Txn) error {
 		}
 	}
 	return anc.err
-}
-
-func adminView(id core.ID, c *core.Change) core.MemberChange {
-	mc := core.MemberChange{ID: id, Height: c.Height, Author: c.Author}
-	for _, op := range c.Ops {
-		if op.Kind.IsMembership() || op.Kind == core.OpSchema {
-			mc.Ops = append(mc.Ops, op)
-		}
-	}
-	return mc
-}
-
-func isAdminChange(c *core.Change) bool {
-	return slices.ContainsFunc(c.Ops, func(o core.Op) bool { return o.Kind.IsMembership() || o.Kind == core.OpSchema })
 }
 
 func scan(txn *badger.Txn, prefix []byte, fn func(k, v []byte) error) error {

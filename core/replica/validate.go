@@ -51,9 +51,6 @@ func (w *writeTxn) checkOp(s *schema.Schema, op *core.Op, parents []core.ID, cre
 	if !ok {
 		return fmt.Errorf("unknown collection %q", op.Coll)
 	}
-	if err := CheckDocID(op.Doc); err != nil {
-		return err
-	}
 	field := func(name string) (*schema.Field, error) {
 		f, ok := coll.Field(name)
 		if !ok {
@@ -146,19 +143,6 @@ func (w *writeTxn) checkRefs(f *schema.Field, v any, parents []core.ID, created 
 	return nil
 }
 
-// CheckDocID accepts printable ids of 1 to 256 bytes without NUL or '/'.
-func CheckDocID(id string) error {
-	if id == "" || len(id) > 256 {
-		return fmt.Errorf("document id %q: want 1 to 256 bytes", id)
-	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f || r == '/' {
-			return fmt.Errorf("document id %q: control characters and '/' are not allowed", id)
-		}
-	}
-	return nil
-}
-
 // build makes the next change of author on top of the current heads.
 func (w *writeTxn) build(author core.PublicKey, ops []core.Op, nowMillis uint64) (*core.Change, error) {
 	r := w.r
@@ -238,12 +222,12 @@ func (w *writeTxn) precheck(c *core.Change, id core.ID) error {
 			}
 		}
 	}
-	if isAdminChange(c) {
+	if core.IsAdminChange(c) {
 		role, err := w.r.members.Authorize(c.Author, id, precheckAncestry{w, c})
 		if err != nil {
 			return err
 		}
-		if role != core.RoleAdmin && !(role == core.RoleInvite && len(c.Ops) == 1 && c.Ops[0].Kind == core.OpGrant && c.Ops[0].Role == core.RoleWriter) {
+		if role != core.RoleAdmin {
 			return fmt.Errorf("%w: role %q may not %s", core.ErrUnauthorized, role, c.Ops[0].Kind)
 		}
 		return nil

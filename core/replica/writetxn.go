@@ -149,7 +149,11 @@ func (w *writeTxn) apply(s core.Signed, c *core.Change, id core.ID) (valid bool,
 		}
 		parentVVs = append(parentVVs, v)
 	}
-	if err := c.CheckPlacement(parents, r.maxAhead); err != nil {
+	maxAhead, err := w.clockBound(c, parents)
+	if err != nil {
+		return false, fmt.Errorf("change %s: %w", id, err)
+	}
+	if err := c.CheckPlacement(parents, maxAhead); err != nil {
 		return false, fmt.Errorf("change %s: %w", id, err)
 	}
 	ix := w.authorIndex(c.Author)
@@ -164,7 +168,7 @@ func (w *writeTxn) apply(s core.Signed, c *core.Change, id core.ID) (valid bool,
 		}
 	}
 	vv[ix] = c.Seq
-	m := &meta{Height: c.Height, HLC: c.HLC, Author: c.Author, Seq: c.Seq, Admin: isAdminChange(c)}
+	m := &meta{Height: c.Height, HLC: c.HLC, Author: c.Author, Seq: c.Seq, Admin: core.IsAdminChange(c)}
 	w.store(s, c, id, m, vv)
 	if err := w.checkEquivocation(c, id); err != nil {
 		return false, err
@@ -186,6 +190,34 @@ func (w *writeTxn) apply(s core.Signed, c *core.Change, id core.ID) (valid bool,
 		w.merge(c, id)
 	}
 	return m.Valid, nil
+}
+
+// clockBound is how far c's clock may run past its parents': the space's
+// bound, except for the use of an invite, which a joiner signs offline
+// and may date up to the invite's expiry. It reads c's parent only, so
+// the verdict is a function of the change and its causal past; a use
+// dated after the expiry is refused outright.
+func (w *writeTxn) clockBound(c *core.Change, parents []core.ParentMeta) (uint64, error) {
+	bound := w.r.maxAhead
+	if c.Seq != 1 || len(c.Parents) != 1 || len(c.Ops) != 1 || c.Ops[0].Kind != core.OpGrant {
+		return bound, nil
+	}
+	pm, err := w.r.meta(w.txn, c.Parents[0])
+	if err != nil || !pm.Admin {
+		return bound, nil
+	}
+	parent, err := w.r.loadChange(w.txn, c.Parents[0])
+	if err != nil {
+		return 0, storeError{err}
+	}
+	t, ok := core.InviteIn(core.MemberView(parent, c.Parents[0]), c.Author)
+	if !ok {
+		return bound, nil
+	}
+	if c.HLC.Wall > t.Expires {
+		return 0, fmt.Errorf("%w: invite %s expired at %d ms, the grant using it is dated %d ms", core.ErrInvalidChange, t.Change.Short(), t.Expires, c.HLC.Wall)
+	}
+	return t.UseClockBound(parents[0].HLC.Wall, bound), nil
 }
 
 func (w *writeTxn) applyGenesis(s core.Signed, c *core.Change, id core.ID) (bool, error) {

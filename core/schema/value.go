@@ -20,6 +20,11 @@ import (
 // DateTime accepts RFC 3339 text, Bytes accepts base64 text, JSON accepts
 // any JSON value; sets come back sorted and without duplicates.
 func (f *Field) Normalize(v any) (any, error) {
+	if err := core.CheckValueText(v); err != nil {
+		// Refused, never repaired: a JSON encoder would quietly turn the
+		// bad bytes into U+FFFD and store something else than was sent.
+		return nil, fmt.Errorf("%s: %w", f.Name, err)
+	}
 	if v == nil {
 		if f.Kind == Set {
 			return []any{}, nil

@@ -38,9 +38,10 @@ type SpaceInfo struct {
 	Space     string   `json:"space"`
 	Name      string   `json:"name,omitempty"`
 	Bootstrap []string `json:"bootstrap,omitempty"` // peer addresses (from an invite)
-	// InviteSeed is the invite's throwaway key (hex) a joiner keeps until
-	// its grant is accepted: the inviter admits that key's connection.
-	InviteSeed string `json:"invite_seed,omitempty"`
+	// Proof is a joiner's signed use of its invite (envelope bytes), kept
+	// until its grant is known: presented to the peers it connects to as
+	// proof of its pending membership.
+	Proof []byte `json:"proof,omitempty"`
 }
 
 // OpenHome opens dir, which must hold a key.

@@ -1,0 +1,305 @@
+package replica
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/schema"
+)
+
+// Mutation kinds.
+const (
+	MutPut    = "put"    // create the document, or merge the given fields into it
+	MutDelete = "delete" // delete the document (it must exist)
+)
+
+// Mutation is one document write of an atomic batch, in user terms: the
+// replica turns it into ops against the document's current state.
+type Mutation struct {
+	Op         string         `json:"op"`
+	Collection string         `json:"collection"`
+	ID         string         `json:"id,omitempty"`  // empty for a put: a new time-ordered id
+	Fields     map[string]any `json:"doc,omitempty"` // put: values as decoded from JSON
+}
+
+// MutationResult says what one mutation did.
+type MutationResult struct {
+	ID      string `json:"id"`
+	Created bool   `json:"created,omitempty"`
+	Deleted bool   `json:"deleted,omitempty"`
+	Changed bool   `json:"changed"` // false: the document already held these values
+}
+
+// MutationError names the mutation of a batch that cannot be applied.
+// Nothing of the batch was written.
+type MutationError struct {
+	Index int // position in the batch, from 0
+	Err   error
+}
+
+func (e *MutationError) Error() string { return fmt.Sprintf("operation %d: %v", e.Index+1, e.Err) }
+func (e *MutationError) Unwrap() error { return e.Err }
+
+// Mutate applies a batch of mutations by key's owner atomically: every
+// one is planned against the state the earlier ones leave (reading the
+// stored documents under the writer's lock, so concurrent writers never
+// plan from the same stale read), checked, and written as one or more
+// signed changes committed in one transaction; or, if any is invalid,
+// nothing is written and the error is a *MutationError naming it. It
+// returns the result of each mutation and the last change written (zero
+// when nothing needed writing).
+func (r *Replica) Mutate(ctx context.Context, key core.PrivateKey, muts []Mutation, nowMillis uint64) (_ []MutationResult, _ core.ID, err error) {
+	defer recoverStoreError(&err)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, core.ID{}, ErrClosed
+	}
+	if r.genesis == nil {
+		return nil, core.ID{}, ErrNoGenesis
+	}
+	w := r.begin()
+	defer w.discard()
+	p := planner{w: w, s: r.current, docs: map[string]*plannedDoc{}, created: map[string]bool{}, heads: r.sortedHeads(w.txn)}
+	results := make([]MutationResult, len(muts))
+	var ops []core.Op
+	for i := range muts {
+		if err := ctx.Err(); err != nil {
+			return nil, core.ID{}, err
+		}
+		res, more, err := p.plan(&muts[i], nowMillis)
+		if err != nil {
+			return nil, core.ID{}, &MutationError{Index: i, Err: err}
+		}
+		results[i] = res
+		ops = append(ops, more...)
+	}
+	if len(ops) == 0 {
+		return results, core.ID{}, nil
+	}
+	var last core.ID
+	var ids []core.ID
+	for _, chunk := range chunkOps(ops) {
+		id, err := w.writeSplitting(key, chunk, nowMillis)
+		if err != nil {
+			return nil, core.ID{}, err
+		}
+		ids = append(ids, id...)
+		last = id[len(id)-1]
+	}
+	if err := w.commit(); err != nil {
+		return nil, core.ID{}, err
+	}
+	r.notify(true, ids)
+	return results, last, nil
+}
+
+// chunkOps cuts ops into runs of at most core.MaxOps.
+func chunkOps(ops []core.Op) [][]core.Op {
+	var out [][]core.Op
+	for len(ops) > core.MaxOps {
+		out = append(out, ops[:core.MaxOps])
+		ops = ops[core.MaxOps:]
+	}
+	return append(out, ops)
+}
+
+// writeSplitting writes ops as one change, or, when that change would pass
+// core.MaxChangeBytes, as two halves (recursively).
+func (w *writeTxn) writeSplitting(key core.PrivateKey, ops []core.Op, nowMillis uint64) ([]core.ID, error) {
+	id, err := w.write(key, ops, nowMillis)
+	if err == nil {
+		return []core.ID{id}, nil
+	}
+	if !errors.Is(err, core.ErrTooLarge) || len(ops) < 2 {
+		return nil, err
+	}
+	a, err := w.writeSplitting(key, ops[:len(ops)/2], nowMillis)
+	if err != nil {
+		return nil, err
+	}
+	b, err := w.writeSplitting(key, ops[len(ops)/2:], nowMillis)
+	if err != nil {
+		return nil, err
+	}
+	return append(a, b...), nil
+}
+
+// planner turns mutations into ops against the documents as the batch
+// leaves them.
+type planner struct {
+	w       *writeTxn
+	s       *schema.Schema
+	docs    map[string]*plannedDoc
+	created map[string]bool // documents created by earlier ops of the batch
+	heads   []core.ID       // the parents references are checked against
+}
+
+type plannedDoc struct {
+	alive  bool
+	fields map[string]any
+}
+
+func (p *planner) doc(coll, id string) (*plannedDoc, error) {
+	name := docName(coll, id)
+	if d, ok := p.docs[name]; ok {
+		return d, nil
+	}
+	d := &plannedDoc{}
+	var st core.DocState
+	switch err := getValue(p.w.txn, docKey(coll, id), &st); {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return nil, storeError{err}
+	case st.Alive():
+		d.alive, d.fields = true, image(p.s, coll, &st)
+	}
+	p.docs[name] = d
+	return d, nil
+}
+
+func (p *planner) plan(m *Mutation, nowMillis uint64) (MutationResult, []core.Op, error) {
+	coll, ok := p.s.Collection(m.Collection)
+	if !ok {
+		return MutationResult{}, nil, fmt.Errorf("%w: unknown collection %q", core.ErrSchemaViolation, m.Collection)
+	}
+	id := m.ID
+	switch m.Op {
+	case MutPut:
+		if id == "" {
+			if v, ok := m.Fields["id"].(string); ok {
+				id = v
+			} else {
+				id = NewDocID(nowMillis)
+			}
+		}
+	case MutDelete:
+		if id == "" {
+			return MutationResult{}, nil, errors.New("delete needs an id")
+		}
+	default:
+		return MutationResult{}, nil, fmt.Errorf("unknown operation %q: want %q or %q", m.Op, MutPut, MutDelete)
+	}
+	if err := core.CheckDocID(id); err != nil {
+		return MutationResult{}, nil, err
+	}
+	d, err := p.doc(coll.Name, id)
+	if err != nil {
+		return MutationResult{}, nil, err
+	}
+	res := MutationResult{ID: id}
+	if m.Op == MutDelete {
+		if !d.alive {
+			return res, nil, fmt.Errorf("%s/%s: %w", coll.Name, id, ErrNotFound)
+		}
+		d.alive, d.fields = false, nil
+		res.Deleted, res.Changed = true, true
+		return res, []core.Op{{Kind: core.OpDelete, Coll: coll.Name, Doc: id}}, nil
+	}
+	values, err := normalizeFields(coll, m.Fields)
+	if err != nil {
+		return res, nil, err
+	}
+	var existing map[string]any
+	if d.alive {
+		existing = d.fields
+	}
+	ops := PlanPut(coll, id, values, existing)
+	for i := range ops {
+		if err := p.w.checkOp(p.s, &ops[i], p.heads, p.created); err != nil {
+			return res, nil, fmt.Errorf("%w: %s/%s: %v", core.ErrSchemaViolation, coll.Name, id, err)
+		}
+		if ops[i].Kind == core.OpCreate {
+			p.created[coll.Name+"\x00"+id] = true
+		}
+	}
+	res.Created, res.Changed = !d.alive, len(ops) > 0
+	if !d.alive {
+		d.alive, d.fields = true, map[string]any{}
+		for _, f := range coll.Fields {
+			if f.Default != nil {
+				d.fields[f.Name] = f.Default
+			}
+		}
+	}
+	maps.Copy(d.fields, values)
+	return res, ops, nil
+}
+
+// normalizeFields turns user values into canonical ones, refusing unknown
+// fields; "id" is the document's id, not a field.
+func normalizeFields(coll *schema.Collection, input map[string]any) (map[string]any, error) {
+	values := map[string]any{}
+	for _, name := range slices.Sorted(maps.Keys(input)) {
+		if name == "id" {
+			continue
+		}
+		f, ok := coll.Field(name)
+		if !ok {
+			return nil, fmt.Errorf("%w: unknown field %s.%s", core.ErrSchemaViolation, coll.Name, name)
+		}
+		v, err := f.Normalize(input[name])
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s.%v", core.ErrSchemaViolation, coll.Name, err)
+		}
+		values[name] = v
+	}
+	return values, nil
+}
+
+// PlanPut turns canonical field values into ops: a create for a new
+// document (existing nil), or the set/increment/add/remove ops that make
+// the given fields of an existing document equal to the values given
+// (none when they already are). It is a pure function.
+func PlanPut(coll *schema.Collection, id string, values, existing map[string]any) []core.Op {
+	if existing == nil {
+		return []core.Op{{Kind: core.OpCreate, Coll: coll.Name, Doc: id, Fields: values}}
+	}
+	var ops []core.Op
+	for _, name := range slices.Sorted(maps.Keys(values)) {
+		f, _ := coll.Field(name)
+		v := values[name]
+		switch f.Kind {
+		case schema.Counter:
+			cur, _ := existing[name].(int64)
+			if n, _ := v.(int64); n != cur {
+				ops = append(ops, core.Op{Kind: core.OpIncrement, Coll: coll.Name, Doc: id, Field: name, Delta: n - cur})
+			}
+		case schema.Set:
+			cur, _ := existing[name].([]any)
+			want, _ := v.([]any)
+			for _, e := range want {
+				if !slices.ContainsFunc(cur, func(x any) bool { return core.CompareValues(x, e) == 0 }) {
+					ops = append(ops, core.Op{Kind: core.OpAdd, Coll: coll.Name, Doc: id, Field: name, Value: e})
+				}
+			}
+			for _, e := range cur {
+				if !slices.ContainsFunc(want, func(x any) bool { return core.CompareValues(x, e) == 0 }) {
+					ops = append(ops, core.Op{Kind: core.OpRemove, Coll: coll.Name, Doc: id, Field: name, Value: e})
+				}
+			}
+		default:
+			// Always written, even when equal: rewriting the winning value
+			// is how a user resolves a conflict.
+			ops = append(ops, core.Op{Kind: core.OpSet, Coll: coll.Name, Doc: id, Field: name, Value: v})
+		}
+	}
+	return ops
+}
+
+// NewDocID makes a time-ordered random id: 48 bits of milliseconds then 80
+// random bits, base32 (26 characters), so ids sort by creation time.
+func NewDocID(nowMillis uint64) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], nowMillis<<16)
+	_, _ = rand.Read(b[6:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
