@@ -13,7 +13,7 @@ func TestPostgresSinkSurvivesKills(t *testing.T) {
 	crashTest(t, target{typ: "postgres", kills: 20, start: pgtest.Start,
 		read: func(t *testing.T, url string, sch *schema.Schema) (map[string]map[string]map[string]any, uint64) {
 			ctx := context.Background()
-			s, err := postgres.New(ctx, postgres.Config{URL: url, Name: "crash"})
+			s, err := postgres.New(ctx, postgres.Config{URL: url, Name: "crash", ReadOnly: true})
 			if err != nil {
 				t.Fatal(err)
 			}

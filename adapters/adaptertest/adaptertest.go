@@ -106,6 +106,8 @@ func Run(t *testing.T, h Harness) {
 		{"poison", testPoison},
 		{"back_pressure", testBackPressure},
 		{"values", testValues},
+		{"names", testNames},
+		{"retry", testRetry},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			sc.run(newFixture(t, h, sc.name))
@@ -246,6 +248,16 @@ func (f *fixture) appendRejected(effects ...eventstream.Effect) []eventstream.Ef
 	return out
 }
 
+// accept marks effects appended as refused as applied after all (they
+// were retried).
+func (f *fixture) accept(lsns ...uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, n := range lsns {
+		delete(f.rejected, n)
+	}
+}
+
 // skip marks effects as handled without being applied (an empty batch
 // records them).
 func (f *fixture) skip(effects []eventstream.Effect) {
@@ -303,6 +315,20 @@ type closer struct {
 	checkpoint.Sink
 	once sync.Once
 	err  error
+}
+
+// Prepare passes checkpoint.Preparer through the wrapper.
+func (c *closer) Prepare(ctx context.Context, sch *schema.Schema) error {
+	return prepare(ctx, c.Sink, sch)
+}
+
+// prepare calls s's Prepare if it has one: the suite's wrappers keep the
+// optional interface of the sinks they wrap.
+func prepare(ctx context.Context, s checkpoint.Sink, sch *schema.Schema) error {
+	if p, ok := s.(checkpoint.Preparer); ok {
+		return p.Prepare(ctx, sch)
+	}
+	return nil
 }
 
 func (c *closer) Close(ctx context.Context) error {

@@ -32,6 +32,29 @@
 //	back_pressure    a runner with BatchSize 50 over 2000 effects: no Apply
 //	                 sees more than 50 effects, never two at once, and all land
 //	values           every field kind and list/set element kind round-trips
+//	names            names targets find hard (NamesSchema: 72-byte collection,
+//	                 fields alike in their first 63 bytes, BookReview beside
+//	                 bookreview, ID, a collection named tributary_checkpoints)
+//	                 through an additive upgrade that adds title beside Title
+//	                 and reorders pageCount/PageCount: each value comes back
+//	                 under its own name, also through a new instance
+//	retry            parked effects retried (Runner.Retry): the sink applies
+//	                 a Batch.Redo below its checkpoint, a superseded one is
+//	                 dropped, a still refused one stays parked
+//
+// A target that other sinks and processes reach too (a database server)
+// also implements SharedHarness and runs RunShared:
+//
+//	func TestShared(t *testing.T) { adaptertest.RunShared(t, newHarness(t)) }
+//
+//	claims           a second claimant of a sink name (another space, another
+//	                 node) is refused by New, naming the owner; a sink of
+//	                 another name that would write the owner's tables is
+//	                 refused at start (checkpoint.Preparer), before any Apply
+//	fencing          a sink opened again under its claim fences the older
+//	                 instance out: its Apply and Checkpoint fail with
+//	                 checkpoint.ErrFenced, nothing of its batch lands, its
+//	                 runner stops instead of retrying
 //
 // What a harness must provide:
 //
@@ -51,6 +74,10 @@
 //     compared as an instant and JSON as a value, so a target need not
 //     reproduce their exact text; the suite's DateTimes have microsecond
 //     precision.
+//   - OpenAs(t, target, claim) (SharedHarness) opens a sink for claim over
+//     the target kept for target and returns New's error; Open(t, name)
+//     must open with ClaimFor(name). Read(t, target, ...) reads what that
+//     target holds (use a reader that takes no fence).
 //   - Poison optionally returns an upsert of a Book (Schema) that the target
 //     can never store; the suite sets its DocID, LSN and provenance. Return
 //     false to skip the poison scenario.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tributary-sync/tributary/checkpoint"
+	"github.com/tributary-sync/tributary/core/schema"
 	"github.com/tributary-sync/tributary/eventstream"
 )
 
@@ -26,6 +27,11 @@ type recorder struct {
 	maxInflight int
 	throughs    []uint64 // of successful applies, in order
 	interrupted int      // applies that failed after their context ended
+}
+
+// Prepare passes checkpoint.Preparer through.
+func (r *recorder) Prepare(ctx context.Context, sch *schema.Schema) error {
+	return prepare(ctx, r.Sink, sch)
 }
 
 func (r *recorder) Apply(ctx context.Context, b checkpoint.Batch) error {

@@ -66,7 +66,8 @@ func (v *View) Checkpoint(context.Context) (uint64, error) {
 }
 
 // Apply implements checkpoint.Sink: all of the batch and its checkpoint,
-// or nothing. Subscribers are sent the updates after the batch is in; a
+// or nothing. A Redo batch (parked effects offered again) is applied
+// although the checkpoint covers it. Subscribers are sent the updates after the batch is in; a
 // full subscriber channel makes Apply wait (back-pressure), until the
 // subscriber reads or cancels.
 func (v *View) Apply(ctx context.Context, b checkpoint.Batch) error {
@@ -81,12 +82,12 @@ func (v *View) Apply(ctx context.Context, b checkpoint.Batch) error {
 	}
 	updates := make([]Update, 0, len(b.Effects))
 	v.mu.Lock()
-	if b.Through < v.ckpt {
+	if b.Through < v.ckpt && !b.Redo {
 		v.mu.Unlock()
 		return nil // already applied: replay is harmless
 	}
 	for _, e := range b.Effects {
-		if e.LSN <= v.ckpt {
+		if e.LSN <= v.ckpt && !b.Redo { // a parked effect offered again is applied
 			continue
 		}
 		d := Doc{Collection: e.Collection, ID: e.DocID, Fields: e.Doc, LSN: e.LSN, Author: e.Author, HLC: e.HLC, LastChange: e.LastChange}
@@ -102,7 +103,7 @@ func (v *View) Apply(ctx context.Context, b checkpoint.Batch) error {
 		}
 		updates = append(updates, Update{Doc: d, Deleted: e.Kind == eventstream.Delete})
 	}
-	v.ckpt = b.Through
+	v.ckpt = max(v.ckpt, b.Through)
 	subs := slices.Collect(maps.Values(v.subs))
 	v.mu.Unlock()
 	for _, s := range subs {

@@ -6,22 +6,66 @@
 //	sink, err := postgres.New(ctx, postgres.Config{
 //		URL:    "postgres://app@db:5432/library",
 //		Name:   "library-pg",  // the checkpoint row's key
+//		Space:  spaceID,       // with Node and Name, the sink's claim
+//		Node:   nodeKey,
 //		Schema: "tributary",   // PostgreSQL schema of the tables (default public)
-//	})
+//	})                         // errors.Is(err, checkpoint.ErrClaimed): another claim owns it
 //	runner, _ := checkpoint.New(checkpoint.DefaultConfig(), space.Effects, sink, space, parking)
 //	runner.Start(ctx)
 //	defer runner.Close()
 //	defer sink.Close(ctx)
 //
-// # Tables
+// # Claim and fence
 //
-// Each collection gets a table named after it in lower case (with
-// Config.TablePrefix before it, or the name Config.Tables gives), created
-// by the first batch that carries the collection's schema. Each field is a
-// column named after it in lower case; a field or collection whose
-// lower-cased name is already taken (Title after title) keeps its exact
-// spelling. Names longer than PostgreSQL's 63 bytes are truncated by the
-// server, so keep them shorter. Every table has
+// A target is claimed by exactly one (space, node, sink): the checkpoint
+// table (tributary_checkpoints: sink text PRIMARY KEY, lsn, updated_at,
+// space, node, fence) holds one row per sink name, with the claim that
+// owns it. New claims the row (a row written before claims existed is
+// adopted) and refuses a sink of the same name from another space or
+// node with a *checkpoint.ClaimedError naming the owner, instead of
+// letting it skip the rows the owner's checkpoint covers. New also takes
+// a new fence (fence = fence + 1, kept by the instance): every Apply,
+// Prepare and Reset locks the row and checks, in the transaction of its
+// rows, that the row still holds the instance's fence; a stale instance
+// (a second process, or one a restart replaced) gets checkpoint.ErrFenced
+// and writes nothing, and the runner stops it. To hand a target to
+// another claim, delete the owner's row from the checkpoint table and its
+// rows from tributary_tables (the columns' rows go with them). Config.
+// ReadOnly opens a sink that only reads and fences nobody out.
+//
+// # Tables and the name mapping
+//
+// The names are decided once and stored in the target, in Config.Schema:
+//
+//	tributary_tables   (space, node, sink, collection) -> tbl   tbl UNIQUE
+//	tributary_columns  (tbl, field) -> col                      (tbl, col) UNIQUE
+//
+// Prepare (at start) and the first batch under a new schema map the
+// collections and fields that have no row yet and store the rows in the
+// transaction that creates their tables and columns; the sinks sharing a
+// PostgreSQL schema serialise on an advisory lock. A mapped name is never
+// derived again: it is looked up by collection and field name, so an
+// upgrade that reorders fields changes nothing, and a later "field
+// renamed" upgrade can move a field's row to its new name and keep its
+// column. A table belongs to the claim whose row names it: a sink that
+// wants a table another claim owns is refused with a *checkpoint.
+// ClaimedError (give it its own Config.Schema, a TablePrefix, or
+// Config.Tables).
+//
+// A new collection's table is Config.Tables[collection] if given (checked
+// at New: at most 63 bytes, not the sink's own tables, one collection per
+// table, not another claim's, and the collection's table if it has one
+// already: a mapping never changes), else TablePrefix + its name in lower
+// case. A new field's column is its name in lower case. A name longer than
+// PostgreSQL's 63 bytes (which the server would cut) is cut to 54 bytes and
+// given "_" and 8 hex digits of a hash of the exact name; so is a name
+// another collection or field of the sink already has (BookReview beside
+// bookreview, title added beside Title, two long names alike in their first
+// 63 bytes), or that is reserved: the checkpoint and mapping tables, and
+// the columns id, _lsn, _change, _author and _hlc (a field ID). A table
+// laid out before the mapping existed is adopted as it is: a field whose
+// lower-cased or exact name is one of its columns keeps that column.
+// Every table has
 //
 //	id        text PRIMARY KEY   the document id
 //	...       one column per field, NULL when the field is absent
@@ -63,17 +107,16 @@
 // # Applying a batch
 //
 // Apply runs one transaction: it locks the sink's row of the checkpoint
-// table (tributary_checkpoints: sink text PRIMARY KEY, lsn bigint,
-// updated_at timestamptz; created by New in Config.Schema), skips what
-// that checkpoint already covers, copies the batch's upserts of each table
+// table and checks its fence, skips what that checkpoint already covers, copies the batch's upserts of each table
 // with COPY (binary) into a session-local temporary staging table and
 // merges them with one INSERT ... SELECT ... ON CONFLICT (id) DO UPDATE
 // that replaces every field column (the effect carries the document's full
 // post-image), deletes with one DELETE ... WHERE id = ANY($1) per table, and
 // writes the new checkpoint. It commits all of it or none. A batch whose
 // Through is at or below the stored checkpoint changes nothing, so a batch
-// replayed after a crash, or by a second instance of the same sink (which
-// waits on the row lock), is harmless.
+// replayed after a crash is harmless. A Redo batch (parked effects
+// offered again by tributary sink retry) is written although the
+// checkpoint covers it, and leaves the checkpoint as it is.
 //
 // Errors: a value PostgreSQL refuses for good (SQLSTATE class 22 data
 // exception or 23 integrity violation, or 54000 such as an index row too
@@ -87,10 +130,12 @@
 // the checkpoint table) is returned as it is and the runner retries the
 // batch with backoff.
 //
-// Reset deletes the sink's checkpoint row (tributary sink reset): the
-// runner then replays the effect log from the start over the existing
-// tables. Row and Rows read documents back as canonical values (for tests
-// and tools); TableName tells which table holds a collection.
+// Reset sets the sink's checkpoint to 0, keeping its claim and mapping
+// (tributary sink reset): the runner then replays the effect log from the
+// start over the existing tables. Row and Rows read documents back as
+// canonical values keyed by field name (for tests and tools; open a
+// Config.ReadOnly sink for that beside a running one); TableName tells
+// which table holds a collection.
 //
 // The pgtest subpackage runs a throwaway PostgreSQL server for tests.
 package postgres

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tributary-sync/tributary/adapters/internal/naming"
+	"github.com/tributary-sync/tributary/checkpoint"
 	"github.com/tributary-sync/tributary/core/schema"
 )
 
@@ -91,42 +93,215 @@ func columnType(f *schema.Field) (typ, udt string, err error) {
 	return typ, udt, nil
 }
 
-// plan lays a schema out: a table per collection (lower-cased name, with
-// the prefix, unless Config.Tables names it) and a column per field
-// (lower-cased; a field whose lower-cased name is taken by an earlier field
-// keeps its exact spelling).
-func (s *Sink) plan(sch *schema.Schema) (*layout, error) {
-	l := &layout{schemaID: sch.ID, tables: map[string]*table{}}
-	tableNames := map[string]bool{s.cfg.CheckpointTable: true}
+// reservedColumn tells the columns every table has besides the fields.
+func reservedColumn(name string) bool {
+	if name == "id" {
+		return true
+	}
+	for _, p := range provenance {
+		if p.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// querier is a transaction or the pool.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// mapping is what the mapping tables hold that the sink needs.
+type mapping struct {
+	tables  map[string]string            // collection -> table, the sink's claim's
+	columns map[string]map[string]string // table -> field -> column, of those tables
+	owners  map[string]checkpoint.Claim  // table -> owner, every table mapped in the schema
+}
+
+// loadMapping reads the mapping of the sink's claim and who owns every
+// mapped table of the PostgreSQL schema.
+func (s *Sink) loadMapping(ctx context.Context, q querier) (*mapping, error) {
+	m := &mapping{tables: map[string]string{}, columns: map[string]map[string]string{}, owners: map[string]checkpoint.Claim{}}
+	rows, err := q.Query(ctx, "SELECT space, node, sink, collection, tbl FROM "+s.qualify(TablesTable))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", s.qualify(TablesTable), err)
+	}
+	var ours []string
+	for rows.Next() {
+		var c checkpoint.Claim
+		var coll, tbl string
+		if err := rows.Scan(&c.Space, &c.Node, &c.Sink, &coll, &tbl); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read %s: %w", s.qualify(TablesTable), err)
+		}
+		m.owners[tbl] = c
+		if s.owns(c) {
+			m.tables[coll] = tbl
+			ours = append(ours, tbl)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", s.qualify(TablesTable), err)
+	}
+	rows, err = q.Query(ctx, "SELECT tbl, field, col FROM "+s.qualify(ColumnsTable)+" WHERE tbl = ANY($1)", ours)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", s.qualify(ColumnsTable), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var tbl, field, col string
+		if err := rows.Scan(&tbl, &field, &col); err != nil {
+			return nil, fmt.Errorf("read %s: %w", s.qualify(ColumnsTable), err)
+		}
+		if m.columns[tbl] == nil {
+			m.columns[tbl] = map[string]string{}
+		}
+		m.columns[tbl][field] = col
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", s.qualify(ColumnsTable), err)
+	}
+	return m, nil
+}
+
+// owns tells whether mapping rows of claim c are the sink's.
+func (s *Sink) owns(c checkpoint.Claim) bool {
+	if s.cfg.ReadOnly && s.cfg.Space == "" && s.cfg.Node == "" {
+		return c.Sink == s.cfg.Name
+	}
+	return c == s.Claim()
+}
+
+// reservedTable tells the sink's own tables, never given to a collection.
+func (s *Sink) reservedTable(name string) bool {
+	return name == s.cfg.CheckpointTable || name == TablesTable || name == ColumnsTable
+}
+
+// claimedBy refuses table, which owner holds.
+func (s *Sink) claimedBy(table, coll string, owner checkpoint.Claim) error {
+	return &checkpoint.ClaimedError{
+		What:  fmt.Sprintf("table %s (wanted for collection %s)", s.qualify(table), coll),
+		Owner: owner,
+		By:    s.Claim(),
+		Hint:  "give this sink a schema of its own (option schema), a table_prefix, or name its table under tables:",
+	}
+}
+
+// checkOverrides checks Config.Tables against the mapping: a collection
+// keeps the table it was mapped to, and a table of another claim is not
+// taken.
+func (s *Sink) checkOverrides(ctx context.Context, q querier) error {
+	if len(s.cfg.Tables) == 0 {
+		return nil
+	}
+	m, err := s.loadMapping(ctx, q)
+	if err != nil {
+		return err
+	}
+	for coll, t := range s.cfg.Tables {
+		if cur, ok := m.tables[coll]; ok && cur != t {
+			return fmt.Errorf("tables: collection %s is stored in table %s already, not %s: a collection's table never changes (to move it, rename the table and its row of %s by hand)",
+				coll, s.qualify(cur), s.qualify(t), s.qualify(TablesTable))
+		}
+		if owner, ok := m.owners[t]; ok && !s.owns(owner) {
+			return s.claimedBy(t, coll, owner)
+		}
+		for other, cur := range m.tables {
+			if cur == t && other != coll {
+				return fmt.Errorf("tables: table %s holds collection %s, not %s", s.qualify(t), other, coll)
+			}
+		}
+	}
+	return nil
+}
+
+// planTables names the table of every collection of sch: the mapped one;
+// else the one Config.Tables names; else the prefixed lower-case name, cut
+// to PostgreSQL's 63 bytes with a hash suffix when longer, and suffixed
+// again when another collection of the sink or the sink itself has it. A
+// table another claim owns is refused. It returns the names and the
+// collections newly mapped.
+func (s *Sink) planTables(sch *schema.Schema, m *mapping) (map[string]string, []string, error) {
+	names := map[string]string{}
+	used := map[string]bool{}
+	for _, t := range m.tables {
+		used[t] = true
+	}
+	var added []string
+	free := func(t string) bool {
+		_, owned := m.owners[t]
+		return !owned && !used[t] && !s.reservedTable(t)
+	}
 	for _, c := range sch.Collections {
-		name, ok := s.cfg.Tables[c.Name]
-		if !ok {
-			name = s.cfg.TablePrefix + strings.ToLower(c.Name)
-			if tableNames[name] {
-				name = s.cfg.TablePrefix + c.Name
+		if t, ok := m.tables[c.Name]; ok {
+			names[c.Name] = t
+			continue
+		}
+		t, ok := s.cfg.Tables[c.Name]
+		if ok {
+			if owner, owned := m.owners[t]; owned && !s.owns(owner) {
+				return nil, nil, s.claimedBy(t, c.Name, owner)
+			}
+			if !free(t) {
+				return nil, nil, fmt.Errorf("tables: table %q for collection %s is taken", t, c.Name)
+			}
+		} else {
+			base := s.cfg.TablePrefix + strings.ToLower(c.Name)
+			t = naming.Fit(base, c.Name, MaxIdentifier)
+			if owner, owned := m.owners[t]; owned && !s.owns(owner) {
+				return nil, nil, s.claimedBy(t, c.Name, owner)
+			}
+			for k := 1; !free(t); k++ {
+				t = naming.Suffixed(base, c.Name, k, MaxIdentifier)
 			}
 		}
-		if tableNames[name] {
-			return nil, fmt.Errorf("collection %s: table name %q is taken (set Config.Tables)", c.Name, name)
+		names[c.Name] = t
+		used[t] = true
+		added = append(added, c.Name)
+	}
+	return names, added, nil
+}
+
+// planColumns lays the tables out: a column per field, the mapped one;
+// else the lower-cased field name; else, when the table already has an
+// unmapped column of the field's exact name (a table laid out before the
+// mapping existed), that one; else the lower-cased name cut to 63 bytes
+// with a hash suffix. A name taken by another field of the table or by
+// the id and provenance columns is never given. It returns the layout and
+// the new rows of the columns mapping (tbl, field, col).
+func (s *Sink) planColumns(sch *schema.Schema, m *mapping, names map[string]string, have map[string]map[string]string) (*layout, [][]any, error) {
+	l := &layout{schemaID: sch.ID, tables: map[string]*table{}}
+	var added [][]any
+	for _, c := range sch.Collections {
+		t := &table{coll: c, name: names[c.Name]}
+		mapped := m.columns[t.name]
+		used := map[string]bool{}
+		for _, col := range mapped {
+			used[col] = true
 		}
-		tableNames[name] = true
-		t := &table{coll: c, name: name}
-		colNames := map[string]bool{"id": true}
-		for _, p := range provenance {
-			colNames[p.name] = true
-		}
+		free := func(col string) bool { return len(col) <= MaxIdentifier && !used[col] && !reservedColumn(col) }
 		for _, f := range c.Fields {
-			col := strings.ToLower(f.Name)
-			if colNames[col] {
-				col = f.Name
+			col, ok := mapped[f.Name]
+			if !ok {
+				base := strings.ToLower(f.Name)
+				_, exact := have[t.name][f.Name]
+				switch {
+				case free(base):
+					col = base
+				case exact && free(f.Name):
+					col = f.Name
+				default:
+					col = naming.Suffixed(base, f.Name, 1, MaxIdentifier)
+					for k := 2; !free(col); k++ {
+						col = naming.Suffixed(base, f.Name, k, MaxIdentifier)
+					}
+				}
+				added = append(added, []any{t.name, f.Name, col})
 			}
-			if colNames[col] {
-				return nil, fmt.Errorf("field %s.%s: column %q is taken", c.Name, f.Name, col)
-			}
-			colNames[col] = true
+			used[col] = true
 			typ, udt, err := columnType(f)
 			if err != nil {
-				return nil, fmt.Errorf("collection %s: %w", c.Name, err)
+				return nil, nil, fmt.Errorf("collection %s: %w", c.Name, err)
 			}
 			t.fields = append(t.fields, column{field: f, name: col, typ: typ, udt: udt})
 		}
@@ -134,7 +309,7 @@ func (s *Sink) plan(sch *schema.Schema) (*layout, error) {
 		l.tables[c.Name] = t
 		l.order = append(l.order, t)
 	}
-	return l, nil
+	return l, added, nil
 }
 
 func quote(name string) string { return pgx.Identifier{name}.Sanitize() }
@@ -192,10 +367,12 @@ func (t *table) createSQL(pgSchema string) string {
 // errSchemaConflict marks a target table whose columns the sink cannot use.
 var errSchemaConflict = errors.New("target table conflicts with the schema")
 
-// ensure creates the tables of sch and adds the columns they lack, in a
-// transaction of its own (DDL is idempotent and never part of a batch).
-// Sinks on the same PostgreSQL schema serialise their DDL on an advisory
-// lock. Done once per schema per Sink.
+// ensure maps the collections and fields of sch (planTables,
+// planColumns), stores the new names in the mapping tables, creates the
+// tables and adds the columns they lack, in a transaction of its own (DDL
+// is idempotent and never part of a batch) that also checks the fence.
+// Sinks on the same PostgreSQL schema serialise on an advisory lock, so
+// two of them never take one name. Done once per schema per Sink.
 func (s *Sink) ensure(ctx context.Context, sch *schema.Schema) (*layout, error) {
 	s.layoutMu.Lock()
 	cur := s.layout
@@ -203,40 +380,49 @@ func (s *Sink) ensure(ctx context.Context, sch *schema.Schema) (*layout, error) 
 	if cur != nil && cur.schemaID == sch.ID {
 		return cur, nil
 	}
-	l, err := s.plan(sch)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errSchemaConflict, err)
-	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "tributary ddl "+s.cfg.Schema); err != nil {
+	var l *layout
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := s.lockDDL(ctx, tx); err != nil {
 			return err
 		}
+		if _, err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
+		m, err := s.loadMapping(ctx, tx)
+		if err != nil {
+			return err
+		}
+		names, newTables, err := s.planTables(sch, m)
+		if err != nil {
+			return err
+		}
+		tables := make([]string, 0, len(names))
+		for _, t := range names {
+			tables = append(tables, t)
+		}
+		have, err := s.columnsOf(ctx, tx, tables)
+		if err != nil {
+			return err
+		}
+		var newCols [][]any
+		if l, newCols, err = s.planColumns(sch, m, names, have); err != nil {
+			return fmt.Errorf("%w: %v", errSchemaConflict, err)
+		}
 		var b pgx.Batch
-		names := make([]string, 0, len(l.order))
+		for _, coll := range newTables {
+			b.Queue("INSERT INTO "+s.qualify(TablesTable)+" (space, node, sink, collection, tbl) VALUES ($1, $2, $3, $4, $5)",
+				s.cfg.Space, s.cfg.Node, s.cfg.Name, coll, names[coll])
+		}
+		for _, row := range newCols {
+			b.Queue("INSERT INTO "+s.qualify(ColumnsTable)+" (tbl, field, col) VALUES ($1, $2, $3)", row...)
+		}
 		for _, t := range l.order {
 			b.Queue(t.createSQL(s.cfg.Schema))
-			names = append(names, t.name)
 		}
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT table_name::text, column_name::text, udt_name::text FROM information_schema.columns
-			WHERE table_schema = $1 AND table_name = ANY($2)`, s.cfg.Schema, names)
-		if err != nil {
-			return err
-		}
-		have := map[string]map[string]string{} // table -> column -> udt
-		for rows.Next() {
-			var tn, cn, udt string
-			if err := rows.Scan(&tn, &cn, &udt); err != nil {
-				return err
-			}
-			if have[tn] == nil {
-				have[tn] = map[string]string{}
-			}
-			have[tn][cn] = udt
-		}
-		if err := rows.Err(); err != nil {
+		if have, err = s.columnsOf(ctx, tx, tables); err != nil {
 			return err
 		}
 		b = pgx.Batch{}
@@ -259,6 +445,9 @@ func (s *Sink) ensure(ctx context.Context, sch *schema.Schema) (*layout, error) 
 		}
 		return nil
 	})
+	if checkpoint.Fatal(err) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create tables for schema %s: %w", sch.ID, err)
 	}
@@ -266,4 +455,26 @@ func (s *Sink) ensure(ctx context.Context, sch *schema.Schema) (*layout, error) 
 	s.layout = l
 	s.layoutMu.Unlock()
 	return l, nil
+}
+
+// columnsOf reads the columns the tables have: table -> column -> udt.
+func (s *Sink) columnsOf(ctx context.Context, q querier, tables []string) (map[string]map[string]string, error) {
+	rows, err := q.Query(ctx, `SELECT table_name::text, column_name::text, udt_name::text FROM information_schema.columns
+		WHERE table_schema = $1 AND table_name = ANY($2)`, s.cfg.Schema, tables)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	have := map[string]map[string]string{}
+	for rows.Next() {
+		var tn, cn, udt string
+		if err := rows.Scan(&tn, &cn, &udt); err != nil {
+			return nil, err
+		}
+		if have[tn] == nil {
+			have[tn] = map[string]string{}
+		}
+		have[tn][cn] = udt
+	}
+	return have, rows.Err()
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tributary-sync/tributary/adapters/adaptertest"
+	"github.com/tributary-sync/tributary/adapters/internal/naming"
 	"github.com/tributary-sync/tributary/adapters/postgres/pgtest"
 	"github.com/tributary-sync/tributary/checkpoint"
 	"github.com/tributary-sync/tributary/core/schema"
@@ -20,7 +21,7 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// harness gives each sink name a PostgreSQL schema of its own in a
+// harness gives each target name a PostgreSQL schema of its own in a
 // database of the test's own.
 type harness struct {
 	url string
@@ -43,20 +44,28 @@ func newHarness(t testing.TB) *harness {
 
 func (h *harness) Name() string { return "postgres" }
 
-func (h *harness) config(name string) Config {
-	return Config{URL: h.url, Name: name, Schema: "s_" + name}
+func (h *harness) config(target string, claim checkpoint.Claim) Config {
+	return Config{URL: h.url, Name: claim.Sink, Space: claim.Space, Node: claim.Node, Schema: "s_" + target}
 }
 
 func (h *harness) Open(t testing.TB, name string) checkpoint.Sink {
 	t.Helper()
-	s, err := New(context.Background(), h.config(name))
+	s, err := h.OpenAs(t, name, adaptertest.ClaimFor(name))
 	if err != nil {
 		t.Fatalf("open sink %s: %v", name, err)
 	}
 	return s
 }
 
-// reader is a sink instance of its own, used only to read.
+func (h *harness) OpenAs(t testing.TB, target string, claim checkpoint.Claim) (checkpoint.Sink, error) {
+	s, err := New(context.Background(), h.config(target, claim))
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// reader is a read-only sink instance of its own: it takes no fence.
 func (h *harness) reader(t testing.TB, name string) *Sink {
 	t.Helper()
 	h.mu.Lock()
@@ -64,7 +73,9 @@ func (h *harness) reader(t testing.TB, name string) *Sink {
 	if s := h.readers[name]; s != nil {
 		return s
 	}
-	s, err := New(context.Background(), h.config(name))
+	cfg := h.config(name, adaptertest.ClaimFor(name))
+	cfg.ReadOnly = true
+	s, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("open reader %s: %v", name, err)
 	}
@@ -90,6 +101,8 @@ func (h *harness) Poison() (eventstream.Effect, bool) {
 }
 
 func TestConformance(t *testing.T) { adaptertest.Run(t, newHarness(t)) }
+
+func TestSharedTarget(t *testing.T) { adaptertest.RunShared(t, newHarness(t)) }
 
 func mustSchema(t testing.TB, text string) *schema.Schema {
 	t.Helper()
@@ -167,6 +180,17 @@ type BookReview @collection {
 		"tributary_checkpoints.sink":       "text text NO",
 		"tributary_checkpoints.lsn":        "bigint int8 NO",
 		"tributary_checkpoints.updated_at": "timestamp with time zone timestamptz NO",
+		"tributary_checkpoints.space":      "text text YES",
+		"tributary_checkpoints.node":       "text text YES",
+		"tributary_checkpoints.fence":      "bigint int8 NO",
+		"tributary_tables.space":           "text text NO",
+		"tributary_tables.node":            "text text NO",
+		"tributary_tables.sink":            "text text NO",
+		"tributary_tables.collection":      "text text NO",
+		"tributary_tables.tbl":             "text text NO",
+		"tributary_columns.tbl":            "text text NO",
+		"tributary_columns.field":          "text text NO",
+		"tributary_columns.col":            "text text NO",
 		"writers.id":                       "text text NO",
 		"writers.name":                     "text text YES",
 		"writers.born":                     "timestamp with time zone timestamptz YES",
@@ -210,8 +234,10 @@ type BookReview @collection {
 		"t_sample.blobset":                 "ARRAY _bytea YES",
 		"t_sample.writerset":               "ARRAY _text YES",
 		"t_bookreview.firstname":           "text text YES",
-		"t_bookreview.FirstName":           "bigint int8 YES",
-		"t_bookreview.ID":                  "text text YES",
+		// Taken once folded to lower case (by firstName, by the id
+		// column): a hash of the exact name tells them apart.
+		"t_bookreview." + naming.Suffixed("firstname", "FirstName", 1, 63): "bigint int8 YES",
+		"t_bookreview." + naming.Suffixed("id", "ID", 1, 63):               "text text YES",
 	}
 	for k, w := range want {
 		if got[k] != w {
@@ -477,7 +503,8 @@ func TestResetReplays(t *testing.T) {
 }
 
 // Two instances of one sink applying the same batches at once (two bridge
-// processes by mistake) serialise on the checkpoint row.
+// processes by mistake): the one opened last fences the other out, whose
+// every batch fails with checkpoint.ErrFenced and writes nothing.
 func TestConcurrentInstances(t *testing.T) {
 	url := pgtest.Database(t)
 	ctx := context.Background()
@@ -495,23 +522,26 @@ func TestConcurrentInstances(t *testing.T) {
 		batches = append(batches, checkpoint.Batch{Schema: sch, Effects: es, Through: lsn})
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for _, s := range []*Sink{a, b} {
+	results := make([][]error, 2)
+	for k, s := range []*Sink{a, b} {
 		wg.Go(func() {
 			for _, batch := range batches {
-				if err := s.Apply(ctx, batch); err != nil {
-					errs <- err
-					return
-				}
+				results[k] = append(results[k], s.Apply(ctx, batch))
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+	for i, err := range results[0] {
+		if !errors.Is(err, checkpoint.ErrFenced) {
+			t.Fatalf("batch %d of the fenced-out instance: %v", i, err)
+		}
 	}
-	rows, err := a.Rows(ctx, "Book")
+	for i, err := range results[1] {
+		if err != nil {
+			t.Fatalf("batch %d of the current instance: %v", i, err)
+		}
+	}
+	rows, err := b.Rows(ctx, "Book")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -523,6 +553,9 @@ func TestConcurrentInstances(t *testing.T) {
 	}
 	if c, _ := b.Checkpoint(ctx); c != lsn {
 		t.Fatalf("checkpoint %d, want %d", c, lsn)
+	}
+	if err := a.Reset(ctx); !errors.Is(err, checkpoint.ErrFenced) {
+		t.Fatalf("reset by the fenced-out instance: %v", err)
 	}
 }
 

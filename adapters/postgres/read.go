@@ -10,14 +10,16 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Row is one stored document.
 type Row struct {
 	ID string
-	// Fields maps column names to canonical values (string, int64,
+	// Fields maps field names to canonical values (string, int64,
 	// float64, bool, []byte, []any; DateTime as RFC 3339 UTC text, JSON as
-	// compact text with sorted keys); NULL columns are left out.
+	// compact text with sorted keys); NULL columns are left out. Columns
+	// the mapping does not know (added by hand) appear under their names.
 	Fields map[string]any
 	LSN    uint64 // provenance columns
 	Change string
@@ -25,26 +27,52 @@ type Row struct {
 	HLC    string
 }
 
-// TableName is the table (without the schema) that holds a collection
-// under the newest schema the sink has applied, or by the default rule
-// (lower-cased, prefixed) before it has applied any.
-func (s *Sink) TableName(collection string) string {
-	s.layoutMu.Lock()
-	l := s.layout
-	s.layoutMu.Unlock()
-	if l != nil {
-		if t, ok := l.tables[collection]; ok {
-			return t.name
-		}
-	}
-	if t, ok := s.cfg.Tables[collection]; ok {
-		return t
-	}
-	return s.cfg.TablePrefix + strings.ToLower(collection)
+// TableName is the table (without the schema) the mapping stored in the
+// target gives a collection of the sink's claim; "" when the collection
+// is not mapped yet.
+func (s *Sink) TableName(ctx context.Context, collection string) (string, error) {
+	t, _, err := s.lookup(ctx, collection)
+	return t, err
 }
 
-// Rows reads every row of a collection's table, by id. A table that does
-// not exist reads as empty.
+// lookup reads the mapping of one collection: its table and column ->
+// field.
+func (s *Sink) lookup(ctx context.Context, collection string) (string, map[string]string, error) {
+	where, args := s.claimWhere("t", 2)
+	rows, err := s.pool.Query(ctx, "SELECT t.tbl, c.field, c.col FROM "+s.qualify(TablesTable)+" t LEFT JOIN "+s.qualify(ColumnsTable)+
+		" c ON c.tbl = t.tbl WHERE t.collection = $1 AND "+where, append([]any{collection}, args...)...)
+	if err != nil {
+		if s.cfg.ReadOnly && isUndefinedTable(err) {
+			return "", nil, nil // nothing was ever written here
+		}
+		return "", nil, fmt.Errorf("postgres sink %s: read the mapping of %s: %w", s.cfg.Name, collection, err)
+	}
+	defer rows.Close()
+	var table string
+	fields := map[string]string{}
+	for rows.Next() {
+		var field, col *string
+		if err := rows.Scan(&table, &field, &col); err != nil {
+			return "", nil, fmt.Errorf("postgres sink %s: read the mapping of %s: %w", s.cfg.Name, collection, err)
+		}
+		if field != nil && col != nil {
+			fields[*col] = *field
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", nil, fmt.Errorf("postgres sink %s: read the mapping of %s: %w", s.cfg.Name, collection, err)
+	}
+	return table, fields, nil
+}
+
+// isUndefinedTable tells PostgreSQL's "relation does not exist".
+func isUndefinedTable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42P01"
+}
+
+// Rows reads every row of a collection's table, by id. A collection not
+// mapped yet reads as empty.
 func (s *Sink) Rows(ctx context.Context, collection string) (map[string]Row, error) {
 	return s.read(ctx, collection, nil)
 }
@@ -60,7 +88,11 @@ func (s *Sink) Row(ctx context.Context, collection, id string) (Row, bool, error
 }
 
 func (s *Sink) read(ctx context.Context, collection string, id *string) (map[string]Row, error) {
-	tname := s.TableName(collection)
+	out := map[string]Row{}
+	tname, fields, err := s.lookup(ctx, collection)
+	if err != nil || tname == "" {
+		return out, err
+	}
 	q, err := s.pool.Query(ctx, `SELECT column_name::text, udt_name::text FROM information_schema.columns
 		WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`, s.cfg.Schema, tname)
 	if err != nil {
@@ -77,7 +109,6 @@ func (s *Sink) read(ctx context.Context, collection string, id *string) (map[str
 	if err := q.Err(); err != nil {
 		return nil, fmt.Errorf("postgres sink %s: read %s: %w", s.cfg.Name, tname, err)
 	}
-	out := map[string]Row{}
 	if len(cols) == 0 {
 		return out, nil
 	}
@@ -136,7 +167,11 @@ func (s *Sink) read(ctx context.Context, collection string, id *string) (map[str
 			if err != nil {
 				return nil, fmt.Errorf("postgres sink %s: read %s.%s: %w", s.cfg.Name, tname, cols[i], err)
 			}
-			r.Fields[cols[i]] = c
+			name := cols[i]
+			if f, ok := fields[name]; ok {
+				name = f
+			}
+			r.Fields[name] = c
 		}
 		out[r.ID] = r
 	}

@@ -14,11 +14,17 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tributary-sync/tributary/checkpoint"
+	"github.com/tributary-sync/tributary/core/schema"
 	"github.com/tributary-sync/tributary/eventstream"
 )
 
-// DefaultCheckpointTable holds one row per sink: (sink, lsn, updated_at).
+// DefaultCheckpointTable holds one row per sink: (sink, lsn, updated_at,
+// space, node, fence).
 const DefaultCheckpointTable = "tributary_checkpoints"
+
+// MaxIdentifier is PostgreSQL's identifier limit in bytes (NAMEDATALEN-1):
+// the server cuts longer names, so the sink never sends one.
+const MaxIdentifier = 63
 
 // Config configures a sink.
 type Config struct {
@@ -27,13 +33,25 @@ type Config struct {
 	URL string
 	// Name identifies the sink; its checkpoint row is kept under this name.
 	Name string
+	// Space and Node (the space ID and the node's public key) complete
+	// the sink's claim (checkpoint.Claim) with Name: the checkpoint row
+	// and the tables the sink maps belong to that claim, and New refuses
+	// a sink of another claim.
+	Space, Node string
+	// ReadOnly opens the sink only to read (Checkpoint, Rows, Row,
+	// TableName): it claims nothing, takes no fence and creates nothing;
+	// Apply, Prepare and Reset fail. With Space and Node empty it reads
+	// the mapping of whichever claim holds Name.
+	ReadOnly bool
 	// Schema is the PostgreSQL schema (namespace) of the tables, created
 	// if missing (default "public").
 	Schema string
 	// TablePrefix is put before every default table name.
 	TablePrefix string
 	// Tables overrides the table name of collections (collection -> table,
-	// used as given, without the prefix).
+	// used as given, without the prefix). It applies when the sink maps a
+	// collection for the first time: a collection mapped to another table
+	// already makes New fail (the mapping never changes).
 	Tables map[string]string
 	// CheckpointTable is the checkpoint table's name in Schema (default
 	// tributary_checkpoints). Sinks of different names may share it.
@@ -44,22 +62,33 @@ type Config struct {
 	MaxConns int32
 }
 
-// Sink writes effects to PostgreSQL tables. It implements checkpoint.Sink.
+// Sink writes effects to PostgreSQL tables. It implements checkpoint.Sink
+// and checkpoint.Preparer.
 type Sink struct {
 	cfg   Config
 	pool  *pgxpool.Pool
 	ckpt  string // qualified checkpoint table
+	fence int64  // taken by New: the checkpoint row must hold it
 	apply sync.Mutex
 
 	layoutMu sync.Mutex
 	layout   *layout // of the newest schema whose tables exist
 }
 
-var _ checkpoint.Sink = (*Sink)(nil)
+var (
+	_ checkpoint.Sink     = (*Sink)(nil)
+	_ checkpoint.Preparer = (*Sink)(nil)
+)
 
-// New connects to the database, creates the schema and the checkpoint
-// table if they are missing, and returns the sink. Collection tables are
-// created by the first batch that carries their schema.
+// ErrReadOnly refuses writes through a sink opened with Config.ReadOnly.
+var ErrReadOnly = errors.New("the sink was opened read-only")
+
+// New connects to the database, creates the schema, the checkpoint table
+// and the mapping tables if they are missing, claims the sink's checkpoint
+// row and takes a new fence, and returns the sink. A row another claim
+// holds makes it fail with a *checkpoint.ClaimedError naming the owner, as
+// does a table of Config.Tables another claim owns. Collection tables are
+// created by Prepare or by the first batch that carries their schema.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("postgres sink: a name is required")
@@ -70,10 +99,8 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if cfg.CheckpointTable == "" {
 		cfg.CheckpointTable = DefaultCheckpointTable
 	}
-	for coll, t := range cfg.Tables {
-		if t == "" {
-			return nil, fmt.Errorf("postgres sink %s: empty table name for collection %s", cfg.Name, coll)
-		}
+	if err := checkTables(cfg); err != nil {
+		return nil, fmt.Errorf("postgres sink %s: %w", cfg.Name, err)
 	}
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
@@ -90,6 +117,9 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("postgres sink %s: %w", cfg.Name, err)
 	}
 	s := &Sink{cfg: cfg, pool: pool, ckpt: pgx.Identifier{cfg.Schema, cfg.CheckpointTable}.Sanitize()}
+	if cfg.ReadOnly {
+		return s, nil
+	}
 	if err := s.init(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres sink %s: %w", cfg.Name, err)
@@ -97,23 +127,60 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	return s, nil
 }
 
+// checkTables checks Config.Tables on its own: names PostgreSQL keeps as
+// given, none reserved, no table for two collections.
+func checkTables(cfg Config) error {
+	seen := map[string]string{}
+	for coll, t := range cfg.Tables {
+		switch {
+		case t == "":
+			return fmt.Errorf("tables: empty table name for collection %s", coll)
+		case len(t) > MaxIdentifier:
+			return fmt.Errorf("tables: table %q for collection %s is %d bytes, over PostgreSQL's %d", t, coll, len(t), MaxIdentifier)
+		case strings.ContainsRune(t, 0):
+			return fmt.Errorf("tables: table name for collection %s holds a NUL character", coll)
+		case t == cfg.CheckpointTable || t == TablesTable || t == ColumnsTable:
+			return fmt.Errorf("tables: table %q for collection %s is the sink's own", t, coll)
+		case seen[t] != "":
+			return fmt.Errorf("tables: collections %s and %s both map to table %q", seen[t], coll, t)
+		}
+		seen[t] = coll
+	}
+	return nil
+}
+
 func (s *Sink) init(ctx context.Context) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "tributary ddl "+s.cfg.Schema); err != nil {
+		if err := s.lockDDL(ctx, tx); err != nil {
 			return err
 		}
 		var b pgx.Batch
 		b.Queue("CREATE SCHEMA IF NOT EXISTS " + quote(s.cfg.Schema))
 		b.Queue("CREATE TABLE IF NOT EXISTS " + s.ckpt + " (sink text PRIMARY KEY, lsn bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())")
+		// Tables made before claims existed gain the claim and the fence.
+		b.Queue("ALTER TABLE " + s.ckpt + " ADD COLUMN IF NOT EXISTS space text, ADD COLUMN IF NOT EXISTS node text, ADD COLUMN IF NOT EXISTS fence bigint NOT NULL DEFAULT 0")
+		b.Queue("CREATE TABLE IF NOT EXISTS " + s.qualify(TablesTable) + ` (space text NOT NULL, node text NOT NULL, sink text NOT NULL,
+			collection text NOT NULL, tbl text NOT NULL UNIQUE, PRIMARY KEY (space, node, sink, collection))`)
+		b.Queue("CREATE TABLE IF NOT EXISTS " + s.qualify(ColumnsTable) + " (tbl text NOT NULL REFERENCES " + s.qualify(TablesTable) +
+			` (tbl) ON UPDATE CASCADE ON DELETE CASCADE, field text NOT NULL, col text NOT NULL, PRIMARY KEY (tbl, field), UNIQUE (tbl, col))`)
 		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
 			return err
 		}
 		// The row exists from the start, so concurrent instances of the
 		// sink serialise on it (Apply locks it). (Not in the batch above:
 		// a batch prepares its statements before it runs the DDL.)
-		_, err := tx.Exec(ctx, "INSERT INTO "+s.ckpt+" (sink, lsn) VALUES ($1, 0) ON CONFLICT (sink) DO NOTHING", s.cfg.Name)
-		return err
+		if err := s.claim(ctx, tx); err != nil {
+			return err
+		}
+		return s.checkOverrides(ctx, tx)
 	})
+}
+
+// lockDDL serialises the sinks that lay out tables in one PostgreSQL
+// schema.
+func (s *Sink) lockDDL(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "tributary ddl "+s.cfg.Schema)
+	return err
 }
 
 // Name implements checkpoint.Sink.
@@ -123,26 +190,65 @@ func (s *Sink) Name() string { return s.cfg.Name }
 func (s *Sink) Pool() *pgxpool.Pool { return s.pool }
 
 // Checkpoint implements checkpoint.Sink: the sink's row of the checkpoint
-// table (0 when there is none).
+// table (0 when a read-only sink finds none). A sink whose fence the row
+// no longer holds gets checkpoint.ErrFenced.
 func (s *Sink) Checkpoint(ctx context.Context) (uint64, error) {
-	var lsn int64
-	err := s.pool.QueryRow(ctx, "SELECT lsn FROM "+s.ckpt+" WHERE sink = $1", s.cfg.Name).Scan(&lsn)
-	if errors.Is(err, pgx.ErrNoRows) {
+	var lsn, fence int64
+	err := s.pool.QueryRow(ctx, "SELECT lsn, fence FROM "+s.ckpt+" WHERE sink = $1", s.cfg.Name).Scan(&lsn, &fence)
+	if s.cfg.ReadOnly && (errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err)) {
 		return 0, nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, s.errFenced(nil)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("postgres sink %s: read checkpoint: %w", s.cfg.Name, err)
 	}
+	if !s.cfg.ReadOnly && fence != s.fence {
+		return 0, s.errFenced(&fence)
+	}
 	return uint64(lsn), nil
 }
 
-// Reset deletes the sink's checkpoint row: the runner then replays the
-// effect log from the start, rewriting every document (the tables are
-// kept; rows of documents deleted meanwhile are removed by the replayed
-// deletes).
+// Reset sets the sink's checkpoint back to 0, keeping its claim: the
+// runner then replays the effect log from the start, rewriting every
+// document (the tables and the mapping are kept; rows of documents
+// deleted meanwhile are removed by the replayed deletes).
 func (s *Sink) Reset(ctx context.Context) error {
-	if _, err := s.pool.Exec(ctx, "DELETE FROM "+s.ckpt+" WHERE sink = $1", s.cfg.Name); err != nil {
+	if s.cfg.ReadOnly {
+		return fmt.Errorf("postgres sink %s: reset: %w", s.cfg.Name, ErrReadOnly)
+	}
+	s.apply.Lock()
+	defer s.apply.Unlock()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := s.checkFence(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "UPDATE "+s.ckpt+" SET lsn = 0, updated_at = now() WHERE sink = $1", s.cfg.Name)
+		return err
+	})
+	if errors.Is(err, checkpoint.ErrFenced) {
+		return err
+	}
+	if err != nil {
 		return fmt.Errorf("postgres sink %s: reset: %w", s.cfg.Name, err)
+	}
+	return nil
+}
+
+// Prepare implements checkpoint.Preparer: it maps the collections and
+// fields of sch to tables and columns and creates them (see Apply).
+func (s *Sink) Prepare(ctx context.Context, sch *schema.Schema) error {
+	if s.cfg.ReadOnly {
+		return fmt.Errorf("postgres sink %s: prepare: %w", s.cfg.Name, ErrReadOnly)
+	}
+	s.apply.Lock()
+	defer s.apply.Unlock()
+	if _, err := s.ensure(ctx, sch); err != nil {
+		if checkpoint.Fatal(err) {
+			return err
+		}
+		return fmt.Errorf("postgres sink %s: %w", s.cfg.Name, err)
 	}
 	return nil
 }
@@ -177,6 +283,9 @@ type work struct {
 // returned as it is, for the runner to retry. Either way nothing of the
 // batch is committed.
 func (s *Sink) Apply(ctx context.Context, b checkpoint.Batch) error {
+	if s.cfg.ReadOnly {
+		return fmt.Errorf("postgres sink %s: apply: %w", s.cfg.Name, ErrReadOnly)
+	}
 	s.apply.Lock()
 	defer s.apply.Unlock()
 	var l *layout
@@ -187,15 +296,18 @@ func (s *Sink) Apply(ctx context.Context, b checkpoint.Batch) error {
 		}
 		var err error
 		if l, err = s.ensure(ctx, b.Schema); err != nil {
+			if checkpoint.Fatal(err) {
+				return err
+			}
 			return fmt.Errorf("postgres sink %s: %w", s.cfg.Name, err)
 		}
 		if works, err = prepare(l, b.Effects); err != nil {
 			return err // a *checkpoint.RejectedError
 		}
 	}
-	if err := s.write(ctx, works, b.Through); err != nil {
+	if err := s.write(ctx, works, b.Through, b.Redo); err != nil {
 		var rej *checkpoint.RejectedError
-		if errors.As(err, &rej) {
+		if errors.As(err, &rej) || errors.Is(err, checkpoint.ErrFenced) {
 			return err
 		}
 		// Check the tables again on the next attempt, in case they
@@ -254,8 +366,9 @@ func prepare(l *layout, effects []eventstream.Effect) ([]*work, error) {
 	return works, nil
 }
 
-// write runs the batch's transaction.
-func (s *Sink) write(ctx context.Context, works []*work, through uint64) error {
+// write runs the batch's transaction. A redo batch (parked effects
+// offered again) is written although the checkpoint covers it.
+func (s *Sink) write(ctx context.Context, works []*work, through uint64, redo bool) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -263,24 +376,33 @@ func (s *Sink) write(ctx context.Context, works []*work, through uint64) error {
 	defer tx.Rollback(context.Background())
 
 	var first pgx.Batch
-	first.Queue("SELECT lsn FROM "+s.ckpt+" WHERE sink = $1 FOR UPDATE", s.cfg.Name)
+	first.Queue("SELECT lsn, fence FROM "+s.ckpt+" WHERE sink = $1 FOR UPDATE", s.cfg.Name)
 	for _, w := range works {
 		if len(w.rows) > 0 {
 			first.Queue(w.t.stageDDL)
 		}
 	}
 	res := tx.SendBatch(ctx, &first)
-	var stored int64
-	if err := res.QueryRow().Scan(&stored); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	var stored, fence int64
+	if err := res.QueryRow().Scan(&stored, &fence); err != nil {
 		res.Close()
+		if errors.Is(err, pgx.ErrNoRows) {
+			return s.errFenced(nil)
+		}
 		return fmt.Errorf("lock checkpoint: %w", err)
 	}
 	if err := res.Close(); err != nil {
 		return fmt.Errorf("prepare staging tables: %w", err)
 	}
+	if fence != s.fence {
+		return s.errFenced(&fence)
+	}
 	ckpt := uint64(stored)
-	if through <= ckpt {
+	if through <= ckpt && !redo {
 		return nil // applied already
+	}
+	if redo {
+		ckpt = 0 // skip nothing
 	}
 
 	var second pgx.Batch
@@ -322,8 +444,7 @@ func (s *Sink) write(ctx context.Context, works []*work, through uint64) error {
 			stmts = append(stmts, stmt{w, true})
 		}
 	}
-	second.Queue("INSERT INTO "+s.ckpt+" (sink, lsn, updated_at) VALUES ($1, $2, now()) ON CONFLICT (sink) DO UPDATE SET lsn = EXCLUDED.lsn, updated_at = EXCLUDED.updated_at",
-		s.cfg.Name, int64(through))
+	second.Queue("UPDATE "+s.ckpt+" SET lsn = GREATEST(lsn, $2), updated_at = now() WHERE sink = $1", s.cfg.Name, int64(through))
 	stmts = append(stmts, stmt{nil, false})
 	res = tx.SendBatch(ctx, &second)
 	for _, st := range stmts {
