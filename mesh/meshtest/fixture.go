@@ -101,6 +101,57 @@ func (s *Space) Member(t testing.TB) *replica.Replica {
 	return r
 }
 
+// Joiner makes a new member the way an invite code does, with nobody
+// else online: admin (a replica of the space) grants a throwaway key the
+// right to add one member, and the returned replica, opened for the
+// space, holds only the grant that key signs for member. It holds no
+// genesis: the space's history has to come from elsewhere.
+func (s *Space) Joiner(t testing.TB, admin *replica.Replica, member core.PublicKey) *replica.Replica {
+	t.Helper()
+	ctx := context.Background()
+	throwaway, err := core.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inviteID, err := admin.Write(ctx, s.Keys[0], []core.Op{{Kind: core.OpGrant, Member: throwaway.Public(), Role: core.RoleInvite}}, s.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := admin.Envelope(inviteID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	invite, _, _, err := core.Open(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grant := &core.Change{Version: core.ChangeVersion, Space: s.ID, Author: throwaway.Public(), Seq: 1,
+		Parents: []core.ID{inviteID}, Height: invite.Height + 1,
+		HLC: core.HLC{Wall: invite.HLC.Wall, Logical: invite.HLC.Logical + 1},
+		Ops: []core.Op{{Kind: core.OpGrant, Member: member, Role: core.RoleWriter}}}
+	signed, _, err := core.Sign(grant, throwaway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := signed.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := replica.Open(replica.Options{InMemory: true, Space: s.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	rep, err := r.Receive(ctx, [][]byte{b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Held != 1 || r.HasGenesis() {
+		t.Fatalf("joiner's grant: %+v, want it held for the missing history", rep)
+	}
+	return r
+}
+
 // Chain signs count changes by the admin on top of the bootstrap, one
 // create each, without storing them: a fast way to make history.
 func (s *Space) Chain(t testing.TB, count int) [][]byte {

@@ -1,7 +1,6 @@
 package nats
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,91 +27,32 @@ const (
 	hdrBye       = "Trib-Bye"        // on presence: the peer leaves
 )
 
-// Config configures a Transport.
-type Config struct {
-	// URL of the NATS server(s), comma-separated; used when Conn is nil.
-	URL string
-	// Conn is an existing connection to use instead of URL; the
-	// Transport does not close it.
-	Conn *natsgo.Conn
-	// Options are extra options for the connection made from URL.
-	Options []natsgo.Option
-	// Key is our identity; our PeerID is Key.Public().String().
-	Key core.PrivateKey
-
-	StreamMaxAge      time.Duration // how long the store-and-forward stream keeps pushes (default 7 days)
-	StreamMaxBytes    int64         // size limit of each space's stream (default 0: none, MaxAge bounds it)
-	StreamReplicas    int           // JetStream replicas of each stream (default 1)
-	ConsumerInactive  time.Duration // a durable consumer unused this long is removed (default StreamMaxAge)
-	AckWait           time.Duration // redelivery of an unacknowledged push (default 30s)
-	HeartbeatInterval time.Duration // presence period; peers silent for 3 periods are gone (default 1s)
-
-	MaxMessageBytes    int           // request or reply, reassembled (default 32 MiB)
-	MaxReassemblyBytes int64         // incoming requests being reassembled, all together (default 128 MiB)
-	ReassemblyTimeout  time.Duration // an incomplete request is dropped after this (default 30s)
-	MaxServing         int           // requests served at once; more are answered ErrBusy (default 64)
-	ServeTimeout       time.Duration // one Handler.Serve call (default 2m)
-	RequestTimeout     time.Duration // a Request whose ctx has no deadline (default 2m)
-	OperationTimeout   time.Duration // JetStream management calls (default 10s)
-	ConsumerMaxBytes   int           // pushes buffered from the durable consumer (default 16 MiB, at least 2 max_payload)
-
-	Logger *slog.Logger
-}
-
-func (c *Config) defaults() {
-	dur := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	num := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	dur(&c.StreamMaxAge, 7*24*time.Hour)
-	dur(&c.ConsumerInactive, c.StreamMaxAge)
-	dur(&c.AckWait, 30*time.Second)
-	dur(&c.HeartbeatInterval, time.Second)
-	dur(&c.ReassemblyTimeout, 30*time.Second)
-	dur(&c.ServeTimeout, 2*time.Minute)
-	dur(&c.RequestTimeout, 2*time.Minute)
-	dur(&c.OperationTimeout, 10*time.Second)
-	num(&c.StreamReplicas, 1)
-	num(&c.MaxMessageBytes, 32<<20)
-	num(&c.MaxServing, 64)
-	num(&c.ConsumerMaxBytes, 16<<20)
-	if c.MaxReassemblyBytes <= 0 {
-		c.MaxReassemblyBytes = 128 << 20
-	}
-	if c.StreamMaxBytes <= 0 {
-		c.StreamMaxBytes = -1
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-}
-
 // Stats count what the transport did and refused.
 type Stats struct {
-	PushesSent       uint64 `json:"pushes_sent"`       // push messages published
-	PushesReceived   uint64 `json:"pushes_received"`   // push messages handed to a Handler
+	PushesSent       uint64 `json:"pushes_sent"`       // changes published into the stream (live or by stream sync)
+	Uploaded         uint64 `json:"uploaded"`          // of those, ones stream sync found missing
+	AlreadyStored    uint64 `json:"already_stored"`    // publishes the stream refused: it holds the change already
+	TooLarge         uint64 `json:"too_large"`         // changes over the server's max_payload: left to reconciliation
+	StreamSyncs      uint64 `json:"stream_syncs"`      // passes comparing our changes with the stream's that completed
+	PushesReceived   uint64 `json:"pushes_received"`   // changes from the stream handed to a Handler
+	Deferred         uint64 `json:"deferred"`          // deliveries the Handler could not take yet: delivered again later
 	RequestsSent     uint64 `json:"requests_sent"`     // Request calls that got a reply
 	RequestsServed   uint64 `json:"requests_served"`   // requests answered
-	Refused          uint64 `json:"refused"`           // undecodable or malformed messages
+	Refused          uint64 `json:"refused"`           // malformed or misfiled messages
 	Dropped          uint64 `json:"dropped"`           // messages from banned peers
 	Busy             uint64 `json:"busy"`              // requests refused: too many served or reassembling
 	ReassemblyFailed uint64 `json:"reassembly_failed"` // chunked requests dropped incomplete or too large
 }
 
 type counters struct {
-	pushesSent, pushesReceived, requestsSent, requestsServed atomic.Uint64
-	refused, dropped, busy, reassemblyFailed                 atomic.Uint64
+	pushesSent, uploaded, alreadyStored, tooLarge, streamSyncs atomic.Uint64
+	pushesReceived, deferred, requestsSent, requestsServed     atomic.Uint64
+	refused, dropped, busy, reassemblyFailed                   atomic.Uint64
 }
 
-// Transport implements mesh.Transport over NATS: pushes go through a
-// JetStream stream per space (store and forward, one durable consumer per
-// peer), presence and requests over core NATS.
+// Transport implements mesh.Transport over NATS: changes go through a
+// JetStream stream per space (one message per change; store and forward,
+// one durable consumer per peer), presence and requests over core NATS.
 type Transport struct {
 	cfg   Config
 	id    mesh.PeerID
@@ -121,6 +61,7 @@ type Transport struct {
 	js    jetstream.JetStream
 	log   *slog.Logger
 	stats counters
+	perms permissions
 
 	// life serializes Join, Leave, Pause, Resume and Close. Callbacks
 	// never take it, so it may be held while waiting for them.
@@ -151,20 +92,22 @@ var (
 
 // space is a joined space.
 type space struct {
-	id                                core.ID
-	stream, consumer                  string
-	pushSubj, presenceSubj, serveSubj string
-	h                                 mesh.Handler
-	sess                              *session // nil while paused; guarded by Transport.mu
+	id                      core.ID
+	stream, consumer        string
+	changes                 string // subject prefix of its changes: "tributary.<space>.changes."
+	presenceSubj, serveSubj string
+	h                       mesh.Handler
+	sess                    *session // nil while paused; guarded by Transport.mu
 
 	seenMu sync.Mutex
 	seen   map[mesh.PeerID]time.Time
 }
 
-// New connects (or adopts cfg.Conn) and starts the heartbeat loop.
+// New validates cfg, connects (or adopts cfg.Conn) and starts the
+// heartbeat loop.
 func New(cfg Config) (*Transport, error) {
-	if len(cfg.Key) == 0 {
-		return nil, errors.New("nats transport: Config.Key is required")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	cfg.defaults()
 	id := mesh.PeerOf(cfg.Key.Public())
@@ -180,26 +123,36 @@ func New(cfg Config) (*Transport, error) {
 	if cfg.Conn != nil {
 		t.nc = cfg.Conn
 	} else {
-		if cfg.URL == "" {
-			return nil, errors.New("nats transport: Config.URL or Config.Conn is required")
+		opts, err := cfg.connectOptions()
+		if err != nil {
+			return nil, fmt.Errorf("nats transport: %w", err)
 		}
-		opts := append([]natsgo.Option{
+		opts = append(append([]natsgo.Option{
 			natsgo.Name("tributary " + string(id)),
-			natsgo.MaxReconnects(-1),
 			natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
 				if err != nil {
 					t.log.Warn("nats disconnected", "err", err)
 				}
 			}),
 			natsgo.ReconnectHandler(func(c *natsgo.Conn) { t.log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-		}, cfg.Options...)
+			natsgo.ErrorHandler(func(_ *natsgo.Conn, sub *natsgo.Subscription, err error) {
+				if errors.Is(err, natsgo.ErrPermissionViolation) {
+					t.log.Warn("nats permission violation: the server's operator has not allowed us a subject we use", "err", err)
+					t.perms.report(err)
+					return
+				}
+				t.log.Warn("nats error", "err", err)
+			}),
+		}, opts...), cfg.Options...)
 		nc, err := natsgo.Connect(cfg.URL, opts...)
 		if err != nil {
-			return nil, fmt.Errorf("nats transport: connect: %w", err)
+			return nil, connectError(&cfg, err)
 		}
 		t.nc, t.owned = nc, true
 	}
-	js, err := jetstream.New(t.nc)
+	js, err := jetstream.New(t.nc,
+		jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
+		jetstream.WithPublishAsyncMaxPending(4*cfg.MaxPublishPending))
 	if err != nil {
 		if t.owned {
 			t.nc.Close()
@@ -207,6 +160,10 @@ func New(cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("nats transport: jetstream: %w", err)
 	}
 	t.js = js
+	if mp := t.nc.MaxPayload(); mp > 0 && int64(t.maxChunk()) < core.MaxChangeBytes+512 {
+		t.log.Info("the server's max_payload is below the largest change: larger changes reach offline peers by reconciliation only; set max_payload to 8MB for all to go through the stream",
+			"max_payload", mp, "max_change_bytes", core.MaxChangeBytes)
+	}
 	t.wg.Add(1)
 	go t.heartbeatLoop()
 	return t, nil
@@ -222,16 +179,19 @@ func (t *Transport) Conn() *natsgo.Conn { return t.nc }
 func (t *Transport) Stats() Stats {
 	c := &t.stats
 	return Stats{
-		PushesSent: c.pushesSent.Load(), PushesReceived: c.pushesReceived.Load(),
+		PushesSent: c.pushesSent.Load(), Uploaded: c.uploaded.Load(), AlreadyStored: c.alreadyStored.Load(),
+		TooLarge: c.tooLarge.Load(), StreamSyncs: c.streamSyncs.Load(),
+		PushesReceived: c.pushesReceived.Load(), Deferred: c.deferred.Load(),
 		RequestsSent: c.requestsSent.Load(), RequestsServed: c.requestsServed.Load(),
 		Refused: c.refused.Load(), Dropped: c.dropped.Load(), Busy: c.busy.Load(),
 		ReassemblyFailed: c.reassemblyFailed.Load(),
 	}
 }
 
-// Subject and name helpers. A space ID's String is a CIDv1 in lowercase
-// base32 and a PeerID is lowercase base32: both are valid subject tokens.
-func pushSubject(s core.ID) string     { return "tributary." + s.String() + ".changes" }
+// Subject and name helpers. A space ID's String and a change ID's are
+// CIDv1 in lowercase base32 and a PeerID is lowercase base32: all are
+// valid subject tokens.
+func changesPrefix(s core.ID) string   { return "tributary." + s.String() + ".changes." }
 func presenceSubject(s core.ID) string { return "tributary." + s.String() + ".presence" }
 func serveSubject(s core.ID, p mesh.PeerID) string {
 	return "tributary." + s.String() + ".sync." + string(p)
@@ -282,8 +242,8 @@ func (t *Transport) Join(id core.ID, h mesh.Handler) error {
 	paused := t.paused
 	t.mu.Unlock()
 	sp := &space{
-		id: id, stream: StreamName(id), consumer: ConsumerName(t.id),
-		pushSubj: pushSubject(id), presenceSubj: presenceSubject(id), serveSubj: serveSubject(id, t.id),
+		id: id, stream: StreamName(id), consumer: ConsumerName(t.id), changes: changesPrefix(id),
+		presenceSubj: presenceSubject(id), serveSubj: serveSubject(id, t.id),
 		h: h, seen: map[mesh.PeerID]time.Time{},
 	}
 	var sess *session
@@ -407,6 +367,7 @@ func (t *Transport) Close() error {
 	}
 	close(t.done)
 	t.wg.Wait()
+	t.js.CleanupPublisher() // its reply subscription lives on an adopted Conn
 	if t.owned {
 		if t.nc.IsConnected() {
 			_ = t.nc.FlushTimeout(t.cfg.OperationTimeout) // the goodbyes
@@ -527,271 +488,6 @@ func (t *Transport) maxChunk() int {
 		return mp - 4<<10
 	}
 	return mp / 2
-}
-
-// Publish implements mesh.Transport: the envelopes go to the space's
-// stream in as many messages as max_payload requires. An envelope too
-// large for one message is left to reconciliation (the error wraps
-// mesh.ErrTooLarge).
-func (t *Transport) Publish(ctx context.Context, id core.ID, envelopes [][]byte) error {
-	if _, err := t.active(id); err != nil {
-		return err
-	}
-	if len(envelopes) == 0 {
-		return nil
-	}
-	limit := t.maxChunk()
-	var skipped int
-	var batch [][]byte
-	size := 9 // CBOR array header
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		data, err := core.Marshal(batch)
-		if err != nil {
-			return fmt.Errorf("nats transport: encode push: %w", err)
-		}
-		msg := &natsgo.Msg{Subject: pushSubject(id), Data: data, Header: natsgo.Header{hdrFrom: []string{string(t.id)}}}
-		if _, err := t.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(StreamName(id))); err != nil {
-			return fmt.Errorf("nats transport: publish to %s: %w", StreamName(id), err)
-		}
-		t.stats.pushesSent.Add(1)
-		batch, size = batch[:0], 9
-		return nil
-	}
-	for _, env := range envelopes {
-		n := len(env) + 9
-		if n+9 > limit {
-			skipped++
-			continue
-		}
-		if size+n > limit {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-		batch = append(batch, env)
-		size += n
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	if skipped > 0 {
-		return fmt.Errorf("nats transport: %d envelopes exceed max_payload (%d bytes): %w", skipped, limit, mesh.ErrTooLarge)
-	}
-	return nil
-}
-
-// session is one space's subscriptions between Join (or Resume) and Leave
-// (or Pause, Close). Callbacks run only while it is open; stop waits for
-// them and for the requests being served.
-type session struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	subs   []*natsgo.Subscription
-	cc     jetstream.ConsumeContext
-	asm    *assembler
-
-	mu   sync.Mutex
-	open bool
-	wg   sync.WaitGroup
-}
-
-func (s *session) enter() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.open {
-		return false
-	}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *session) leave() { s.wg.Done() }
-
-// start ensures the stream and our durable consumer, then subscribes to
-// presence and requests and consumes pushes.
-func (t *Transport) start(sp *space) (_ *session, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.OperationTimeout)
-	defer cancel()
-	stream, err := t.ensureStream(ctx, sp)
-	if err != nil {
-		return nil, err
-	}
-	cons, err := t.ensureConsumer(ctx, stream, sp)
-	if err != nil {
-		return nil, err
-	}
-	sess := &session{open: true, asm: newAssembler(t)}
-	sess.ctx, sess.cancel = context.WithCancel(context.Background())
-	defer func() {
-		if err != nil {
-			t.stop(sess)
-		}
-	}()
-	pres, err := t.nc.Subscribe(sp.presenceSubj, func(m *natsgo.Msg) {
-		if sess.enter() {
-			defer sess.leave()
-			t.onPresence(sp, m)
-		}
-	})
-	if err != nil {
-		return sess, fmt.Errorf("nats transport: subscribe presence: %w", err)
-	}
-	sess.subs = append(sess.subs, pres)
-	serve, err := t.nc.Subscribe(sp.serveSubj, func(m *natsgo.Msg) {
-		if sess.enter() {
-			defer sess.leave()
-			t.onRequest(sp, sess, m)
-		}
-	})
-	if err != nil {
-		return sess, fmt.Errorf("nats transport: subscribe requests: %w", err)
-	}
-	sess.subs = append(sess.subs, serve)
-	pendingBytes := max(64<<20, int(t.cfg.MaxReassemblyBytes)+2*t.cfg.MaxMessageBytes)
-	if err := serve.SetPendingLimits(1<<16, pendingBytes); err != nil {
-		return sess, err
-	}
-	sess.cc, err = cons.Consume(func(m jetstream.Msg) {
-		if sess.enter() { // else left unacknowledged: redelivered later
-			defer sess.leave()
-			t.onPush(sp, m)
-		}
-	},
-		jetstream.PullMaxBytes(max(t.cfg.ConsumerMaxBytes, 2*int(t.nc.MaxPayload()))),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			t.log.Debug("push consumer", "space", sp.id.Short(), "err", err)
-		}))
-	if err != nil {
-		return sess, fmt.Errorf("nats transport: consume %s: %w", sp.consumer, err)
-	}
-	if err := t.nc.FlushTimeout(t.cfg.OperationTimeout); err != nil {
-		return sess, fmt.Errorf("nats transport: flush: %w", err)
-	}
-	return sess, nil
-}
-
-// stop ends a session: the consumer drains (buffered pushes are handled
-// and acknowledged), callbacks stop, requests being served are cancelled
-// and awaited.
-func (t *Transport) stop(s *session) {
-	if s.cc != nil {
-		if t.nc.IsConnected() {
-			s.cc.Drain()
-		} else {
-			s.cc.Stop() // what is buffered is redelivered later
-		}
-		select {
-		case <-s.cc.Closed():
-		case <-time.After(t.cfg.OperationTimeout):
-			s.cc.Stop()
-			t.log.Warn("push consumer did not drain in time")
-		}
-	}
-	s.mu.Lock()
-	s.open = false
-	s.mu.Unlock()
-	s.cancel()
-	for _, sub := range s.subs {
-		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) && !errors.Is(err, natsgo.ErrBadSubscription) {
-			t.log.Debug("unsubscribe", "subject", sub.Subject, "err", err)
-		}
-	}
-	s.wg.Wait()
-	s.asm.reset()
-}
-
-func (t *Transport) ensureStream(ctx context.Context, sp *space) (jetstream.Stream, error) {
-	s, err := t.js.Stream(ctx, sp.stream)
-	if err == nil {
-		return s, nil
-	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("nats transport: stream %s: %w", sp.stream, err)
-	}
-	s, err = t.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:        sp.stream,
-		Description: "tributary pushes of space " + sp.id.String(),
-		Subjects:    []string{sp.pushSubj},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      t.cfg.StreamMaxAge,
-		MaxBytes:    t.cfg.StreamMaxBytes,
-		Replicas:    t.cfg.StreamReplicas,
-	})
-	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		s, err = t.js.Stream(ctx, sp.stream) // another peer made it first
-	}
-	if err != nil {
-		return nil, fmt.Errorf("nats transport: create stream %s: %w", sp.stream, err)
-	}
-	return s, nil
-}
-
-func (t *Transport) ensureConsumer(ctx context.Context, s jetstream.Stream, sp *space) (jetstream.Consumer, error) {
-	c, err := s.Consumer(ctx, sp.consumer)
-	if err == nil {
-		return c, nil
-	}
-	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("nats transport: consumer %s: %w", sp.consumer, err)
-	}
-	// A new peer starts from now: what was pushed before, reconciliation
-	// brings.
-	c, err = s.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:           sp.consumer,
-		Description:       "tributary peer " + string(t.id),
-		FilterSubject:     sp.pushSubj,
-		DeliverPolicy:     jetstream.DeliverNewPolicy,
-		AckPolicy:         jetstream.AckExplicitPolicy,
-		AckWait:           t.cfg.AckWait,
-		MaxDeliver:        10,
-		InactiveThreshold: t.cfg.ConsumerInactive,
-	})
-	if errors.Is(err, jetstream.ErrConsumerExists) || errors.Is(err, jetstream.ErrConsumerNameAlreadyInUse) {
-		c, err = s.Consumer(ctx, sp.consumer)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("nats transport: create consumer %s: %w", sp.consumer, err)
-	}
-	return c, nil
-}
-
-// onPush handles one message of the durable consumer. Whatever is
-// refused is acknowledged too, so it is not redelivered.
-func (t *Transport) onPush(sp *space, m jetstream.Msg) {
-	defer func() {
-		if err := m.Ack(); err != nil {
-			t.log.Debug("ack push", "err", err)
-		}
-	}()
-	from := mesh.PeerID(m.Headers().Get(hdrFrom))
-	if from == t.id {
-		return
-	}
-	if !validPeer(from) {
-		t.stats.refused.Add(1)
-		t.log.Warn("push refused: no valid sender", "space", sp.id.Short(), "from", truncate(string(from)))
-		return
-	}
-	if t.isBanned(from) {
-		t.stats.dropped.Add(1)
-		return
-	}
-	var envs [][]byte
-	if err := core.Unmarshal(m.Data(), &envs); err != nil {
-		t.stats.refused.Add(1)
-		t.log.Warn("push refused: undecodable", "space", sp.id.Short(), "from", from, "bytes", len(m.Data()), "err", err)
-		return
-	}
-	if len(envs) == 0 {
-		return
-	}
-	t.stats.pushesReceived.Add(1)
-	sp.h.Pushed(from, envs)
 }
 
 // onPresence records a peer's heartbeat; a peer heard for the first time

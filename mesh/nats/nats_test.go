@@ -126,10 +126,41 @@ func (r *recorder) envelopes() []string {
 	var out []string
 	for _, p := range r.pushes {
 		for _, e := range p.envs {
-			out = append(out, string(e))
+			out = append(out, label(e))
 		}
 	}
 	return out
+}
+
+// env is a signed change (of no real space) that label names name: the
+// transport files each change under its ID, so tests publish real ones.
+func env(tb testing.TB, name string) []byte {
+	tb.Helper()
+	k := meshtest.Key(tb, 99)
+	c := &core.Change{Version: core.ChangeVersion, Space: spaceID("envelopes"), Author: k.Public(), Seq: 1, Height: 1, HLC: core.HLC{Wall: 1},
+		Ops: []core.Op{{Kind: core.OpCreate, Coll: "Note", Doc: name, Fields: map[string]any{"text": name}}}}
+	s, _, err := core.Sign(c, k)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err := s.Encode()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// label is the name env gave a change, or the bytes themselves.
+func label(b []byte) string {
+	s, err := core.DecodeSigned(b)
+	if err != nil {
+		return string(b)
+	}
+	c, err := s.Decode()
+	if err != nil || len(c.Ops) != 1 {
+		return string(b)
+	}
+	return c.Ops[0].Doc
 }
 
 func spaceID(name string) core.ID { return core.ID(sha256.Sum256([]byte(name))) }
@@ -162,7 +193,7 @@ func TestStoreAndForward(t *testing.T) {
 		t.Helper()
 		var bs [][]byte
 		for _, e := range envs {
-			bs = append(bs, []byte(e))
+			bs = append(bs, env(t, e))
 		}
 		if err := tr.Publish(ctx, space, bs); err != nil {
 			t.Fatal(err)
@@ -179,7 +210,7 @@ func TestStoreAndForward(t *testing.T) {
 		waitFor(t, 5*time.Second, "B receives while online", func() bool { return len(hb.envelopes()) == 1 })
 
 		b.Pause()
-		if err := b.Publish(ctx, space, [][]byte{[]byte("x")}); !errors.Is(err, mesh.ErrNoPeer) {
+		if err := b.Publish(ctx, space, [][]byte{env(t, "x")}); !errors.Is(err, mesh.ErrNoPeer) {
 			t.Fatalf("publish while paused: %v, want ErrNoPeer", err)
 		}
 		publish(a, space, "offline-1", "offline-2")
@@ -378,12 +409,19 @@ func TestUntrustedInput(t *testing.T) {
 	from := func(p mesh.PeerID) natsgo.Header { return natsgo.Header{hdrFrom: []string{string(p)}} }
 	evil := mesh.PeerOf(meshtest.Key(t, 9).Public())
 
-	pub(pushSubject(space), "", from(evil), []byte("\xff\xfe not cbor"))       // undecodable
-	pub(pushSubject(space), "", from(evil), []byte{0xa1, 0x01, 0x02})          // CBOR, but a map
-	pub(pushSubject(space), "", nil, mustMarshal(t, [][]byte{[]byte("x")}))    // no sender
-	pub(pushSubject(space), "", from("not-a-key"), mustMarshal(t, [][]byte{})) // bad sender
-	pub(presenceSubject(space), "", nil, []byte("garbage"))                    // bad presence
-	pub(serveSubject(space, b.ID()), "", from(evil), []byte("no reply"))       // no reply subject
+	changes := changesPrefix(space)
+	x, y := env(t, "x"), env(t, "y")
+	idX, idY := mustDecode(t, x).ID(), mustDecode(t, y).ID()
+	pub(changes+idX.String(), "", nil, x)                           // no sender
+	pub(changes+idY.String(), "", from("not-a-key"), y)             // bad sender
+	pub(changes+"not-an-id", "", from(evil), x)                     // subject names no change
+	pub(changes+core.IDOf([]byte("z")).String(), "", from(evil), y) // filed under another change
+	// Bytes that are no change, under their digest: delivered, for the
+	// Handler (a Node) to refuse and ban the sender.
+	garbage := []byte("\xff\xfe not cbor")
+	pub(changes+core.IDOf(garbage).String(), "", from(evil), garbage)
+	pub(presenceSubject(space), "", nil, []byte("garbage"))              // bad presence
+	pub(serveSubject(space, b.ID()), "", from(evil), []byte("no reply")) // no reply subject
 	pub(serveSubject(space, b.ID()), "_INBOX.x", hdr(hdrFrom, string(evil), hdrChunk, "7/3"), nil)
 	pub(serveSubject(space, b.ID()), "_INBOX.y", hdr(hdrFrom, string(evil), hdrChunk, "0/99999999"), []byte("x"))
 	// The first chunk of two, never followed by the second.
@@ -396,14 +434,14 @@ func TestUntrustedInput(t *testing.T) {
 	waitFor(t, 5*time.Second, "the incomplete request is dropped", func() bool {
 		return b.Stats().ReassemblyFailed >= 2 && b.reassembling.Load() == 0
 	})
-	if got := hb.envelopes(); len(got) != 0 {
-		t.Fatalf("bad pushes delivered: %q", got)
+	if got := hb.envelopes(); !slices.Equal(got, []string{string(garbage)}) {
+		t.Fatalf("pushes delivered: %q, want only the undecodable one", got)
 	}
 	// Still working.
-	if err := a.Publish(context.Background(), space, [][]byte{[]byte("good")}); err != nil {
+	if err := a.Publish(context.Background(), space, [][]byte{env(t, "good")}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "B receives a good push", func() bool { return slices.Equal(hb.envelopes(), []string{"good"}) })
+	waitFor(t, 5*time.Second, "B receives a good push", func() bool { return slices.Equal(hb.envelopes(), []string{string(garbage), "good"}) })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if out, err := a.Request(ctx, space, b.ID(), []byte("q")); err != nil || string(out) != "served" {
@@ -420,13 +458,13 @@ func hdr(kv ...string) natsgo.Header {
 	return h
 }
 
-func mustMarshal(t *testing.T, v any) []byte {
+func mustDecode(t *testing.T, b []byte) core.Signed {
 	t.Helper()
-	b, err := core.Marshal(v)
+	s, err := core.DecodeSigned(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return s
 }
 
 // TestPeersAndBan: presence lists the others; a ban drops the peer from
@@ -466,7 +504,7 @@ func TestPeersAndBan(t *testing.T) {
 	if !slices.Equal(a.Peers(space), ids(b)) {
 		t.Fatalf("A's peers %v, want only B", a.Peers(space))
 	}
-	if err := c.Publish(context.Background(), space, [][]byte{[]byte("from-c")}); err != nil {
+	if err := c.Publish(context.Background(), space, [][]byte{env(t, "from-c")}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "B receives C's push", func() bool { return len(hs[1].envelopes()) == 1 })
@@ -665,7 +703,7 @@ func TestServerRestart(t *testing.T) {
 	hb := &recorder{}
 	join(t, a, space, &recorder{})
 	join(t, b, space, hb)
-	if err := a.Publish(context.Background(), space, [][]byte{[]byte("before")}); err != nil {
+	if err := a.Publish(context.Background(), space, [][]byte{env(t, "before")}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "B receives before the restart", func() bool { return len(hb.envelopes()) == 1 })
@@ -682,7 +720,7 @@ func TestServerRestart(t *testing.T) {
 	waitFor(t, 10*time.Second, "A publishes after the restart", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		return a.Publish(ctx, space, [][]byte{[]byte("after")}) == nil
+		return a.Publish(ctx, space, [][]byte{env(t, "after")}) == nil
 	})
 	waitFor(t, 20*time.Second, "B receives after the restart", func() bool { return slices.Contains(hb.envelopes(), "after") })
 	waitFor(t, 5*time.Second, "presence is back", func() bool { return slices.Contains(a.Peers(space), b.ID()) })
@@ -714,7 +752,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	}
 	h := &recorder{serve: func(mesh.PeerID, []byte) ([]byte, error) { return []byte("ok"), nil }}
 	join(t, tr, space, h)
-	if err := tr.Publish(context.Background(), space, [][]byte{[]byte("x")}); err != nil {
+	if err := tr.Publish(context.Background(), space, [][]byte{env(t, "x")}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tr.Request(context.Background(), space, other.ID(), make([]byte, 3<<20)); err != nil {

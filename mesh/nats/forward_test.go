@@ -1,0 +1,299 @@
+package nats
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/replica"
+	"github.com/tributary-sync/tributary/mesh"
+	"github.com/tributary-sync/tributary/mesh/meshtest"
+)
+
+// peer is a replica with a node over its own NATS transport; stop takes
+// it offline (node and connection), as a stopped process would be.
+type peer struct {
+	r    *replica.Replica
+	key  core.PrivateKey
+	tr   *Transport
+	node *mesh.Node
+}
+
+func startPeer(t *testing.T, url string, r *replica.Replica, key core.PrivateKey, tune func(*Config), mcfg mesh.Config) *peer {
+	t.Helper()
+	cfg := Config{URL: url, Key: key, HeartbeatInterval: 100 * time.Millisecond}
+	if tune != nil {
+		tune(&cfg)
+	}
+	tr, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mcfg.SyncInterval == 0 {
+		mcfg.SyncInterval = 100 * time.Millisecond
+	}
+	n := mesh.NewNode(r, tr, mcfg)
+	if err := n.Start(context.Background()); err != nil {
+		tr.Close()
+		t.Fatal(err)
+	}
+	p := &peer{r: r, key: key, tr: tr, node: n}
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *peer) stop() {
+	p.node.Close()
+	p.tr.Close()
+}
+
+func changes(t testing.TB, r *replica.Replica) int {
+	t.Helper()
+	st, err := r.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Changes
+}
+
+// writeNotes writes count notes on p, one change each, as a user would.
+func writeNotes(t *testing.T, s *meshtest.Space, p *peer, prefix string, count int) {
+	t.Helper()
+	for i := range count {
+		ops := []core.Op{{Kind: core.OpCreate, Coll: "Note", Doc: fmt.Sprintf("%s-%d", prefix, i), Fields: map[string]any{"text": "written while the peer was away", "n": int64(i)}}}
+		if _, err := p.r.Write(context.Background(), p.key, ops, s.Now()); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+}
+
+// TestBacklogFromStreamAlone: B is offline while A writes 10000 notes
+// (one change each); A goes offline too; B starts with only the NATS
+// server up and gets every change from its durable consumer, however
+// small its inbound queue (the synchronous path does not use it).
+func TestBacklogFromStreamAlone(t *testing.T) {
+	s := startServer(t)
+	space := meshtest.NewSpace(t, 2)
+	ra, rb := space.Member(t), space.Member(t)
+	a := startPeer(t, s.ClientURL(), ra, space.Keys[0], nil, mesh.Config{})
+	b := startPeer(t, s.ClientURL(), rb, space.Keys[1], nil, mesh.Config{})
+	b.stop()
+
+	const notes = 10000
+	start := time.Now()
+	writeNotes(t, space, a, "backlog", notes)
+	wrote := time.Since(start)
+	want := changes(t, ra)
+	waitForStream(t, s.ClientURL(), space.ID, want)
+	published := time.Since(start)
+	a.stop()
+
+	start = time.Now()
+	b = startPeer(t, s.ClientURL(), rb, space.Keys[1], nil, mesh.Config{InboundQueue: 4})
+	meshtest.Eventually(t, 2*time.Minute, "B receives the backlog from JetStream", func() (bool, string) {
+		got := changes(t, rb)
+		return got == want, fmt.Sprintf("B holds %d of %d changes; B's node: %v", got, want, b.node.Metrics().Snapshot())
+	})
+	took := time.Since(start)
+	if sa, sb := meshtest.State(t, ra), meshtest.State(t, rb); sa != sb {
+		t.Fatalf("states differ:\n%.300s\n%.300s", sa, sb)
+	}
+	m := b.node.Metrics().Snapshot()
+	if m["bytes_received"] != 0 || m["syncs_served"] != 0 {
+		t.Fatalf("B reconciled with someone: %v", m)
+	}
+	t.Logf("A wrote %d notes in %s (all in the stream after %s); B, starting alone, had them from JetStream after %s: %v; transport %+v",
+		notes, wrote.Round(time.Millisecond), published.Round(time.Millisecond), took.Round(time.Millisecond), m, b.tr.Stats())
+}
+
+// TestBusyNodePushesBack: a node over its push rate takes what it can;
+// the rest is delivered again later (negatively acknowledged with a
+// delay), never dropped.
+func TestBusyNodePushesBack(t *testing.T) {
+	s := startServer(t)
+	space := meshtest.NewSpace(t, 2)
+	ra, rb := space.Member(t), space.Member(t)
+	chain := space.Chain(t, 3000)
+	if _, err := ra.Receive(context.Background(), chain); err != nil {
+		t.Fatal(err)
+	}
+	want := changes(t, ra)
+	a := startPeer(t, s.ClientURL(), ra, space.Keys[0], nil, mesh.Config{})
+	waitForStream(t, s.ClientURL(), space.ID, want)
+	a.stop()
+
+	b := startPeer(t, s.ClientURL(), rb, space.Keys[1], func(c *Config) { c.RetryDelay, c.RetryMaxDelay = 50*time.Millisecond, 200*time.Millisecond },
+		mesh.Config{PushRate: 3000, PushBurst: 500})
+	meshtest.Eventually(t, time.Minute, "the busy node gets every change", func() (bool, string) {
+		got := changes(t, rb)
+		return got == want, fmt.Sprintf("B holds %d of %d changes", got, want)
+	})
+	if d, st := b.node.Metrics().PushesDeferred.Load(), b.tr.Stats(); d == 0 || st.Deferred == 0 {
+		t.Fatalf("nothing was deferred (node %d, transport %+v): the rate limit was not reached", d, st)
+	}
+	t.Logf("deferred %d times; transport %+v", b.node.Metrics().PushesDeferred.Load(), b.tr.Stats())
+}
+
+// TestJoinerBootstrapsFromStream: A founds a space and writes with no
+// NATS, goes online once, then offline. B joined with an invite (it holds
+// only its own grant, no genesis), never met A, and starts with only the
+// NATS server up: it reaches A's state from the stream.
+func TestJoinerBootstrapsFromStream(t *testing.T) {
+	s := startServer(t)
+	space := meshtest.NewSpace(t, 1)
+	ra := space.Member(t)
+	keyA, keyB := space.Keys[0], meshtest.Key(t, 77)
+	rb := space.Joiner(t, ra, keyB.Public())
+	ctx := context.Background()
+	for i := range 200 {
+		ops := []core.Op{{Kind: core.OpCreate, Coll: "Note", Doc: fmt.Sprintf("before-nats-%d", i), Fields: map[string]any{"text": "offline history", "n": int64(i)}}}
+		if _, err := ra.Write(ctx, keyA, ops, space.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := changes(t, ra)
+
+	a := startPeer(t, s.ClientURL(), ra, keyA, nil, mesh.Config{})
+	waitForStream(t, s.ClientURL(), space.ID, want)
+	a.stop()
+
+	startPeer(t, s.ClientURL(), rb, keyB, nil, mesh.Config{})
+	meshtest.Eventually(t, time.Minute, "B reaches A's state from the stream", func() (bool, string) {
+		if !rb.HasGenesis() {
+			return false, "B has no genesis"
+		}
+		got := changes(t, rb)
+		return got == want+1 && rb.IsMember(keyB.Public()), fmt.Sprintf("B holds %d changes, want A's %d and its grant", got, want)
+	})
+	docsA, err := ra.Query("Note", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docsB, err := rb.Query("Note", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docsA) != 200 || fmt.Sprint(docsA) != fmt.Sprint(docsB) {
+		t.Fatalf("B has %d notes, A %d", len(docsB), len(docsA))
+	}
+}
+
+// waitForStream waits until the space's stream holds at least n
+// messages (one per change).
+func waitForStream(t *testing.T, url string, space core.ID, n int) {
+	t.Helper()
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meshtest.Eventually(t, time.Minute, "the stream holds the space", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, StreamName(space))
+		if err != nil {
+			return false, err.Error()
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.State.Msgs >= uint64(n), fmt.Sprintf("stream holds %d messages, want %d", info.State.Msgs, n)
+	})
+}
+
+// TestForgedSettledOnce: a forged change in the stream gets its sender
+// banned and is terminated: it is not delivered again, and the good
+// changes around it still arrive.
+func TestForgedSettledOnce(t *testing.T) {
+	s := startServer(t)
+	space := meshtest.NewSpace(t, 3)
+	ra, rb, rc := space.Member(t), space.Member(t), space.Member(t)
+	a := startPeer(t, s.ClientURL(), ra, space.Keys[0], nil, mesh.Config{})
+	b := startPeer(t, s.ClientURL(), rb, space.Keys[1], nil, mesh.Config{})
+	b.stop() // B is away: what follows reaches it through the stream only
+
+	// C turns hostile: a change with a broken signature, by hand.
+	evil, err := rc.Write(context.Background(), space.Keys[2], []core.Op{{Kind: core.OpCreate, Coll: "Note", Doc: "forged", Fields: map[string]any{"text": "x"}}}, space.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	envEvil, err := rc.Envelope(evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := core.DecodeSigned(envEvil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged.Sig[3] ^= 0x10
+	bad, err := forged.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTransport(t, s, space.Keys[2], nil)
+	join(t, tc, space.ID, &recorder{})
+	if err := tc.Publish(context.Background(), space.ID, [][]byte{bad}); err != nil {
+		t.Fatal(err)
+	}
+	writeNotes(t, space, a, "honest", 20)
+	want := changes(t, ra)
+	waitForStream(t, s.ClientURL(), space.ID, want+1)
+	a.stop()
+	tc.Close()
+
+	b = startPeer(t, s.ClientURL(), rb, space.Keys[1], func(c *Config) { c.AckWait = time.Second }, mesh.Config{})
+	meshtest.Eventually(t, 30*time.Second, "B gets the honest changes and bans the forger", func() (bool, string) {
+		_, banned := b.node.Banned()[mesh.PeerOf(space.Keys[2].Public())]
+		return changes(t, rb) == want && banned, fmt.Sprintf("B holds %d of %d; banned %v", changes(t, rb), want, b.node.Banned())
+	})
+	if rb.Has(evil) {
+		t.Fatal("B stored the forged change")
+	}
+	cons := consumerInfo(t, s.ClientURL(), space.ID, b.tr.ID())
+	meshtest.Eventually(t, 10*time.Second, "every message settled", func() (bool, string) {
+		c := cons()
+		return c.NumAckPending == 0 && c.NumPending == 0, fmt.Sprintf("%+v", c)
+	})
+	received := b.tr.Stats().PushesReceived
+	time.Sleep(3 * time.Second) // past AckWait: anything unsettled would come again
+	if c := cons(); c.NumRedelivered != 0 || b.tr.Stats().PushesReceived != received {
+		t.Fatalf("delivered again: consumer %+v, transport %+v", c, b.tr.Stats())
+	}
+}
+
+// consumerInfo reads peer's durable consumer in space's stream.
+func consumerInfo(t *testing.T, url string, space core.ID, peer mesh.PeerID) func() jetstream.ConsumerInfo {
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() jetstream.ConsumerInfo {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := js.Consumer(ctx, StreamName(space), ConsumerName(peer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *info
+	}
+}

@@ -1,0 +1,281 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// session is one space's subscriptions and loops between Join (or
+// Resume) and Leave (or Pause, Close). Callbacks run only while it is
+// open; stop waits for them, for the requests being served and for its
+// two loops: consume (the durable consumer into the Handler) and stream
+// sync (our changes into the stream).
+type session struct {
+	ctx    context.Context // callbacks, Serve and Apply; cancelled last
+	cancel context.CancelFunc
+	// syncCtx bounds stream sync and is cancelled first.
+	syncCtx    context.Context
+	syncCancel context.CancelFunc
+	resync     chan struct{} // asks stream sync for a pass now
+
+	stream jetstream.Stream
+	subs   []*natsgo.Subscription
+	msgs   jetstream.MessagesContext
+	asm    *assembler
+
+	consumed chan struct{} // closed when the consume loop has returned
+	loops    sync.WaitGroup
+
+	mu   sync.Mutex
+	open bool
+	wg   sync.WaitGroup
+}
+
+func (s *session) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.open {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *session) leave() { s.wg.Done() }
+
+// start ensures the stream and our durable consumer, subscribes to
+// presence and requests, and starts consuming and the first stream sync.
+// A permission the server denies fails it with an error naming the
+// subject.
+func (t *Transport) start(sp *space) (_ *session, err error) {
+	ctx, done := t.operation(sp)
+	defer done()
+	lastBefore := t.nc.LastError()
+	defer func() {
+		if err != nil {
+			err = t.explain(ctx, sp, lastBefore, err)
+		}
+	}()
+	stream, err := t.ensureStream(ctx, sp)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := t.ensureConsumer(ctx, stream, sp)
+	if err != nil {
+		return nil, err
+	}
+	sess := &session{open: true, asm: newAssembler(t), stream: stream, resync: make(chan struct{}, 1)}
+	sess.ctx, sess.cancel = context.WithCancel(context.Background())
+	sess.syncCtx, sess.syncCancel = context.WithCancel(sess.ctx)
+	defer func() {
+		if err != nil {
+			t.stop(sess)
+		}
+	}()
+	pres, err := t.nc.Subscribe(sp.presenceSubj, func(m *natsgo.Msg) {
+		if sess.enter() {
+			defer sess.leave()
+			t.onPresence(sp, m)
+		}
+	})
+	if err != nil {
+		return sess, fmt.Errorf("nats transport: subscribe presence: %w", err)
+	}
+	sess.subs = append(sess.subs, pres)
+	serve, err := t.nc.Subscribe(sp.serveSubj, func(m *natsgo.Msg) {
+		if sess.enter() {
+			defer sess.leave()
+			t.onRequest(sp, sess, m)
+		}
+	})
+	if err != nil {
+		return sess, fmt.Errorf("nats transport: subscribe requests: %w", err)
+	}
+	sess.subs = append(sess.subs, serve)
+	pendingBytes := max(64<<20, int(t.cfg.MaxReassemblyBytes)+2*t.cfg.MaxMessageBytes)
+	if err := serve.SetPendingLimits(1<<16, pendingBytes); err != nil {
+		return sess, err
+	}
+	sess.msgs, err = cons.Messages(
+		jetstream.PullMaxMessagesWithBytesLimit(2*t.cfg.ApplyBatch, max(t.cfg.ConsumerMaxBytes, 2*int(t.nc.MaxPayload()))))
+	if err != nil {
+		return sess, fmt.Errorf("nats transport: consume %s: %w", sp.consumer, err)
+	}
+	if err := t.nc.FlushTimeout(t.cfg.OperationTimeout); err != nil {
+		return sess, fmt.Errorf("nats transport: flush: %w", err)
+	}
+	if err := t.violation(ctx, sp, lastBefore); err != nil {
+		return sess, err
+	}
+	sess.consumed = make(chan struct{})
+	sess.loops.Add(2)
+	go t.consumeLoop(sp, sess)
+	go t.syncLoop(sp, sess)
+	return sess, nil
+}
+
+// stop ends a session: stream sync stops, the consumer drains (what is
+// buffered is applied and acknowledged, within OperationTimeout; the rest
+// is delivered again later), callbacks stop, requests being served are
+// cancelled and awaited.
+func (t *Transport) stop(s *session) {
+	s.syncCancel()
+	if s.msgs != nil {
+		if t.nc.IsConnected() {
+			s.msgs.Drain()
+		} else {
+			s.msgs.Stop()
+		}
+		if s.consumed != nil {
+			select {
+			case <-s.consumed:
+			case <-time.After(t.cfg.OperationTimeout):
+				t.log.Warn("push consumer did not drain in time; the rest is delivered again later")
+				s.msgs.Stop()
+				s.cancel()
+				<-s.consumed
+			}
+		} else {
+			s.msgs.Stop()
+		}
+	}
+	s.mu.Lock()
+	s.open = false
+	s.mu.Unlock()
+	s.cancel()
+	for _, sub := range s.subs {
+		if err := sub.Unsubscribe(); err != nil && !errors.Is(err, natsgo.ErrConnectionClosed) && !errors.Is(err, natsgo.ErrBadSubscription) {
+			t.log.Debug("unsubscribe", "subject", sub.Subject, "err", err)
+		}
+	}
+	s.wg.Wait()
+	s.loops.Wait()
+	s.asm.reset()
+}
+
+// resync asks the space's stream sync for a pass now (after a failed
+// publish).
+func (t *Transport) resync(sp *space) {
+	t.mu.Lock()
+	sess := sp.sess
+	t.mu.Unlock()
+	if sess == nil {
+		return
+	}
+	select {
+	case sess.resync <- struct{}{}:
+	default:
+	}
+}
+
+// retryDelay is RetryDelay doubled per consecutive failure, up to
+// RetryMaxDelay.
+func (t *Transport) retryDelay(failures int) time.Duration {
+	d := t.cfg.RetryDelay
+	for range min(failures, 20) {
+		d *= 2
+		if d >= t.cfg.RetryMaxDelay {
+			return t.cfg.RetryMaxDelay
+		}
+	}
+	return min(d, t.cfg.RetryMaxDelay)
+}
+
+// permissions collects the permission violations the server reports on
+// our connection (only on one we made: an adopted Conn keeps its own
+// error handler, and LastError stands in).
+type permissions struct {
+	mu       sync.Mutex
+	seq      int
+	watchers map[int]func(error)
+}
+
+func (p *permissions) report(err error) {
+	p.mu.Lock()
+	fns := make([]func(error), 0, len(p.watchers))
+	for _, fn := range p.watchers {
+		fns = append(fns, fn)
+	}
+	p.mu.Unlock()
+	for _, fn := range fns {
+		fn(err)
+	}
+}
+
+func (p *permissions) watch(fn func(error)) (cancel func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.watchers == nil {
+		p.watchers = map[int]func(error){}
+	}
+	p.seq++
+	id := p.seq
+	p.watchers[id] = fn
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.watchers, id)
+	}
+}
+
+// concerns reports whether a permission violation is about a subject sp
+// uses.
+func concerns(err error, sp *space) bool {
+	msg := err.Error()
+	return strings.Contains(msg, sp.id.String()) || strings.Contains(msg, sp.stream) ||
+		strings.Contains(msg, "$JS.API.INFO") || strings.Contains(msg, "_INBOX")
+}
+
+func permissionError(sp *space, err error) error {
+	return fmt.Errorf("nats transport: space %s: the NATS user may not use a subject the transport needs (%w); the server's operator must allow the subjects the package doc lists for this space", sp.id, err)
+}
+
+// operation is a context for the management calls of starting sp's
+// session: OperationTimeout, cut short by a permission violation about
+// sp's subjects (which the server reports instead of answering).
+func (t *Transport) operation(sp *space) (context.Context, func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.OperationTimeout)
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	unwatch := t.perms.watch(func(err error) {
+		if concerns(err, sp) {
+			cancelCause(err)
+		}
+	})
+	return ctx, func() {
+		unwatch()
+		cancelCause(nil)
+		cancel()
+	}
+}
+
+// violation returns the permission violation about sp's subjects that
+// cut ctx short or that the connection reported since lastBefore (an
+// adopted Conn's error handler is not ours: its LastError stands in).
+func (t *Transport) violation(ctx context.Context, sp *space, lastBefore error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, natsgo.ErrPermissionViolation) {
+		return permissionError(sp, cause)
+	}
+	if last := t.nc.LastError(); last != nil && last != lastBefore && errors.Is(last, natsgo.ErrPermissionViolation) && concerns(last, sp) {
+		return permissionError(sp, last)
+	}
+	return nil
+}
+
+// explain turns a failure to start into one naming a denied permission
+// when that is what happened.
+func (t *Transport) explain(ctx context.Context, sp *space, lastBefore, err error) error {
+	if perr := t.violation(ctx, sp, lastBefore); perr != nil {
+		return perr
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w (no answer within OperationTimeout, %s: is JetStream enabled for this account, and the stream's cluster up?)", err, t.cfg.OperationTimeout)
+	}
+	return err
+}
