@@ -47,7 +47,7 @@ func TestMongoSinkSurvivesKills(t *testing.T) {
 				}
 				cur.Close(ctx)
 			}
-			s, err := mongodb.New(ctx, mongodb.Config{URL: url, Name: "crash"})
+			s, err := mongodb.New(ctx, mongodb.Config{URL: url, Name: "crash", ReadOnly: true})
 			if err != nil {
 				t.Fatal(err)
 			}

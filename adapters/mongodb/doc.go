@@ -4,14 +4,15 @@
 // without transactions.
 //
 //	s, err := mongodb.New(ctx, mongodb.Config{
-//		URL:  "mongodb://db.example:27017/library?w=majority", // the path names the database
-//		Name: "library-mongo",                                 // checkpoint key
-//	})
+//		URL:   "mongodb://db.example:27017/library?w=majority", // the path names the database
+//		Name:  "library-mongo",                                 // checkpoint key
+//		Space: spaceID, Node: nodeKey,                          // with Name, the sink's claim
+//	})                                                          // errors.Is(err, checkpoint.ErrClaimed): another claim owns it
 //	defer s.Close(ctx)
 //	r, _ := checkpoint.New(checkpoint.DefaultConfig(), space.Effects, s, space, parking)
 //	r.Start(ctx); defer r.Close()
 //
-//	s.Reset(ctx) // tributary sink reset: forget the checkpoint, replay the log
+//	s.Reset(ctx) // tributary sink reset: checkpoint back to 0, replay the log
 //
 // # Documents
 //
@@ -56,10 +57,55 @@
 // NotDeleted ({_deleted: {$ne: true}}) to their filters.
 //
 // The checkpoint lives in the collection _tributary_checkpoints as
-// {_id: sink name, lsn: int64}. Sinks sharing a database write the same
-// collections: on MongoDB the guards keep that correct (each document
-// ends at the newest effect any of them wrote); on FerretDB give each
-// sink its own database.
+// {_id: sink name, lsn: int64, space, node, fence, updated}.
+//
+// # Claim and fence
+//
+// A target is claimed by exactly one (space, node, sink). New claims the
+// sink's checkpoint document (one written before claims existed is
+// adopted) and refuses a sink of the same name from another space or
+// node with a *checkpoint.ClaimedError naming the owner. It also takes a
+// new fence, with a write guarded by the fence it read (two instances
+// starting at once cannot take the same one). Without transactions
+// every Apply checks the fence before its first write and raises the
+// checkpoint with an update guarded by it, {_id: name, fence: mine}: a
+// stale instance (a second process, or one a restart replaced) gets
+// checkpoint.ErrFenced and the runner stops it. An instance fenced out
+// while a batch is being written may still write that batch's documents;
+// their LSN guards make that harmless (the newer instance applies the
+// same effect log), and its checkpoint write matches nothing. With
+// transactions the fence is read in the batch's transaction. Reset sets
+// the checkpoint to 0, keeping the claim. Config.ReadOnly opens a sink
+// that only reads.
+//
+// # The name mapping
+//
+// The collection _tributary_names holds one document per mapped
+// collection, {_id: the MongoDB collection, space, node, sink,
+// collection, fields: [{field, name}]}: the _id makes a MongoDB
+// collection belong to one claim, and a sink that wants one another
+// claim maps is refused at start (Prepare) with a *checkpoint.
+// ClaimedError (give it a database of its own, or Config.Collections).
+// A collection is mapped once, the first time a schema shows it, and
+// looked up by name ever after. Its MongoDB collection is
+// Config.Collections[collection] (checked at New: MongoDB's rules, not
+// reserved, not another claim's, and the collection's own if it has one:
+// a mapping never changes), else its own name: MongoDB and FerretDB
+// tell collection names apart by case (BookReview beside bookreview is
+// fine), so only a name longer than the database takes (MaxCollectionName,
+// 235 bytes on FerretDB; 255 for database, dot and collection on MongoDB)
+// is cut and given "_" and 8 hex digits of a hash of the full name, and a
+// name taken or reserved (system., _tributary_, _ferretdb_) is suffixed
+// so. Field names are the schema's: GraphQL names never hold "$" or ".",
+// and never start with "_", so they are valid field names that never meet
+// the sink's own; the mapping lists each field anyway, appended as
+// upgrades add fields, so that a later "field renamed" upgrade can keep a
+// field's stored name. A MongoDB collection that exists without a mapping
+// document (written before the mapping existed) is adopted.
+//
+// Sinks of different claims may share a database as long as their
+// collections are named apart. On MongoDB the guards keep even shared
+// documents correct; on FerretDB give each sink its own database.
 //
 // # Exactly once
 //
@@ -142,7 +188,8 @@
 // with their index in the batch, so the runner parks them: before anything
 // is written, a value that does not fit its field's kind, a field name
 // BSON cannot hold (NUL), a document over the server's maxBsonObjectSize
-// (16 MiB) or a collection name MongoDB refuses; when written, a document
+// (16 MiB), a collection name MongoDB refuses or a collection the batch's
+// schema lacks; when written, a document
 // the server refuses for its content (BadValue, such as FerretDB's
 // refusal of infinite doubles; $-prefixed, dotted or empty field names;
 // document too large; validation failure; a duplicate key on a unique

@@ -24,15 +24,16 @@ import (
 	"github.com/tributary-sync/tributary/eventstream"
 )
 
-// harness runs sinks against one embedded FerretDB, one database per sink
-// name, and reads their documents back in canonical values.
+// harness runs sinks against one embedded FerretDB, one database per
+// target name, and reads their documents back in canonical values.
 type harness struct {
 	uri    string
 	client *mongo.Client
 
 	mu      sync.Mutex
-	dbs     map[string]string         // sink name -> database
-	schemas map[string]*schema.Schema // sink name -> newest schema applied
+	dbs     map[string]string         // target name -> database
+	schemas map[string]*schema.Schema // target name -> newest schema applied
+	readers map[string]*mongodb.Sink  // target name -> read-only sink
 }
 
 func newHarness(t testing.TB) *harness {
@@ -43,7 +44,13 @@ func newHarness(t testing.TB) *harness {
 		t.Fatalf("connect to FerretDB: %v", err)
 	}
 	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
-	return &harness{uri: uri, client: client, dbs: map[string]string{}, schemas: map[string]*schema.Schema{}}
+	h := &harness{uri: uri, client: client, dbs: map[string]string{}, schemas: map[string]*schema.Schema{}, readers: map[string]*mongodb.Sink{}}
+	t.Cleanup(func() {
+		for _, r := range h.readers {
+			_ = r.Close(context.Background())
+		}
+	})
+	return h
 }
 
 func (h *harness) Name() string { return "mongodb" }
@@ -51,6 +58,10 @@ func (h *harness) Name() string { return "mongodb" }
 func (h *harness) db(sinkName string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.dbLocked(sinkName)
+}
+
+func (h *harness) dbLocked(sinkName string) string {
 	db, ok := h.dbs[sinkName]
 	if !ok {
 		db = fmt.Sprintf("sink%d", len(h.dbs))
@@ -69,13 +80,14 @@ func (h *harness) schema(sinkName string) *schema.Schema {
 // tell DateTime and JSON fields apart.
 type recording struct {
 	*mongodb.Sink
-	h *harness
+	h      *harness
+	target string
 }
 
 func (r recording) Apply(ctx context.Context, b checkpoint.Batch) error {
 	if b.Schema != nil {
 		r.h.mu.Lock()
-		r.h.schemas[r.Name()] = b.Schema
+		r.h.schemas[r.target] = b.Schema
 		r.h.mu.Unlock()
 	}
 	return r.Sink.Apply(ctx, b)
@@ -83,15 +95,48 @@ func (r recording) Apply(ctx context.Context, b checkpoint.Batch) error {
 
 func (h *harness) open(t testing.TB, name string, chunk int) recording {
 	t.Helper()
-	s, err := mongodb.New(context.Background(), mongodb.Config{URL: h.uri + h.db(name), Name: name, ChunkSize: chunk})
+	s, err := h.openAs(name, adaptertest.ClaimFor(name), chunk)
 	if err != nil {
 		t.Fatalf("open sink %s: %v", name, err)
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
-	return recording{Sink: s, h: h}
+	return s
+}
+
+func (h *harness) openAs(target string, claim checkpoint.Claim, chunk int) (recording, error) {
+	s, err := mongodb.New(context.Background(), mongodb.Config{URL: h.uri + h.db(target), Name: claim.Sink, Space: claim.Space, Node: claim.Node, ChunkSize: chunk})
+	if err != nil {
+		return recording{}, err
+	}
+	return recording{Sink: s, h: h, target: target}, nil
 }
 
 func (h *harness) Open(t testing.TB, name string) checkpoint.Sink { return h.open(t, name, 0) }
+
+func (h *harness) OpenAs(t testing.TB, target string, claim checkpoint.Claim) (checkpoint.Sink, error) {
+	s, err := h.openAs(target, claim, 0)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// reader is a read-only sink of the target's owner: it takes no fence.
+func (h *harness) reader(t testing.TB, target string) *mongodb.Sink {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.readers[target]; r != nil {
+		return r
+	}
+	claim := adaptertest.ClaimFor(target)
+	r, err := mongodb.New(context.Background(), mongodb.Config{URL: h.uri + h.dbLocked(target), Name: claim.Sink, Space: claim.Space, Node: claim.Node, ReadOnly: true})
+	if err != nil {
+		t.Fatalf("open reader %s: %v", target, err)
+	}
+	h.readers[target] = r
+	return r
+}
 
 func (h *harness) Read(t testing.TB, sinkName, collection string) map[string]map[string]any {
 	t.Helper()
@@ -100,7 +145,14 @@ func (h *harness) Read(t testing.TB, sinkName, collection string) map[string]map
 	if s := h.schema(sinkName); s != nil {
 		coll, _ = s.Collection(collection)
 	}
-	cur, err := h.client.Database(h.db(sinkName)).Collection(collection).Find(ctx, mongodb.NotDeleted)
+	name, err := h.reader(t, sinkName).CollectionName(ctx, collection)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name == "" {
+		return map[string]map[string]any{} // never written
+	}
+	cur, err := h.client.Database(h.db(sinkName)).Collection(name).Find(ctx, mongodb.NotDeleted)
 	if err != nil {
 		t.Fatalf("read %s/%s: %v", sinkName, collection, err)
 	}
@@ -129,6 +181,8 @@ func (h *harness) Poison() (eventstream.Effect, bool) {
 }
 
 func TestConformance(t *testing.T) { adaptertest.Run(t, newHarness(t)) }
+
+func TestSharedTarget(t *testing.T) { adaptertest.RunShared(t, newHarness(t)) }
 
 // The guarded writes MongoDB gets are exercised by the tests that run in
 // both modes (bothModes): the whole suite through them over FerretDB,

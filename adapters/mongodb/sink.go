@@ -18,9 +18,11 @@ import (
 
 	"github.com/tributary-sync/tributary/checkpoint"
 	"github.com/tributary-sync/tributary/core/schema"
+	"github.com/tributary-sync/tributary/eventstream"
 )
 
-// CheckpointCollection holds one document per sink: {_id: sink name, lsn}.
+// CheckpointCollection holds one document per sink: {_id: sink name, lsn,
+// space, node, fence, updated}.
 const CheckpointCollection = "_tributary_checkpoints"
 
 // DefaultChunkSize is the default number of writes per bulk write.
@@ -39,6 +41,21 @@ type Config struct {
 	URL string
 	// Name identifies the sink; its checkpoint is kept under this name.
 	Name string
+	// Space and Node (the space ID and the node's public key) complete
+	// the sink's claim (checkpoint.Claim) with Name: the checkpoint and
+	// the collections the sink maps belong to that claim, and New refuses
+	// a sink of another claim.
+	Space, Node string
+	// ReadOnly opens the sink only to read (Checkpoint, CollectionName):
+	// it claims nothing and takes no fence; Apply, Prepare and Reset
+	// fail. With Space and Node empty it reads the mapping of whichever
+	// claim holds Name.
+	ReadOnly bool
+	// Collections overrides the MongoDB collection of space collections
+	// (collection -> MongoDB collection), when the sink maps them for the
+	// first time: a collection mapped to another one already makes New
+	// fail (the mapping never changes).
+	Collections map[string]string
 	// ChunkSize is the most writes sent in one bulk write (default 50).
 	// FerretDB's bulk writes stall beyond about 100 writes that match
 	// existing documents: keep it at 50 or below there.
@@ -62,18 +79,32 @@ type Sink struct {
 	client  *mongo.Client
 	db      *mongo.Database
 	ckpts   *mongo.Collection
-	txn     bool // apply batches in transactions
+	fence   int64 // taken by New: the checkpoint must hold it
+	txn     bool  // apply batches in transactions
 	rewrite bool // write by insert and delete (FerretDB), see rewriteGroup
 	maxDoc  int  // the server's largest document, bytes
 	closeMu sync.Mutex
 	closed  bool
 
 	mu sync.Mutex // one Apply at a time
+
+	layoutMu sync.Mutex
+	layout   *layout // of the newest schema mapped
 }
 
-var _ checkpoint.Sink = (*Sink)(nil)
+var (
+	_ checkpoint.Sink     = (*Sink)(nil)
+	_ checkpoint.Preparer = (*Sink)(nil)
+)
 
-// New connects to the database of cfg.URL and checks that it answers.
+// ErrReadOnly refuses writes through a sink opened with Config.ReadOnly.
+var ErrReadOnly = errors.New("the sink was opened read-only")
+
+// New connects to the database of cfg.URL, checks that it answers,
+// claims the sink's checkpoint and takes a new fence. A checkpoint
+// another claim holds makes it fail with a *checkpoint.ClaimedError
+// naming the owner, as does a collection of Config.Collections another
+// claim maps.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("mongodb sink: a name is required")
@@ -103,11 +134,38 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	}
 	s := &Sink{cfg: cfg, client: client, db: client.Database(cs.Database)}
 	s.ckpts = s.db.Collection(CheckpointCollection)
-	if err := s.hello(ctx); err != nil {
+	err = s.hello(ctx)
+	if err == nil {
+		err = s.checkOverridesAlone()
+	}
+	if err == nil && !cfg.ReadOnly {
+		if err = s.claim(ctx); err == nil {
+			err = s.checkOverrides(ctx)
+		}
+	}
+	if err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
+		if checkpoint.Fatal(err) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("mongodb sink %s: %w", cfg.Name, err)
 	}
 	return s, nil
+}
+
+// checkOverridesAlone checks Config.Collections on its own.
+func (s *Sink) checkOverridesAlone() error {
+	seen := map[string]string{}
+	for coll, target := range s.cfg.Collections {
+		if err := s.checkTargetName(target); err != nil {
+			return fmt.Errorf("tables: collection %s: %w", coll, err)
+		}
+		if other := seen[target]; other != "" {
+			return fmt.Errorf("tables: collections %s and %s both map to %s", other, coll, target)
+		}
+		seen[target] = coll
+	}
+	return nil
 }
 
 // hello asks the server what it is: transactions need a replica set or a
@@ -158,30 +216,53 @@ func (s *Sink) Transactions() bool { return s.txn }
 // Database returns the target database, for readers sharing the client.
 func (s *Sink) Database() *mongo.Database { return s.db }
 
-// Checkpoint implements checkpoint.Sink.
+// Checkpoint implements checkpoint.Sink. A sink whose fence the
+// checkpoint no longer holds gets checkpoint.ErrFenced.
 func (s *Sink) Checkpoint(ctx context.Context) (uint64, error) {
-	raw, err := s.ckpts.FindOne(ctx, bson.D{{Key: FieldID, Value: s.cfg.Name}}).Raw()
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return 0, nil
+	if !s.cfg.ReadOnly {
+		return s.checkFence(ctx)
 	}
+	d, err := s.readCheckpoint(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("mongodb sink %s: read checkpoint: %w", s.cfg.Name, err)
 	}
-	n, ok := raw.Lookup("lsn").AsInt64OK()
-	if !ok || n < 0 {
-		return 0, fmt.Errorf("mongodb sink %s: checkpoint document %s holds no LSN", s.cfg.Name, raw)
+	if d == nil {
+		return 0, nil
 	}
-	return uint64(n), nil
+	return uint64(d.LSN), nil
 }
 
-// Reset deletes the sink's checkpoint, so that a runner replays the whole
-// effect log into the target (tributary sink reset). The documents stay;
-// the replay rewrites them.
+// Reset sets the sink's checkpoint back to 0, keeping its claim and
+// mapping, so that a runner replays the whole effect log into the target
+// (tributary sink reset). The documents stay; the replay rewrites them.
 func (s *Sink) Reset(ctx context.Context) error {
-	if _, err := s.ckpts.DeleteOne(ctx, bson.D{{Key: FieldID, Value: s.cfg.Name}}); err != nil {
+	if s.cfg.ReadOnly {
+		return fmt.Errorf("mongodb sink %s: reset: %w", s.cfg.Name, ErrReadOnly)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	res, err := s.ckpts.UpdateOne(ctx, bson.D{{Key: FieldID, Value: s.cfg.Name}, {Key: "fence", Value: s.fence}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "lsn", Value: int64(0)}, {Key: "updated", Value: time.Now()}}}})
+	if err != nil {
 		return fmt.Errorf("mongodb sink %s: reset checkpoint: %w", s.cfg.Name, err)
 	}
+	if res.MatchedCount == 0 {
+		_, err := s.checkFence(ctx)
+		return err
+	}
 	return nil
+}
+
+// Prepare implements checkpoint.Preparer: it maps the collections of sch
+// (see ensure), refusing those another claim maps.
+func (s *Sink) Prepare(ctx context.Context, sch *schema.Schema) error {
+	if s.cfg.ReadOnly {
+		return fmt.Errorf("mongodb sink %s: prepare: %w", s.cfg.Name, ErrReadOnly)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := s.ensure(ctx, sch)
+	return err
 }
 
 // Close implements checkpoint.Sink. Closing twice is harmless.
@@ -224,16 +305,29 @@ func guard(id string, lsn int64) bson.D {
 	}
 }
 
-// Apply implements checkpoint.Sink: it writes every effect guarded by its
-// LSN, then raises the checkpoint to b.Through. On a server with
-// transactions both happen in one transaction.
+// Apply implements checkpoint.Sink: it checks the fence, writes every
+// effect guarded by its LSN, then raises the checkpoint to b.Through with
+// a write guarded by the fence. On a server with transactions all of it
+// happens in one transaction. A Redo batch (parked effects offered again)
+// needs nothing special: the guards let an effect at least as new as the
+// document it replaces through, whatever the checkpoint.
 func (s *Sink) Apply(ctx context.Context, b checkpoint.Batch) error {
+	if s.cfg.ReadOnly {
+		return fmt.Errorf("mongodb sink %s: apply: %w", s.cfg.Name, ErrReadOnly)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b.Through > math.MaxInt64 {
 		return fmt.Errorf("mongodb sink %s: checkpoint %d does not fit a BSON int64", s.cfg.Name, b.Through)
 	}
-	writes, err := s.prepare(b)
+	var l *layout
+	if b.Schema != nil && len(b.Effects) > 0 {
+		var err error
+		if l, err = s.ensure(ctx, b.Schema); err != nil {
+			return err
+		}
+	}
+	writes, err := s.prepare(b, l)
 	if err != nil {
 		return err
 	}
@@ -245,6 +339,13 @@ func (s *Sink) Apply(ctx context.Context, b checkpoint.Batch) error {
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout)
 	defer cancel()
+	// Without transactions the fence is checked before the first write
+	// and guards the checkpoint's: a newer instance that starts in
+	// between lets this batch's documents through, which their LSN
+	// guards make harmless (both instances apply the same effect log).
+	if _, err := s.checkFence(wctx); err != nil {
+		return err
+	}
 	if err := s.applyWrites(wctx, writes); err != nil {
 		return err
 	}
@@ -252,20 +353,32 @@ func (s *Sink) Apply(ctx context.Context, b checkpoint.Batch) error {
 }
 
 // prepare encodes every effect, refusing those no server could store
-// before anything is written.
-func (s *Sink) prepare(b checkpoint.Batch) ([]write, error) {
+// before anything is written. l maps collections (nil: a batch without
+// a schema, written under the collections' own names).
+func (s *Sink) prepare(b checkpoint.Batch, l *layout) ([]write, error) {
 	writes := make([]write, 0, len(b.Effects))
 	for i := range b.Effects {
 		e := &b.Effects[i]
 		reject := func(format string, args ...any) error {
 			return &checkpoint.RejectedError{Index: i, Reason: fmt.Sprintf("%s/%s: ", e.Collection, e.DocID) + fmt.Sprintf(format, args...)}
 		}
+		target := e.Collection
 		if err := checkCollectionName(e.Collection); err != nil {
 			return nil, reject("%v", err)
 		}
 		var coll *schema.Collection
-		if b.Schema != nil {
+		if l != nil {
 			coll, _ = b.Schema.Collection(e.Collection)
+			t, ok := l.colls[e.Collection]
+			if !ok {
+				if e.Kind == eventstream.Delete {
+					continue // nothing can exist in a collection the schema lacks
+				}
+				return nil, reject("collection %s is not in the schema", e.Collection)
+			}
+			target = t
+		} else if err := s.checkTargetName(target); err != nil {
+			return nil, reject("%v", err)
 		}
 		d, err := encodeEffect(e, coll)
 		if err != nil {
@@ -278,21 +391,18 @@ func (s *Sink) prepare(b checkpoint.Batch) ([]write, error) {
 		if len(raw) > s.maxDoc {
 			return nil, reject("the document is %d bytes of BSON, over the server's limit of %d", len(raw), s.maxDoc)
 		}
-		writes = append(writes, write{index: i, coll: e.Collection, id: e.DocID, lsn: int64(e.LSN), doc: raw})
+		writes = append(writes, write{index: i, coll: target, id: e.DocID, lsn: int64(e.LSN), doc: raw})
 	}
 	return writes, nil
 }
 
+// checkCollectionName refuses what no space collection can be called.
 func checkCollectionName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("empty collection name")
 	case strings.ContainsAny(name, "$\x00"):
 		return fmt.Errorf("collection name %q: MongoDB refuses '$' and NUL in collection names", name)
-	case strings.HasPrefix(name, "system."):
-		return fmt.Errorf("collection name %q: the system. prefix is reserved", name)
-	case name == CheckpointCollection:
-		return fmt.Errorf("collection name %q is the sink's checkpoint collection", name)
 	}
 	return nil
 }
@@ -549,16 +659,6 @@ func (s *Sink) insertOne(ctx context.Context, coll *mongo.Collection, w *write, 
 	return &checkpoint.RejectedError{Index: w.index, Reason: fmt.Sprintf("%s/%s: %v", w.coll, w.id, err)}
 }
 
-// saveCheckpoint raises the checkpoint to through ($max: never lowers it).
-func (s *Sink) saveCheckpoint(ctx context.Context, through int64) error {
-	_, err := s.ckpts.UpdateOne(ctx, bson.D{{Key: FieldID, Value: s.cfg.Name}},
-		bson.D{{Key: "$max", Value: bson.D{{Key: "lsn", Value: through}}}}, options.Update().SetUpsert(true))
-	if err != nil {
-		return fmt.Errorf("mongodb sink %s: save checkpoint %d: %w", s.cfg.Name, through, err)
-	}
-	return nil
-}
-
 // applyTxn applies writes and the checkpoint in one transaction. A
 // duplicate-key error would abort the transaction, so the writes whose
 // documents already hold newer effects are dropped first; the guards
@@ -577,6 +677,9 @@ func (s *Sink) applyTxn(ctx context.Context, writes []write, through int64) erro
 	)
 	_, err = sess.WithTransaction(ctx, func(sc mongo.SessionContext) (any, error) {
 		rejected, dup = nil, nil
+		if _, err := s.checkFence(sc); err != nil {
+			return nil, err
+		}
 		for _, group := range byCollection(writes) {
 			coll := s.db.Collection(group[0].coll)
 			live, err := s.dropStale(sc, coll, group)
@@ -609,6 +712,9 @@ func (s *Sink) applyTxn(ctx context.Context, writes []write, through int64) erro
 	})
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, checkpoint.ErrFenced) {
+		return err
 	}
 	if dup != nil {
 		// A racing writer stored a newer effect after dropStale read
