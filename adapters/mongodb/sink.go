@@ -81,8 +81,8 @@ type Sink struct {
 	ckpts   *mongo.Collection
 	fence   int64 // taken by New: the checkpoint must hold it
 	txn     bool  // apply batches in transactions
-	rewrite bool // write by insert and delete (FerretDB), see rewriteGroup
-	maxDoc  int  // the server's largest document, bytes
+	rewrite bool  // write by insert and delete (FerretDB), see rewriteGroup
+	maxDoc  int   // the server's largest document, bytes
 	closeMu sync.Mutex
 	closed  bool
 
