@@ -298,7 +298,7 @@ func connectError(c *Config, err error) error {
 			how = "Token was refused"
 		}
 		return fmt.Errorf("nats transport: connect to %s: the server requires credentials and %s (%w); set CredsFile, NKeySeedFile, User/Password or Token to ones the server's operator issued", where, how, err)
-	case strings.Contains(msg, "x509") || strings.Contains(msg, "tls:") || errors.Is(err, natsgo.ErrSecureConnRequired) || errors.Is(err, natsgo.ErrSecureConnWanted):
+	case strings.Contains(msg, "x509") || strings.Contains(strings.ToLower(msg), "tls") || errors.Is(err, natsgo.ErrSecureConnRequired) || errors.Is(err, natsgo.ErrSecureConnWanted):
 		return fmt.Errorf("nats transport: connect to %s: TLS failed (%w); check the URL scheme (tls://), CAFile, and CertFile/KeyFile if the server verifies clients", where, err)
 	}
 	return fmt.Errorf("nats transport: connect to %s: %w", where, err)

@@ -78,7 +78,7 @@
 // operator's job, with accounts, credentials (CredsFile, NKeySeedFile,
 // User/Password or Token, and TLS with CAFile, CertFile and KeyFile)
 // and subject permissions. A member's user needs, for space S and its
-// own PeerID P:
+// own PeerID P (Permissions returns these lists):
 //
 //	publish    tributary.S.changes.*              its changes, into the stream
 //	           tributary.S.presence
