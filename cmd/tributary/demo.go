@@ -84,12 +84,16 @@ func (c *cli) runDemo(ctx context.Context, dir string) error {
 	fmt.Fprintf(c.out, "    space %s\n", space)
 
 	step("bob joins with an invite code, offline; his grant travels by bundle")
-	code, _, _, err := makeInvite(ctx, aliceHome, alice.sp, 24*time.Hour, nil, time.Now())
+	inviteKey, inviteEnv, err := alice.sp.Replica.CreateInvite(ctx, aliceHome.Key, now()+uint64((24*time.Hour).Milliseconds()), now())
+	if err != nil {
+		return err
+	}
+	code, err := core.InviteCode{Space: space, Name: "library", Seed: inviteKey.Seed(), Invite: inviteEnv}.Encode()
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.out, "    invite code %s...\n", code[:32])
-	bobCLI := &cli{home: filepath.Join(dir, "bob"), json: true, out: devNull(), nowFunc: time.Now}
+	bobCLI := &cli{home: filepath.Join(dir, "bob"), json: true, out: devNull(), nowFunc: time.Now, wait: time.Minute}
 	join := bobCLI.joinCmd()
 	join.SetArgs([]string{code})
 	join.SetContext(ctx)

@@ -7,17 +7,20 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tributary-sync/tributary/cmd/tributary/node"
-	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/cmd/tributary/service"
 )
 
 func (c *cli) initCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "init",
-		Short: "Create this node's home and Ed25519 key (idempotent)",
+		Short: "Create this node's home, Ed25519 key and API token (idempotent)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			h, created, err := node.InitHome(c.home)
 			if err != nil {
+				return err
+			}
+			if _, err := h.EnsureToken(); err != nil {
 				return err
 			}
 			verb := "created"
@@ -30,6 +33,23 @@ func (c *cli) initCmd() *cobra.Command {
 	}
 }
 
+func (c *cli) tokenCmd() *cobra.Command {
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Replace the API token (the running node accepts only the new one from now on)",
+		Args:  cobra.NoArgs,
+		RunE: c.withService(func(cmd *cobra.Command, _ []string, svc service.Service) error {
+			if err := svc.RotateToken(cmd.Context()); err != nil {
+				return err
+			}
+			return c.say(map[string]any{"rotated": true}, "API token rotated; clients read it from %s/api-token", c.home)
+		}),
+	}
+	cmd := &cobra.Command{Use: "token", Short: "Manage the HTTP API's bearer token"}
+	cmd.AddCommand(rotate)
+	return cmd
+}
+
 func (c *cli) spaceCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "space", Short: "Create and list spaces"}
 	var schemaFile, name string
@@ -38,7 +58,7 @@ func (c *cli) spaceCmd() *cobra.Command {
 		Use:   "create --schema FILE",
 		Short: "Found a new space with a GraphQL SDL schema; you are its first admin",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if schemaFile == "" {
 				return fmt.Errorf("--schema FILE is required")
 			}
@@ -46,32 +66,13 @@ func (c *cli) spaceCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("read schema: %w", err)
 			}
-			h, err := node.OpenHome(c.home)
-			if err != nil {
-				return err
-			}
-			var extra []core.PublicKey
-			for _, a := range admins {
-				k, err := core.ParsePublicKey(a)
+			return c.withService(func(cmd *cobra.Command, _ []string, svc service.Service) error {
+				sc, err := svc.CreateSpace(cmd.Context(), service.CreateSpace{Name: name, Schema: string(text), Admins: admins})
 				if err != nil {
-					return err
+					return fmt.Errorf("schema %s: %w", schemaFile, err)
 				}
-				extra = append(extra, k)
-			}
-			staging, sp, err := h.CreateSpaceDir()
-			if err != nil {
-				return err
-			}
-			id, err := sp.Replica.Found(cmd.Context(), h.Key, name, string(text), extra, c.now())
-			sp.Close()
-			if err != nil {
-				os.RemoveAll(staging)
-				return fmt.Errorf("schema %s: %w", schemaFile, err)
-			}
-			if err := h.CommitSpace(staging, node.SpaceInfo{Space: id.String(), Name: name}); err != nil {
-				return err
-			}
-			return c.say(map[string]any{"space": id.String()}, "space %s", id)
+				return c.say(sc, "space %s", sc.Space)
+			})(cmd, args)
 		},
 	}
 	create.Flags().StringVar(&schemaFile, "schema", "", "GraphQL SDL schema file")
@@ -81,44 +82,40 @@ func (c *cli) spaceCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List the spaces this home holds",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			h, err := node.OpenHome(c.home)
-			if err != nil {
-				return err
-			}
-			spaces, err := h.Spaces()
+		RunE: c.withService(func(cmd *cobra.Command, _ []string, svc service.Service) error {
+			spaces, err := svc.Spaces(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if c.json {
+				if spaces == nil {
+					spaces = []node.SpaceInfo{}
+				}
 				return c.print(spaces)
 			}
 			for _, s := range spaces {
 				fmt.Fprintf(c.out, "%s\t%s\n", s.Space, s.Name)
 			}
 			return nil
-		},
+		}),
 	}
 	var upgradeFile string
 	upgrade := &cobra.Command{
 		Use:   "upgrade --schema FILE",
 		Short: "Upgrade the space's schema (admins only; fields may be added, never removed or retyped)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			text, err := os.ReadFile(upgradeFile)
 			if err != nil {
 				return fmt.Errorf("read schema: %w", err)
 			}
-			h, sp, err := c.openSpace(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer sp.Close()
-			id, err := sp.Replica.Write(cmd.Context(), h.Key, []core.Op{{Kind: core.OpSchema, Schema: string(text)}}, c.now())
-			if err != nil {
-				return err
-			}
-			return c.say(map[string]any{"change": id.String(), "schema": sp.Replica.Schema().ID}, "schema %s (change %s)", sp.Replica.Schema().ID, id)
+			return c.withService(func(cmd *cobra.Command, _ []string, svc service.Service) error {
+				w, err := svc.UpgradeSchema(cmd.Context(), c.space, string(text))
+				if err != nil {
+					return err
+				}
+				return c.say(map[string]any{"change": w.Change, "schema": w.ID}, "schema %s (change %s)", w.ID, w.Change)
+			})(cmd, args)
 		},
 	}
 	upgrade.Flags().StringVar(&upgradeFile, "schema", "", "new GraphQL SDL schema file")

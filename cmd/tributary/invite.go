@@ -1,32 +1,15 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tributary-sync/tributary/cmd/tributary/node"
+	"github.com/tributary-sync/tributary/cmd/tributary/service"
 	"github.com/tributary-sync/tributary/core"
 )
-
-// makeInvite creates an invite in sp by h's key and returns its code.
-func makeInvite(ctx context.Context, h *node.Home, sp *node.Space, ttl time.Duration, addrs []string, now time.Time) (string, core.ID, core.InviteTerms, error) {
-	nowMs := uint64(now.UnixMilli())
-	key, env, err := sp.Replica.CreateInvite(ctx, h.Key, nowMs+uint64(ttl.Milliseconds()), nowMs)
-	if err != nil {
-		return "", core.ID{}, core.InviteTerms{}, err
-	}
-	info, _ := h.Info(sp.Replica.Space().String())
-	ic := core.InviteCode{Space: sp.Replica.Space(), Name: info.Name, Seed: key.Seed(), Invite: env, Bootstrap: addrs}
-	code, err := ic.Encode()
-	if err != nil {
-		return "", core.ID{}, core.InviteTerms{}, err
-	}
-	_, terms, err := core.DecodeInviteCode(code)
-	return code, terms.Change, terms, err
-}
 
 func (c *cli) inviteCmd() *cobra.Command {
 	var addrs []string
@@ -43,25 +26,15 @@ otherwise name reachable peers with --addr.
   tributary invite revoke INVITE             refuse every future use of an invite
   tributary invite settle INVITE --member K  admit K when two people used one code`,
 		Args: cobra.NoArgs,
-		RunE: c.inSpace(true, func(cmd *cobra.Command, _ []string, h *node.Home, sp *node.Space) error {
-			if ttl <= 0 {
-				return fmt.Errorf("--ttl %s: want a positive duration", ttl)
-			}
-			if len(addrs) == 0 {
-				addrs = advertisedAddrs(c)
-			}
-			if len(addrs) == 0 {
-				info, _ := h.Info(sp.Replica.Space().String())
-				addrs = info.Bootstrap
-			}
-			code, id, terms, err := makeInvite(cmd.Context(), h, sp, ttl, addrs, c.nowFunc())
+		RunE: c.withService(func(cmd *cobra.Command, _ []string, svc service.Service) error {
+			inv, err := svc.Invite(cmd.Context(), c.space, service.InviteRequest{TTL: ttl, Addrs: addrs})
 			if err != nil {
 				return err
 			}
-			if len(addrs) == 0 {
-				fmt.Fprintln(cmd.ErrOrStderr(), "warning: this code carries no peer address; the joiner must be given one (--peer) or exchange bundles. Run the node, or pass --addr.")
+			if len(inv.Addrs) == 0 {
+				c.warn("this code carries no peer address: start the node (tributary run) before inviting, pass --addr, or carry bundles by hand")
 			}
-			return c.say(map[string]any{"code": code, "invite": id.String(), "change": id.String(), "expires": time.UnixMilli(int64(terms.Expires)).UTC().Format(time.RFC3339), "addrs": addrs}, "%s", code)
+			return c.say(inv, "%s", inv.Code)
 		}),
 	}
 	cmd.Flags().StringSliceVar(&addrs, "addr", nil, "address of a peer to bootstrap from (repeatable)")
@@ -71,10 +44,10 @@ otherwise name reachable peers with --addr.
 		Use:   "list",
 		Short: "List invites: open, used (by whom), contested, revoked",
 		Args:  cobra.NoArgs,
-		RunE: c.inSpace(true, func(cmd *cobra.Command, _ []string, _ *node.Home, sp *node.Space) error {
-			invs := sp.Replica.Invites()
-			if invs == nil {
-				invs = []core.Invite{}
+		RunE: c.withService(func(cmd *cobra.Command, _ []string, svc service.Service) error {
+			invs, err := svc.Invites(cmd.Context(), c.space)
+			if err != nil {
+				return err
 			}
 			return c.print(invs)
 		}),
@@ -83,16 +56,12 @@ otherwise name reachable peers with --addr.
 		Use:   "revoke INVITE",
 		Short: "Revoke an invite (its change ID): uses not yet known are refused everywhere",
 		Args:  cobra.ExactArgs(1),
-		RunE: c.inSpace(true, func(cmd *cobra.Command, args []string, h *node.Home, sp *node.Space) error {
-			inv, err := core.ParseID(args[0])
+		RunE: c.withService(func(cmd *cobra.Command, args []string, svc service.Service) error {
+			w, err := svc.RevokeInvite(cmd.Context(), c.space, args[0])
 			if err != nil {
 				return err
 			}
-			id, err := sp.Replica.RevokeInvite(cmd.Context(), h.Key, inv, c.now())
-			if err != nil {
-				return err
-			}
-			return c.say(map[string]any{"invite": inv.String(), "change": id.String()}, "revoked invite %s (change %s)", inv, id)
+			return c.say(w, "revoked invite %s (change %s)", args[0], w.Change)
 		}),
 	}
 	var member string
@@ -100,20 +69,12 @@ otherwise name reachable peers with --addr.
 		Use:   "settle INVITE --member KEY",
 		Short: "Settle a contested invite: admit KEY, refuse the other uses",
 		Args:  cobra.ExactArgs(1),
-		RunE: c.inSpace(true, func(cmd *cobra.Command, args []string, h *node.Home, sp *node.Space) error {
-			inv, err := core.ParseID(args[0])
+		RunE: c.withService(func(cmd *cobra.Command, args []string, svc service.Service) error {
+			w, err := svc.SettleInvite(cmd.Context(), c.space, args[0], member)
 			if err != nil {
 				return err
 			}
-			k, err := core.ParsePublicKey(member)
-			if err != nil {
-				return fmt.Errorf("--member: %w", err)
-			}
-			id, err := sp.Replica.SettleInvite(cmd.Context(), h.Key, inv, k, c.now())
-			if err != nil {
-				return err
-			}
-			return c.say(map[string]any{"invite": inv.String(), "member": k.String(), "change": id.String()}, "invite %s settled for %s (change %s)", inv, k, id)
+			return c.say(w, "invite %s settled for %s (change %s)", args[0], member, w.Change)
 		}),
 	}
 	settle.Flags().StringVar(&member, "member", "", "the key to admit")
@@ -130,42 +91,30 @@ func (c *cli) joinCmd() *cobra.Command {
 		Short: "Become a member of a space with an invite code (works offline: your grant travels with your first sync)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ic, terms, err := core.DecodeInviteCode(args[0])
+			// Check the code before touching the home: a damaged, forged,
+			// old or expired code leaves nothing behind.
+			_, terms, err := core.DecodeInviteCode(args[0])
 			if err != nil {
 				return err
+			}
+			if now := c.now(); now > terms.Expires {
+				return fmt.Errorf("%w: it expired at %s", core.ErrCodeExpired, time.UnixMilli(int64(terms.Expires)).UTC().Format(time.RFC3339))
 			}
 			h, _, err := node.InitHome(c.home)
 			if err != nil {
 				return err
 			}
-			if _, err := h.Info(ic.Space.String()); err == nil {
-				return fmt.Errorf("this home already holds space %s", ic.Space)
-			}
-			use, id, err := ic.InviteUseChange(terms, h.Key.Public(), c.now())
+			svc, done, err := c.serviceFor(cmd.Context(), h)
 			if err != nil {
 				return err
 			}
-			env, err := use.Encode()
+			defer done()
+			j, err := svc.Join(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			if err := h.WriteInfo(node.SpaceInfo{Space: ic.Space.String(), Name: ic.Name, Bootstrap: ic.Bootstrap, Proof: env}); err != nil {
-				return err
-			}
-			sp, err := c.open(cmd.Context(), h, ic.Space.String())
-			if err != nil {
-				return err
-			}
-			defer sp.Close()
-			rep, err := sp.Replica.Receive(cmd.Context(), [][]byte{env})
-			if err != nil {
-				return err
-			}
-			if len(rep.Rejected) > 0 {
-				return fmt.Errorf("join: %s", rep.Rejected[0].Msg)
-			}
-			return c.say(map[string]any{"space": ic.Space.String(), "author": h.Key.Public().String(), "grant": id.String(), "bootstrap": ic.Bootstrap},
-				"joined space %s as %s\nyour grant %s travels with your next sync (tributary run, or export/import a bundle)", ic.Space, h.Key.Public(), id)
+			return c.say(j, "joined space %s as %s\nyour grant %s travels with your next sync (tributary run, or export/import a bundle); the code expires %s",
+				j.Space, j.Author, j.Grant, j.Expires.Format(time.RFC3339))
 		},
 	}
 }
@@ -177,29 +126,40 @@ func (c *cli) memberCmd() *cobra.Command {
 		Use:   "grant KEY",
 		Short: "Grant KEY a role (writer or admin)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.memberOp(cmd, args[0], core.OpGrant, role)
-		},
+		RunE: c.withService(func(cmd *cobra.Command, args []string, svc service.Service) error {
+			w, err := svc.Grant(cmd.Context(), c.space, args[0], role)
+			if err != nil {
+				return err
+			}
+			return c.say(map[string]any{"change": w.Change, "member": w.ID}, "grant %s (change %s)", w.ID, w.Change)
+		}),
 	}
 	grant.Flags().StringVar(&role, "role", core.RoleWriter, "writer or admin")
 	revoke := &cobra.Command{
 		Use:   "revoke KEY",
 		Short: "Revoke every role of KEY; its changes concurrent with the revocation lose effect",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.memberOp(cmd, args[0], core.OpRevoke, "")
-		},
-	}
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List members and their roles",
-		Args:  cobra.NoArgs,
-		RunE: c.inSpace(true, func(cmd *cobra.Command, _ []string, _ *node.Home, sp *node.Space) error {
-			st, err := sp.Replica.Status()
+		RunE: c.withService(func(cmd *cobra.Command, args []string, svc service.Service) error {
+			w, err := svc.Revoke(cmd.Context(), c.space, args[0])
 			if err != nil {
 				return err
 			}
-			return c.print(st.Members)
+			return c.say(map[string]any{"change": w.Change, "member": w.ID}, "revoke %s (change %s)", w.ID, w.Change)
+		}),
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List members and their roles (invites, contested ones included: tributary invite list)",
+		Args:  cobra.NoArgs,
+		RunE: c.withService(func(cmd *cobra.Command, _ []string, svc service.Service) error {
+			ms, err := svc.Members(cmd.Context(), c.space)
+			if err != nil {
+				return err
+			}
+			if invs, err := svc.Invites(cmd.Context(), c.space); err == nil {
+				c.warnContested(invs)
+			}
+			return c.print(ms)
 		}),
 	}
 	for _, sub := range []*cobra.Command{grant, revoke, list} {
@@ -209,22 +169,17 @@ func (c *cli) memberCmd() *cobra.Command {
 	return cmd
 }
 
-func (c *cli) memberOp(cmd *cobra.Command, keyArg string, kind core.OpKind, role string) error {
-	member, err := core.ParsePublicKey(keyArg)
-	if err != nil {
-		return err
+// warnContested tells the admin about invites used by several people,
+// none acknowledged: nobody is admitted through them until settled.
+func (c *cli) warnContested(invs []core.Invite) {
+	for _, inv := range invs {
+		if inv.State != core.InviteContested {
+			continue
+		}
+		var who []string
+		for _, u := range inv.Uses {
+			who = append(who, u.Member.String())
+		}
+		c.warn("invite %s is contested: used by %v, none admitted; settle with `tributary invite settle %s --member KEY`", inv.Change, who, inv.Change)
 	}
-	if kind == core.OpGrant && role != core.RoleWriter && role != core.RoleAdmin {
-		return fmt.Errorf("--role %q: want writer or admin", role)
-	}
-	h, sp, err := c.openSynced(cmd.Context())
-	if err != nil {
-		return err
-	}
-	defer sp.Close()
-	id, err := sp.Replica.Write(cmd.Context(), h.Key, []core.Op{{Kind: kind, Member: member, Role: role}}, c.now())
-	if err != nil {
-		return err
-	}
-	return c.say(map[string]any{"change": id.String(), "member": member.String()}, "%s %s (change %s)", kind, member, id)
 }

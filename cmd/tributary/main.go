@@ -14,7 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tributary-sync/tributary/cmd/tributary/api"
 	"github.com/tributary-sync/tributary/cmd/tributary/node"
+	"github.com/tributary-sync/tributary/cmd/tributary/service"
 )
 
 // cli holds the global flags.
@@ -23,46 +25,18 @@ type cli struct {
 	json    bool
 	space   string
 	out     io.Writer
+	errOut  io.Writer
 	nowFunc func() time.Time
-	// reg is set when the command runs inside `tributary run`: spaces come
-	// from the running node instead of being opened (Badger allows one
-	// process per store).
-	reg *node.Registry
-	// bridge is the running node, for commands that need its sinks.
-	bridge *bridge
-	// args are the command line, forwarded as is to a running node.
-	args []string
-}
-
-// local commands never go through a running node.
-var local = map[string]bool{"run": true, "init": true, "demo": true, "help": true, "completion": true, "tributary": true}
-
-// forwardIfRunning sends the command to the node running on the home, if
-// any; errForwarded then means it ran there.
-func (c *cli) forwardIfRunning(cmd *cobra.Command) error {
-	if c.reg != nil || c.args == nil || local[cmd.Name()] {
-		return nil
-	}
-	ri, ok := runningNode(c.home)
-	if !ok {
-		return nil
-	}
-	return forward(cmd.Context(), ri, absArgs(cmd.Name(), c.args), c.out)
-}
-
-// open opens a space of h, through the running node when there is one.
-func (c *cli) open(ctx context.Context, h *node.Home, id string) (*node.Space, error) {
-	if c.reg != nil {
-		return c.reg.Open(ctx, id)
-	}
-	return h.OpenSpace(ctx, id)
+	// wait bounds how long a command waits for a home another process
+	// holds (a node starting, another command).
+	wait time.Duration
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot(&cli{out: os.Stdout, nowFunc: time.Now, args: os.Args[1:]}).ExecuteContext(ctx)
+	err := newRoot(&cli{out: os.Stdout, errOut: os.Stderr, nowFunc: time.Now, wait: 2 * time.Minute}).ExecuteContext(ctx)
 	stop()
-	if err != nil && !errors.Is(err, errForwarded) {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "tributary:", err)
 		os.Exit(1)
 	}
@@ -84,9 +58,6 @@ func newRoot(c *cli) *cobra.Command {
 		Short:         "A shared, typed database of equal peers, streamed into the databases you run",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return c.forwardIfRunning(cmd)
-		},
 	}
 	root.PersistentFlags().StringVar(&c.home, "home", defaultHome(), "node home directory (env TRIBUTARY_HOME)")
 	root.PersistentFlags().BoolVar(&c.json, "json", false, "machine-readable JSON output")
@@ -94,6 +65,7 @@ func newRoot(c *cli) *cobra.Command {
 		c.initCmd(), c.spaceCmd(), c.putCmd(), c.getCmd(), c.deleteCmd(), c.queryCmd(),
 		c.logCmd(), c.conflictsCmd(), c.inviteCmd(), c.joinCmd(), c.memberCmd(),
 		c.exportCmd(), c.importCmd(), c.statusCmd(), c.effectsCmd(), c.demoCmd(), c.runCmd(), c.sinksCmd(), c.sinkCmd(),
+		c.tokenCmd(),
 	)
 	return root
 }
@@ -105,52 +77,62 @@ func (c *cli) spaceFlag(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&c.space, "space", "", "space ID (a unique suffix or the name works; optional when the home holds one space)")
 }
 
-// openSpace opens the home and the space named by --space.
-func (c *cli) openSpace(ctx context.Context) (*node.Home, *node.Space, error) {
+// service returns what a command talks to: the node running on the home
+// (through its API), or, when none runs, the home itself, locked for the
+// command's duration so a node cannot start under it. A command that
+// meets a starting node (or another command) waits for it. done releases
+// what was taken.
+func (c *cli) service(ctx context.Context) (svc service.Service, done func(), err error) {
 	h, err := node.OpenHome(c.home)
 	if err != nil {
 		return nil, nil, err
 	}
-	id, err := h.Resolve(c.space)
-	if err != nil {
-		return nil, nil, err
-	}
-	sp, err := c.open(ctx, h, id)
-	if err != nil {
-		return nil, nil, err
-	}
-	return h, sp, nil
+	return c.serviceFor(ctx, h)
 }
 
-// openSynced is openSpace for commands that need the space's history (a
-// joiner has none until its first sync).
-func (c *cli) openSynced(ctx context.Context) (*node.Home, *node.Space, error) {
-	h, sp, err := c.openSpace(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !sp.Replica.HasGenesis() {
-		id := sp.Replica.Space()
-		sp.Close()
-		return nil, nil, fmt.Errorf("space %s has no history here yet: sync first (tributary run, or import a bundle from a member)", id)
-	}
-	return h, sp, nil
-}
-
-// inSpace makes a command body that runs on the space named by --space
-// (synced: one holding its history), closing the space after.
-func (c *cli) inSpace(synced bool, fn func(cmd *cobra.Command, args []string, h *node.Home, sp *node.Space) error) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, args []string) error {
-		open := c.openSpace
-		if synced {
-			open = c.openSynced
+func (c *cli) serviceFor(ctx context.Context, h *node.Home) (service.Service, func(), error) {
+	deadline := time.Now().Add(c.wait)
+	told := false
+	for {
+		lock, err := node.TryLock(h.Dir)
+		if err == nil {
+			node.RemoveRunInfo(h.Dir) // whoever wrote it is gone
+			return &service.Local{Home: h, Open: h.OpenSpace, Now: c.nowFunc}, func() { lock.Unlock() }, nil
 		}
-		h, sp, err := open(cmd.Context())
+		if !errors.Is(err, node.ErrHomeBusy) {
+			return nil, nil, err
+		}
+		if ri, ok := node.ReadRunInfo(h.Dir); ok {
+			cl, err := api.ClientFor(h, ri)
+			if err != nil {
+				return nil, nil, err
+			}
+			return cl, func() {}, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, nil, fmt.Errorf("%w: %s (a node is starting, or another command runs) for %s", node.ErrHomeBusy, h.Dir, c.wait)
+		}
+		if !told && c.errOut != nil {
+			fmt.Fprintln(c.errOut, "waiting: another process holds this home (a node starting, or another command)")
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// withService runs fn with the command's service.
+func (c *cli) withService(fn func(cmd *cobra.Command, args []string, svc service.Service) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		svc, done, err := c.service(cmd.Context())
 		if err != nil {
 			return err
 		}
-		defer sp.Close()
-		return fn(cmd, args, h, sp)
+		defer done()
+		return fn(cmd, args, svc)
 	}
 }
 
@@ -177,4 +159,11 @@ func (c *cli) say(v any, format string, args ...any) error {
 	}
 	_, err := fmt.Fprintf(c.out, format+"\n", args...)
 	return err
+}
+
+// warn prints a warning on stderr.
+func (c *cli) warn(format string, args ...any) {
+	if c.errOut != nil {
+		fmt.Fprintf(c.errOut, "warning: "+format+"\n", args...)
+	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +18,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tributary-sync/tributary/cmd/tributary/api"
 	"github.com/tributary-sync/tributary/cmd/tributary/node"
+	"github.com/tributary-sync/tributary/cmd/tributary/service"
+	"github.com/tributary-sync/tributary/core"
 	"github.com/tributary-sync/tributary/mesh"
 )
 
@@ -28,6 +31,9 @@ type runOptions struct {
 	Peers        []string
 	NATS         string
 	HTTP         string
+	HTTPNames    []string
+	TLSCert      string
+	TLSKey       string
 	MDNS         bool
 	SyncInterval time.Duration
 	Config       string
@@ -106,7 +112,8 @@ type transport struct {
 }
 
 // bridge is a running node: the home's spaces, a mesh node per space and
-// transport, and the HTTP API.
+// transport, the sinks, and the HTTP API. It is the service.Node of the
+// service the API serves.
 type bridge struct {
 	c    *cli
 	home *node.Home
@@ -118,11 +125,13 @@ type bridge struct {
 	sinks      *sinkSet
 	advertised []string // libp2p addresses, for invite codes
 	ready      atomic.Bool
+	token      atomic.Pointer[string]
 
 	mu    sync.Mutex
 	nodes map[string][]*meshNode // by space
-	exec  sync.Mutex             // one forwarded command at a time
 }
+
+var _ service.Node = (*bridge)(nil)
 
 type meshNode struct {
 	transport string
@@ -136,12 +145,14 @@ func (c *cli) runCmd() *cobra.Command {
 		Short: "Run the node: replicate the home's spaces over libp2p and/or NATS and serve the HTTP API",
 		Long: `Run the node. It joins the mesh of every space in the home and keeps them in
 sync with their peers; while it runs, the other commands on this home go
-through it (its HTTP API).
+through it (its HTTP API, authenticated with the token in the home).
 
   --p2p MULTIADDR    listen for libp2p peers (repeatable), e.g. /ip4/0.0.0.0/tcp/4001
   --peer MULTIADDR   bootstrap peer (repeatable), e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3...
   --nats URL         also replicate through a NATS server (JetStream for store-and-forward)
   --http ADDR        HTTP API (default 127.0.0.1:7465; :0 picks a free port)
+  --http-name NAME   a further host name clients use to reach the API (repeatable)
+  --tls-cert/--tls-key  serve the API over HTTPS
 
 With no --p2p, --peer or --nats, libp2p listens on /ip4/0.0.0.0/tcp/4001 and
 /ip4/0.0.0.0/udp/4001/quic-v1 and dials the addresses from invites.`,
@@ -157,6 +168,9 @@ With no --p2p, --peer or --nats, libp2p listens on /ip4/0.0.0.0/tcp/4001 and
 	f.StringArrayVar(&o.Peers, "peer", nil, "libp2p bootstrap peer multiaddr (repeatable)")
 	f.StringVar(&o.NATS, "nats", "", "NATS server URL")
 	f.StringVar(&o.HTTP, "http", "127.0.0.1:7465", "HTTP API listen address")
+	f.StringArrayVar(&o.HTTPNames, "http-name", nil, "further host name (or host:port) the API answers to (repeatable)")
+	f.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate file for the HTTP API")
+	f.StringVar(&o.TLSKey, "tls-key", "", "TLS key file for the HTTP API")
 	f.BoolVar(&o.MDNS, "mdns", true, "discover peers on the local network with mDNS")
 	f.DurationVar(&o.SyncInterval, "sync-interval", 5*time.Second, "anti-entropy reconciliation period")
 	f.StringVar(&o.Config, "config", "", "YAML config file (sinks and the flags above)")
@@ -164,13 +178,46 @@ With no --p2p, --peer or --nats, libp2p listens on /ip4/0.0.0.0/tcp/4001 and
 	return cmd
 }
 
+// lockForRun takes the home's lock, waiting while another command holds
+// it, and refusing when a node already runs there.
+func (c *cli) lockForRun(ctx context.Context, h *node.Home) (*node.Lock, error) {
+	deadline := time.Now().Add(c.wait)
+	for {
+		lock, err := node.TryLock(h.Dir)
+		if err == nil {
+			node.RemoveRunInfo(h.Dir)
+			return lock, nil
+		}
+		if !errors.Is(err, node.ErrHomeBusy) {
+			return nil, err
+		}
+		if ri, ok := node.ReadRunInfo(h.Dir); ok {
+			return nil, fmt.Errorf("a node already runs on this home (pid %d, http %s)", ri.PID, ri.HTTP)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: %s", node.ErrHomeBusy, h.Dir)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 func (c *cli) run(ctx context.Context, o runOptions) error {
 	h, err := node.OpenHome(c.home)
 	if err != nil {
 		return err
 	}
-	if ri, ok := runningNode(c.home); ok {
-		return fmt.Errorf("a node already runs on this home (pid %d, http %s)", ri.PID, ri.HTTP)
+	lock, err := c.lockForRun(ctx, h)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	token, err := h.EnsureToken()
+	if err != nil {
+		return err
 	}
 	spaces, err := h.Spaces()
 	if err != nil {
@@ -192,8 +239,12 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 		}
 		sinkCfgs = cfg.Sinks
 	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
 	b := &bridge{c: c, home: h, opts: o, nodes: map[string][]*meshNode{},
 		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	b.token.Store(&token)
 	b.reg = node.NewRegistry(h)
 	b.reg.OnOpen = b.startSpace
 	defer b.reg.Close()
@@ -223,9 +274,31 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 	if err != nil {
 		return fmt.Errorf("http %s: %w", o.HTTP, err)
 	}
-	srv := &http.Server{Handler: b.routes(), ReadHeaderTimeout: 10 * time.Second}
+	addr := ln.Addr().String()
+	if host, _, _ := net.SplitHostPort(addr); !isLoopback(host) && o.TLSCert == "" {
+		b.log.Warn("the HTTP API listens on a non-loopback address without TLS: its token and data cross the network in clear; pass --tls-cert/--tls-key or keep it on 127.0.0.1", "http", addr)
+	}
+	svc := &service.Local{Home: h, Open: b.reg.Open, Node: b, Now: time.Now}
+	handler := api.NewHandler(svc, api.Config{
+		Token:  func() string { return *b.token.Load() },
+		Addr:   addr,
+		Names:  o.HTTPNames,
+		Logger: b.log.With("component", "api"),
+		Extra: []api.Route{
+			{Pattern: "GET /readyz", Handler: http.HandlerFunc(b.handleReady), Public: true},
+			{Pattern: "GET /metrics", Handler: http.HandlerFunc(b.handleMetrics)},
+			{Pattern: "GET /v1/status", Handler: http.HandlerFunc(b.handleStatus)},
+		},
+	})
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Serve(ln) }()
+	go func() {
+		if o.TLSCert != "" {
+			srvDone <- srv.ServeTLS(ln, o.TLSCert, o.TLSKey)
+		} else {
+			srvDone <- srv.Serve(ln)
+		}
+	}()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -233,19 +306,17 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 		<-srvDone
 	}()
 
-	info, _ := json.Marshal(runInfo{PID: os.Getpid(), HTTP: ln.Addr().String()})
-	runPath := filepath.Join(c.home, runFile)
-	if err := os.WriteFile(runPath, info, 0o600); err != nil {
+	if err := node.WriteRunInfo(h.Dir, node.RunInfo{PID: os.Getpid(), HTTP: addr, TLS: o.TLSCert != "", Cert: absPath(o.TLSCert)}); err != nil {
 		return err
 	}
-	defer os.Remove(runPath)
+	defer node.RemoveRunInfo(h.Dir)
 
-	out := map[string]any{"http": ln.Addr().String(), "spaces": len(spaces), "author": h.Key.Public().String()}
+	out := map[string]any{"http": addr, "spaces": len(spaces), "author": h.Key.Public().String()}
 	for _, t := range b.transports {
 		out[t.name] = t.info
 	}
 	b.ready.Store(true)
-	if err := c.say(out, "running: http %s, %d spaces, author %s", ln.Addr(), len(spaces), h.Key.Public()); err != nil {
+	if err := c.say(out, "running: http %s, %d spaces, author %s", addr, len(spaces), h.Key.Public()); err != nil {
 		return err
 	}
 	for _, t := range b.transports {
@@ -262,6 +333,24 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 		}
 		return fmt.Errorf("http: %w", err)
 	}
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 // startSpace runs a mesh node per transport for a newly opened space.
@@ -302,16 +391,83 @@ func (b *bridge) stopTransports() {
 	}
 }
 
-// execCLI runs a forwarded command against the open spaces.
-func (b *bridge) execCLI(ctx context.Context, args []string) (string, error) {
-	b.exec.Lock()
-	defer b.exec.Unlock()
-	var buf bytes.Buffer
-	c := &cli{out: &buf, nowFunc: time.Now, reg: b.reg, bridge: b}
-	root := newRoot(c)
-	root.SetArgs(append(append([]string{}, args...), "--home", b.c.home))
-	root.SetOut(&buf)
-	root.SetErr(&buf)
-	err := root.ExecuteContext(ctx)
-	return buf.String(), err
+// Mesh implements service.Node.
+func (b *bridge) Mesh(space string) []service.MeshStatus {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []service.MeshStatus
+	id, err := core.ParseID(space)
+	if err != nil {
+		return nil
+	}
+	for _, n := range b.nodes[space] {
+		ms := service.MeshStatus{Transport: n.transport, Metrics: n.node.Metrics().Snapshot(), Banned: map[string]string{}, Peers: []string{}}
+		for _, t := range b.transports {
+			if t.name == n.transport {
+				for _, p := range t.tr.Peers(id) {
+					ms.Peers = append(ms.Peers, string(p))
+				}
+			}
+		}
+		for p, why := range n.node.Banned() {
+			ms.Banned[string(p)] = why
+		}
+		out = append(out, ms)
+	}
+	return out
+}
+
+// Addrs implements service.Node.
+func (b *bridge) Addrs() []string { return b.advertised }
+
+// RotateToken implements service.Node.
+func (b *bridge) RotateToken(token string) { b.token.Store(&token) }
+
+func (b *bridge) handleReady(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", api.TypeJSON)
+	if !b.ready.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, `{"status":"starting"}`)
+		return
+	}
+	fmt.Fprintln(w, `{"status":"ready"}`)
+}
+
+// handleStatus is the node's status: every space, its mesh and sinks.
+func (b *bridge) handleStatus(w http.ResponseWriter, r *http.Request) {
+	type spaceStatus struct {
+		Space string               `json:"space"`
+		Mesh  []service.MeshStatus `json:"mesh"`
+	}
+	var spaces []spaceStatus
+	b.reg.Each(func(id string, _ *node.Space) {
+		spaces = append(spaces, spaceStatus{Space: id, Mesh: b.Mesh(id)})
+	})
+	sort.Slice(spaces, func(i, j int) bool { return spaces[i].Space < spaces[j].Space })
+	writeJSONTo(w, map[string]any{"author": b.home.Key.Public().String(), "spaces": spaces, "sinks": b.Sinks(r.Context())})
+}
+
+func (b *bridge) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	var ids []string
+	b.reg.Each(func(id string, _ *node.Space) { ids = append(ids, id) })
+	sort.Strings(ids)
+	for _, id := range ids {
+		for _, m := range b.Mesh(id) {
+			names := make([]string, 0, len(m.Metrics))
+			for k := range m.Metrics {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			for _, k := range names {
+				fmt.Fprintf(w, "tributary_mesh_%s{space=%q,transport=%q} %d\n", k, id, m.Transport, m.Metrics[k])
+			}
+			fmt.Fprintf(w, "tributary_mesh_peers{space=%q,transport=%q} %d\n", id, m.Transport, len(m.Peers))
+		}
+	}
+}
+
+func writeJSONTo(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", api.TypeJSON)
+	json.NewEncoder(w).Encode(v)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,7 +49,7 @@ func startNode(t *testing.T, home string, args ...string) map[string]any {
 			<-done
 			t.Errorf("tributary run did not stop on SIGTERM")
 		}
-		if _, err := os.Stat(filepath.Join(home, runFile)); err == nil {
+		if _, err := os.Stat(filepath.Join(home, "run.json")); err == nil {
 			t.Errorf("run.json left behind after a clean stop")
 		}
 	})
@@ -129,35 +130,76 @@ func TestSinksWithoutNodeFails(t *testing.T) {
 	fails(t, home, []string{"no node is running"}, "sinks")
 }
 
+// apiClient calls a running node's API as a program would: with the
+// token from the home and JSON bodies.
+type apiClient struct {
+	t     *testing.T
+	base  string
+	token string
+}
+
+func newAPIClient(t *testing.T, home string, info map[string]any) *apiClient {
+	t.Helper()
+	tok, err := os.ReadFile(filepath.Join(home, "api-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &apiClient{t: t, base: "http://" + info["http"].(string), token: strings.TrimSpace(string(tok))}
+}
+
+// raw sends a request with the given headers and returns the status and body.
+func (a *apiClient) raw(method, path, body string, headers map[string]string) (int, []byte) {
+	a.t.Helper()
+	req, _ := http.NewRequest(method, a.base+path, strings.NewReader(body))
+	for k, v := range headers {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (a *apiClient) call(method, path, body string, wantCode int) map[string]any {
+	a.t.Helper()
+	h := map[string]string{"Authorization": "Bearer " + a.token}
+	if body != "" {
+		h["Content-Type"] = "application/json"
+	}
+	code, b := a.raw(method, path, body, h)
+	if code != wantCode {
+		a.t.Fatalf("%s %s: %d %s, want %d", method, path, code, b, wantCode)
+	}
+	var out map[string]any
+	json.Unmarshal(b, &out)
+	return out
+}
+
 func TestHTTPAPI(t *testing.T) {
 	home, _ := newHome(t, "alice")
 	space := newSpace(t, home, "library")
 	info := startNode(t, home)
-	base := "http://" + info["http"].(string)
-	call := func(method, path, body string, wantCode int) map[string]any {
-		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != wantCode {
-			t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, wantCode)
-		}
-		var out map[string]any
-		json.Unmarshal(b, &out)
-		return out
-	}
+	a := newAPIClient(t, home, info)
+	call := a.call
 	call("GET", "/healthz", "", 200)
 	call("GET", "/readyz", "", 200)
 	docs := "/v1/spaces/" + space + "/docs/"
 	call("POST", docs+"Author", `{"id":"ul","name":"Ursula"}`, 201)
-	call("PUT", docs+"Book/b1", `{"title":"The Dispossessed","year":1974,"author":"ul"}`, 201)
+	call("PUT", docs+"Book/b1", `{"title":"The Dispossessed","year":1974,"author":"ul","meta":{"isbn":"x"}}`, 201)
 	call("PUT", docs+"Book/b1", `{"year":1975}`, 200)
-	if d := call("GET", docs+"Book/b1", "", 200); d["year"] != float64(1975) || d["title"] != "The Dispossessed" {
+	d := call("GET", docs+"Book/b1", "", 200)
+	if d["year"] != float64(1975) || d["title"] != "The Dispossessed" {
 		t.Fatalf("merged document %v", d)
+	}
+	if m, ok := d["meta"].(map[string]any); !ok || m["isbn"] != "x" {
+		t.Fatalf("a JSON field is shown as %T %v, want the JSON object", d["meta"], d["meta"])
 	}
 	if e := call("PUT", docs+"Book/b2", `{"title":"x","year":"soon"}`, 422); !strings.Contains(e["error"].(string), "year") {
 		t.Fatalf("bad value error %v", e)
@@ -166,30 +208,40 @@ func TestHTTPAPI(t *testing.T) {
 	if e := call("PUT", docs+"Book/b4", `{"title":"x","year":5000}`, 422); !strings.Contains(e["error"].(string), "maximum") {
 		t.Fatalf("rule error %v", e)
 	}
-	resp, err := http.Get(base + docs + "Book?year=1975")
-	if err != nil {
-		t.Fatal(err)
+	if e := call("PUT", docs+"Book/bad%FFid", `{"title":"x"}`, 422); !strings.Contains(e["error"].(string), "UTF-8") {
+		t.Fatalf("invalid UTF-8 id: %v", e)
 	}
+	code, b := a.raw("PUT", docs+"Book/b5", "{\"title\":\"bad\xff\"}", map[string]string{"Authorization": "Bearer " + a.token, "Content-Type": "application/json"})
+	if code != 400 || !strings.Contains(string(b), "UTF-8") {
+		t.Fatalf("invalid UTF-8 body: %d %s", code, b)
+	}
+	code, b = a.raw("GET", docs+"Book?year=1975", "", map[string]string{"Authorization": "Bearer " + a.token})
 	var list []map[string]any
-	json.NewDecoder(resp.Body).Decode(&list)
-	resp.Body.Close()
-	if len(list) != 1 || list[0]["id"] != "b1" {
-		t.Fatalf("query gave %v", list)
+	json.Unmarshal(b, &list)
+	if code != 200 || len(list) != 1 || list[0]["id"] != "b1" {
+		t.Fatalf("query gave %d %s", code, b)
+	}
+	if h := call("GET", docs+"Book/b1/history", "", 200); h != nil {
+		t.Fatalf("history is not a list: %v", h)
 	}
 	call("DELETE", docs+"Book/b1", "", 200)
 	call("GET", docs+"Book/b1", "", 404)
 	call("GET", "/v1/spaces/nope/docs/Book/b1", "", 404)
 
 	// The effect stream as server-sent events, from LSN 2.
-	req, _ := http.NewRequest("GET", base+"/v1/spaces/"+space+"/effects?from=2", nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	resp, err = http.DefaultClient.Do(req.WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
+	sse := func(from string) (*bufio.Scanner, func()) {
+		req, _ := http.NewRequest("GET", a.base+"/v1/spaces/"+space+"/effects?from="+from, nil)
+		req.Header.Set("Authorization", "Bearer "+a.token)
+		req.Header.Set("Accept", "text/event-stream")
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bufio.NewScanner(resp.Body), func() { resp.Body.Close(); cancel() }
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	sc, stop := sse("2")
+	defer stop()
 	var ids []string
 	for sc.Scan() && len(ids) < 3 {
 		if line := sc.Text(); strings.HasPrefix(line, "id: ") {
@@ -207,4 +259,128 @@ func TestHTTPAPI(t *testing.T) {
 		}
 	}
 	t.Fatal("the live effect never arrived on the stream")
+}
+
+// TestSSEFromZeroOnEmptyLog: a follower that starts before anything was
+// written (from=0) gets the first effect when it comes (the wait
+// position used to wrap around).
+func TestSSEFromZeroOnEmptyLog(t *testing.T) {
+	home, _ := newHome(t, "alice")
+	space := newSpace(t, home, "library")
+	a := newAPIClient(t, home, startNode(t, home))
+	req, _ := http.NewRequest("GET", a.base+"/v1/spaces/"+space+"/effects?from=0", nil)
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	req.Header.Set("Accept", "text/event-stream")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	a.call("PUT", "/v1/spaces/"+space+"/docs/Author/first", `{"name":"First"}`, 201)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if sc.Text() == "id: 1" {
+			return
+		}
+	}
+	t.Fatalf("the first effect never arrived on a stream opened at from=0: %v", sc.Err())
+}
+
+// TestHTTPAPIRefusesAttacks replays the API findings: no token, a wrong
+// token, a rotated token, a form-encodable content type (what a web page
+// can send across sites), a foreign Origin, a Host that is not the
+// node's (DNS rebinding), and the old endpoint that ran any command.
+func TestHTTPAPIRefusesAttacks(t *testing.T) {
+	home, _ := newHome(t, "alice")
+	space := newSpace(t, home, "library")
+	info := startNode(t, home)
+	a := newAPIClient(t, home, info)
+	write := "/v1/spaces/" + space + "/docs/Author/x"
+	body := `{"name":"Mallory"}`
+	auth := "Bearer " + a.token
+	host := info["http"].(string)
+	_, port, _ := net.SplitHostPort(host)
+	for name, tc := range map[string]struct {
+		method, path string
+		headers      map[string]string
+		want         int
+	}{
+		"no token":              {"PUT", write, map[string]string{"Content-Type": "application/json"}, 401},
+		"wrong token":           {"PUT", write, map[string]string{"Authorization": "Bearer trt_nope", "Content-Type": "application/json"}, 401},
+		"token in query":        {"PUT", write + "?token=" + a.token, map[string]string{"Content-Type": "application/json"}, 401},
+		"read without token":    {"GET", "/v1/spaces/" + space, nil, 401},
+		"metrics without token": {"GET", "/metrics", nil, 401},
+		"text/plain":            {"PUT", write, map[string]string{"Authorization": auth, "Content-Type": "text/plain"}, 403},
+		"form":                  {"PUT", write, map[string]string{"Authorization": auth, "Content-Type": "application/x-www-form-urlencoded"}, 403},
+		"no content type":       {"PUT", write, map[string]string{"Authorization": auth}, 403},
+		"foreign origin":        {"PUT", write, map[string]string{"Authorization": auth, "Content-Type": "application/json", "Origin": "https://evil.example"}, 403},
+		"rebinding host":        {"PUT", write, map[string]string{"Authorization": auth, "Content-Type": "application/json", "Host": "evil.example:" + port}, 403},
+		"other port":            {"PUT", write, map[string]string{"Authorization": auth, "Content-Type": "application/json", "Host": "127.0.0.1:1"}, 403},
+		"the old /v1/cli":       {"POST", "/v1/cli", map[string]string{"Authorization": auth, "Content-Type": "application/json"}, 404},
+	} {
+		t.Run(name, func(t *testing.T) {
+			payload := body
+			if tc.method == "GET" {
+				payload = ""
+			}
+			if tc.path == "/v1/cli" {
+				payload = `{"args":["member","grant","x","--role","admin"]}`
+			}
+			code, b := a.raw(tc.method, tc.path, payload, tc.headers)
+			if code != tc.want {
+				t.Fatalf("%d %s, want %d", code, b, tc.want)
+			}
+		})
+	}
+	// Health probes need no token; the same-origin page and localhost work.
+	if code, _ := a.raw("GET", "/healthz", "", nil); code != 200 {
+		t.Fatalf("healthz without token: %d", code)
+	}
+	a.call("PUT", write, body, 201)
+	if code, b := a.raw("PUT", write, body, map[string]string{"Authorization": auth, "Content-Type": "application/json", "Origin": "http://" + host, "Host": "localhost:" + port}); code != 403 && code != 200 {
+		t.Fatalf("same-origin request: %d %s", code, b)
+	}
+	if d := get(t, home, space, "Author", "x"); d["name"] != "Mallory" {
+		t.Fatalf("document %v", d)
+	}
+	// Rotating the token through the CLI cuts the old one off; the CLI
+	// keeps working (it reads the new token from the home).
+	ok(t, home, nil, "token", "rotate")
+	if code, _ := a.raw("GET", "/v1/spaces/"+space, "", map[string]string{"Authorization": auth}); code != 401 {
+		t.Fatalf("old token after rotate: %d", code)
+	}
+	if d := get(t, home, space, "Author", "x"); d["name"] != "Mallory" {
+		t.Fatalf("CLI after rotate: %v", d)
+	}
+	if fi, err := os.Stat(filepath.Join(home, "api-token")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("api-token: %v %v", fi, err)
+	}
+}
+
+// TestNonLoopbackWithoutTLSWarns: binding every interface without TLS is
+// allowed but said loudly at start.
+func TestNonLoopbackWithoutTLSWarns(t *testing.T) {
+	home, _ := newHome(t, "alice")
+	newSpace(t, home, "library")
+	cmd := exec.Command(bin, "--home", home, "--json", "run", "--http", "0.0.0.0:0", "--p2p", "/ip4/127.0.0.1/tcp/0", "--mdns=false")
+	cmd.Env = append(os.Environ(), "TRIBUTARY_HOME=")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	deadline := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
+	defer deadline.Stop()
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "without TLS") {
+			return
+		}
+	}
+	t.Fatal("no warning about a non-loopback API without TLS")
 }

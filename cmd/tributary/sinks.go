@@ -13,6 +13,7 @@ import (
 	"github.com/tributary-sync/tributary/adapters/memory"
 	"github.com/tributary-sync/tributary/checkpoint"
 	"github.com/tributary-sync/tributary/cmd/tributary/node"
+	"github.com/tributary-sync/tributary/cmd/tributary/service"
 )
 
 // sinkOpeners build a sink of each type from its config; the database
@@ -104,24 +105,17 @@ func (b *bridge) stopSinks() {
 	}
 }
 
-// sinkStatus is one line of `tributary sinks`.
-type sinkStatus struct {
-	Name  string `json:"name"`
-	Type  string `json:"type"`
-	Space string `json:"space"`
-	checkpoint.Status
-	Parked int `json:"parked_total"`
-}
-
-func (b *bridge) sinkStatuses(ctx context.Context) []sinkStatus {
+// Sinks implements service.Node: each sink's checkpoint, lag and parked
+// effects.
+func (b *bridge) Sinks(ctx context.Context) []service.SinkStatus {
 	if b.sinks == nil {
 		return nil
 	}
 	b.sinks.mu.Lock()
 	defer b.sinks.mu.Unlock()
-	var out []sinkStatus
+	var out []service.SinkStatus
 	for _, rs := range b.sinks.sinks {
-		st := sinkStatus{Name: rs.cfg.Name, Type: rs.cfg.Type, Space: rs.space, Status: rs.runner.Status()}
+		st := service.SinkStatus{Name: rs.cfg.Name, Type: rs.cfg.Type, Space: rs.space, Status: rs.runner.Status()}
 		if parked, err := rs.sp.Parking().List(ctx, rs.cfg.Name); err == nil {
 			st.Parked = len(parked)
 		}
@@ -131,9 +125,10 @@ func (b *bridge) sinkStatuses(ctx context.Context) []sinkStatus {
 	return out
 }
 
-// resetSink clears a sink's checkpoint and restarts its runner: it
-// backfills from the (compacted) effect log while new changes flow.
-func (b *bridge) resetSink(ctx context.Context, name string) error {
+// ResetSink implements service.Node: it clears a sink's checkpoint and
+// restarts its runner, which backfills from the (compacted) effect log
+// while new changes flow.
+func (b *bridge) ResetSink(ctx context.Context, name string) error {
 	if b.sinks == nil {
 		return fmt.Errorf("no sink %q: this node runs no sinks", name)
 	}
@@ -160,18 +155,16 @@ func (b *bridge) resetSink(ctx context.Context, name string) error {
 	return nil
 }
 
-var errNoNode = errors.New("no node is running on this home: sinks run inside `tributary run --config FILE`")
-
 func (c *cli) sinksCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sinks",
 		Short: "Show each sink's checkpoint, lag and parked effects (through the running node)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if c.bridge == nil {
-				return errNoNode
+		RunE: c.withService(func(cmd *cobra.Command, _ []string, svc service.Service) error {
+			sts, err := svc.Sinks(cmd.Context())
+			if err != nil {
+				return err
 			}
-			sts := c.bridge.sinkStatuses(cmd.Context())
 			if c.json {
 				return c.print(sts)
 			}
@@ -186,7 +179,7 @@ func (c *cli) sinksCmd() *cobra.Command {
 				fmt.Fprintf(c.out, "%s\t%s\tcheckpoint %d of %d\t%s\tparked %d\n", s.Name, s.Type, s.Checkpoint, s.LastLSN, state, s.Parked)
 			}
 			return nil
-		},
+		}),
 	}
 	return cmd
 }
@@ -196,15 +189,12 @@ func (c *cli) sinkCmd() *cobra.Command {
 		Use:   "reset NAME",
 		Short: "Clear a sink's checkpoint: it refills from the effect log while new changes keep flowing",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if c.bridge == nil {
-				return errNoNode
-			}
-			if err := c.bridge.resetSink(cmd.Context(), args[0]); err != nil {
+		RunE: c.withService(func(cmd *cobra.Command, args []string, svc service.Service) error {
+			if err := svc.ResetSink(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			return c.say(map[string]string{"reset": args[0]}, "sink %s reset: backfilling (see `tributary sinks`)", args[0])
-		},
+		}),
 	}
 	sink := &cobra.Command{Use: "sink", Short: "Manage one sink (through the running node)"}
 	sink.AddCommand(reset)

@@ -2,18 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	meshlibp2p "github.com/tributary-sync/tributary/mesh/libp2p"
 	meshnats "github.com/tributary-sync/tributary/mesh/nats"
 )
-
-// addrsFile in a home keeps the libp2p addresses of the last run, for
-// invite codes made while no node runs.
-const addrsFile = "p2p-addrs.json"
 
 // startTransports starts NATS with --nats, and libp2p unless only NATS
 // was asked for.
@@ -41,22 +34,7 @@ func (b *bridge) startLibp2p(ctx context.Context, bootstrap []string) error {
 	}
 	addrs := t.Addrs()
 	b.advertised = addrs
-	if data, err := json.Marshal(addrs); err == nil {
-		os.WriteFile(filepath.Join(b.home.Dir, addrsFile), data, 0o600)
-	}
 	b.transports = append(b.transports, transport{name: "libp2p", tr: t, stop: t.Close, info: map[string]any{"peer": string(t.ID()), "addrs": addrs}})
 	return nil
 }
 
-// advertisedAddrs are the libp2p addresses for invite codes: the running
-// node's, else the last run's.
-func advertisedAddrs(c *cli) []string {
-	if c.bridge != nil && len(c.bridge.advertised) > 0 {
-		return c.bridge.advertised
-	}
-	var addrs []string
-	if data, err := os.ReadFile(filepath.Join(c.home, addrsFile)); err == nil {
-		json.Unmarshal(data, &addrs)
-	}
-	return addrs
-}

@@ -62,6 +62,9 @@ func (r *Replica) Receive(ctx context.Context, envelopes [][]byte) (Report, erro
 		}
 		items = append(items, item{s, c, id})
 	}
+	if err := r.guard(); err != nil {
+		return rep, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -250,6 +253,9 @@ func isStoreError(err error) bool {
 // effect returns an error and nothing is written.
 func (r *Replica) Write(ctx context.Context, key core.PrivateKey, ops []core.Op, nowMillis uint64) (_ core.ID, err error) {
 	defer recoverStoreError(&err)
+	if err := r.guard(); err != nil {
+		return core.ID{}, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {

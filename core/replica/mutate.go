@@ -58,6 +58,9 @@ func (e *MutationError) Unwrap() error { return e.Err }
 // when nothing needed writing).
 func (r *Replica) Mutate(ctx context.Context, key core.PrivateKey, muts []Mutation, nowMillis uint64) (_ []MutationResult, _ core.ID, err error) {
 	defer recoverStoreError(&err)
+	if err := r.guard(); err != nil {
+		return nil, core.ID{}, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -183,13 +186,13 @@ func (p *planner) plan(m *Mutation, nowMillis uint64) (MutationResult, []core.Op
 		}
 	case MutDelete:
 		if id == "" {
-			return MutationResult{}, nil, errors.New("delete needs an id")
+			return MutationResult{}, nil, fmt.Errorf("%w: delete needs an id", core.ErrInvalidChange)
 		}
 	default:
-		return MutationResult{}, nil, fmt.Errorf("unknown operation %q: want %q or %q", m.Op, MutPut, MutDelete)
+		return MutationResult{}, nil, fmt.Errorf("%w: unknown operation %q: want %q or %q", core.ErrInvalidChange, m.Op, MutPut, MutDelete)
 	}
 	if err := core.CheckDocID(id); err != nil {
-		return MutationResult{}, nil, err
+		return MutationResult{}, nil, fmt.Errorf("%w: %v", core.ErrInvalidChange, err)
 	}
 	d, err := p.doc(coll.Name, id)
 	if err != nil {

@@ -55,6 +55,11 @@ type Options struct {
 	Space core.ID
 	// BadgerOptions may adjust the badger options before open.
 	BadgerOptions func(badger.Options) badger.Options
+	// WriteGuard, when set, is asked before every write (local or
+	// received); its error refuses the write and nothing is stored. The
+	// node uses it to keep a free-disk reserve: Badger writes through
+	// memory-mapped files, and a full disk would kill the process.
+	WriteGuard func() error
 }
 
 // meta is what the replica keeps about each stored change.
@@ -150,6 +155,14 @@ func (r *Replica) Orphans() [][]byte {
 }
 
 const cacheLimit = 1 << 18
+
+// guard runs the write guard.
+func (r *Replica) guard() error {
+	if r.opts.WriteGuard == nil {
+		return nil
+	}
+	return r.opts.WriteGuard()
+}
 
 // Open opens (or creates) the replica in opts.Dir. A new replica holds no
 // space until Found or a received genesis change.

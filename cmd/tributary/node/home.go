@@ -26,11 +26,19 @@ var (
 // Home is a node's directory: its key and its spaces.
 //
 //	key                    Ed25519 seed, hex, mode 0600
+//	api-token              bearer token of the node's HTTP API, mode 0600
+//	lock                   flock held by the process that owns the stores
+//	run.json               where the running node serves its API
 //	spaces/<space>/db/     Badger: op-log, documents, effect log
 //	spaces/<space>/space.json
 type Home struct {
 	Dir string
 	Key core.PrivateKey
+	// DiskReserve is the free space writes keep (DefaultDiskReserve; 0
+	// turns the check off).
+	DiskReserve uint64
+	// FreeBytes measures free space (FreeBytes unless a test drives it).
+	FreeBytes func(dir string) (uint64, error)
 }
 
 // SpaceInfo is what a home remembers about a space besides its data.
@@ -61,7 +69,7 @@ func OpenHome(dir string) (*Home, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key file %s: %w", filepath.Join(dir, "key"), err)
 	}
-	return &Home{Dir: dir, Key: k}, nil
+	return &Home{Dir: dir, Key: k, DiskReserve: DefaultDiskReserve}, nil
 }
 
 // InitHome creates dir with a new key, or returns the existing home.
@@ -81,7 +89,11 @@ func InitHome(dir string) (h *Home, created bool, err error) {
 	if err := os.WriteFile(filepath.Join(dir, "key"), []byte(hex.EncodeToString(k.Seed())+"\n"), 0o600); err != nil {
 		return nil, false, fmt.Errorf("write key: %w", err)
 	}
-	return &Home{Dir: dir, Key: k}, true, nil
+	h = &Home{Dir: dir, Key: k, DiskReserve: DefaultDiskReserve}
+	if _, err := h.RotateToken(); err != nil {
+		return nil, false, err
+	}
+	return h, true, nil
 }
 
 func (h *Home) spaceDir(id string) string { return filepath.Join(h.Dir, "spaces", id) }
@@ -175,7 +187,12 @@ func (h *Home) OpenSpace(ctx context.Context, id string) (*Space, error) {
 	if err != nil {
 		return nil, err
 	}
-	return OpenSpaceDir(filepath.Join(h.spaceDir(id), "db"), replica.Options{SyncWrites: true, Space: sid})
+	return OpenSpaceDir(filepath.Join(h.spaceDir(id), "db"), h.replicaOptions(sid))
+}
+
+// replicaOptions are the options every space of the home opens with.
+func (h *Home) replicaOptions(space core.ID) replica.Options {
+	return replica.Options{SyncWrites: true, Space: space, WriteGuard: DiskGuard(h.Dir, h.DiskReserve, h.FreeBytes)}
 }
 
 // CreateSpaceDir opens a fresh store for a space being founded, in a
@@ -185,7 +202,7 @@ func (h *Home) CreateSpaceDir() (string, *Space, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("create space: %w", err)
 	}
-	sp, err := OpenSpaceDir(filepath.Join(dir, "db"), replica.Options{SyncWrites: true})
+	sp, err := OpenSpaceDir(filepath.Join(dir, "db"), h.replicaOptions(core.ID{}))
 	if err != nil {
 		os.RemoveAll(dir)
 		return "", nil, err
