@@ -15,7 +15,7 @@ func TestNeo4jSinkSurvivesKills(t *testing.T) {
 	crashTest(t, target{typ: "neo4j", kills: 6, start: neo4jtest.Start,
 		read: func(t *testing.T, url string, sch *schema.Schema) (map[string]map[string]map[string]any, uint64) {
 			ctx := context.Background()
-			s, err := neo4j.New(ctx, neo4j.Config{URL: url, Name: "crash"})
+			s, err := neo4j.New(ctx, neo4j.Config{URL: url, Name: "crash", ReadOnly: true})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -9,18 +9,60 @@
 //		Username: "neo4j", Password: secret,      // empty Username: no authentication
 //		Database: "library",                      // empty: the server's default database
 //		Name:     "graph",                        // the checkpoint is kept under this name
-//	})
+//		Space:    spaceID, Node: nodeKey,         // with Name, the sink's claim
+//	})                                            // errors.Is(err, checkpoint.ErrClaimed): another claim owns it
 //	r, err := checkpoint.New(checkpoint.DefaultConfig(), space.Log(), s, space, parking)
 //	r.Start(ctx) // or r.CatchUp(ctx)
 //	...
 //	r.Close()
 //	s.Close(ctx)
 //
-// New checks that the server answers and creates the uniqueness constraint
-// of the checkpoint label. Reset deletes the sink's checkpoint node, so that
-// the runner replays the effect log from the start (the documents stay and
-// are rewritten; the deletes in the log remove what was deleted since).
-// Documents reads a collection back as canonical values.
+// New checks that the server answers, creates the uniqueness constraints
+// of the checkpoint and mapping labels, claims the checkpoint node and
+// takes a new fence (see below). Reset sets the checkpoint back to 0,
+// keeping the claim and mapping, so that the runner replays the effect
+// log from the start (the documents stay and are rewritten; the deletes in
+// the log remove what was deleted since). Documents reads a collection
+// back as canonical values; Label tells a collection's label.
+//
+// # Claim and fence
+//
+// A target is claimed by exactly one (space, node, sink): the checkpoint
+// node (:_TributaryCheckpoint {sink, lsn, updated, space, node, fence})
+// carries the claim, and New refuses a sink of the same name from another
+// space or node with a *checkpoint.ClaimedError naming the owner (a node
+// written before claims existed is adopted). New also takes a new fence
+// (fence + 1, in one transaction); every Apply, Prepare and Reset locks
+// the node in its transaction and checks that it still holds the
+// instance's fence: a stale instance (a second process, or one a restart
+// replaced) gets checkpoint.ErrFenced and writes nothing, and the runner
+// stops it. Config.ReadOnly opens a sink that only reads.
+//
+// # The name mapping
+//
+// Each collection of a claim has a mapping node, (:_TributaryMapping
+// {label, space, node, sink, collection, fields, properties, types}),
+// label unique: a label belongs to one claim, and a sink that wants one
+// another claim maps is refused at start (Prepare) with a
+// *checkpoint.ClaimedError (give it a database of its own, a
+// Config.LabelPrefix, or Config.Labels). fields[i] is stored as the
+// property properties[i] and, for a reference field, as relationships
+// of type types[i]. A collection and its fields are mapped the first time
+// a schema shows them and looked up by name ever after, so an upgrade
+// that reorders fields changes nothing, and a later "field renamed"
+// upgrade can rename fields[i] and keep its property. Labels, properties
+// and relationship types tell case apart, so a collection's label is its
+// name (after LabelPrefix, or as Config.Labels gives it, checked at New:
+// not another claim's, not the sink's own labels, and the collection's own
+// if it has one: a mapping never changes) and a field's property is its
+// name (field names never start with "_" and are never id, so they never
+// meet the sink's own properties); only what is taken or longer than
+// Neo4j's 16383-character names (MaxName) gets "_" and 8 hex digits of a
+// hash of the exact name. A reference field's relationship type is its
+// name in upper case, which two fields of a collection can share (writer,
+// and Writer added by an upgrade): the second gets the hash suffix
+// (WRITER_1a2b3c4d). Labels that exist without a mapping node (a graph
+// written before the mapping existed) are adopted.
 //
 // # The graph
 //
@@ -52,7 +94,8 @@
 // _author and _hlc.
 //
 // Every reference field is also a relationship from the document to the
-// referenced node, of the type the field's name in upper case:
+// referenced node, of the type the mapping gives it (the field's name in
+// upper case):
 // Book.author = "a1" is (:Book {id: "b1"})-[:AUTHOR]->(:Author {id: "a1"}).
 // A list or set of references makes one relationship per element, each
 // with the element's position in the property index (0, 1, ...; a list may
@@ -80,16 +123,17 @@
 //	MATCH (a:Author) WHERE a._lsn IS NOT NULL RETURN a
 //
 // Two reference fields of one collection whose names differ only in case
-// (author, Author) share a relationship type; both are written, but only
-// the properties tell them apart.
+// (author, Author) get distinct relationship types from the mapping
+// (AUTHOR, AUTHOR_<hash>).
 //
 // # Batches and the checkpoint
 //
 // Apply writes a batch in one transaction (session.ExecuteWrite, which
 // retries transient errors such as deadlocks): it reads and locks the
-// checkpoint node (:_TributaryCheckpoint {sink: name, lsn, updated}),
-// skips the effects at or below its LSN (a batch whose Through is not
-// above it changes nothing, so replays are harmless), writes the upserts
+// checkpoint node and checks its fence, skips the effects at or below its
+// LSN (a batch whose Through is not above it changes nothing, so replays
+// are harmless; a Redo batch of parked effects offered again is written
+// anyway and leaves the checkpoint as it is), writes the upserts
 // and deletes of each collection with UNWIND statements of at most
 // Config.BatchSize rows (default 1000), and sets the checkpoint to
 // Through, in the same transaction: the graph and the checkpoint move
@@ -111,9 +155,9 @@
 //
 // # Sharing a database
 //
-// Labels are the collection names, so two sinks writing the same
-// collections into one database write the same nodes. Give each space its
-// own database (Neo4j Enterprise), or its own server with Community, which
-// has one database; several sinks may share one with distinct collection
-// names. Their checkpoints are kept apart by name.
+// Labels are the collection names, so two sinks with the same collections
+// in one database would write the same nodes: the second is refused at
+// start. Give each space its own database (Neo4j Enterprise), or, on
+// Community, which has one database, a Config.LabelPrefix (option
+// label_prefix) per sink. Their checkpoints are kept apart by name.
 package neo4j

@@ -22,25 +22,28 @@ import (
 func TestMain(m *testing.M) { neo4jtest.Main(m) }
 
 // harness runs the conformance suite over the shared Neo4j. Neo4j
-// Community has one database, and the sink's labels are the collection
-// names, so sinks cannot share it: opening a sink name the harness has not
-// seen wipes the graph first (the suite's scenarios run one after another,
-// each under its own name).
+// Community has one database, and a target is the whole database: opening
+// a target the harness has not seen wipes the graph first (the suite's
+// scenarios run one after another, each under its own name).
 type harness struct {
 	url     string
 	schemas []*schema.Schema // where Read finds a collection's fields
 
 	mu      sync.Mutex
-	current string // the sink name the graph belongs to
-	reader  *Sink
+	current string // the target the graph belongs to
+	reader  *Sink  // read-only, of the current target's owner
 }
 
 func newHarness(t testing.TB) *harness {
 	h := &harness{url: neo4jtest.Shared(t)}
-	for _, text := range []string{adaptertest.SchemaV2, adaptertest.BenchSchema} {
+	for _, text := range []string{adaptertest.SchemaV2, adaptertest.BenchSchema, adaptertest.NamesSchemaV2} {
 		h.schemas = append(h.schemas, mustSchema(t, text))
 	}
-	h.reader = open(t, Config{URL: h.url, Name: "reader"})
+	t.Cleanup(func() {
+		if h.reader != nil {
+			h.reader.Close(context.Background())
+		}
+	})
 	return h
 }
 
@@ -48,17 +51,35 @@ func (h *harness) Name() string { return "neo4j" }
 
 func (h *harness) Open(t testing.TB, name string) checkpoint.Sink {
 	t.Helper()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if name != h.current {
-		neo4jtest.Wipe(t, h.url)
-		h.current = name
-	}
-	s, err := New(context.Background(), Config{URL: h.url, Name: name})
+	s, err := h.OpenAs(t, name, adaptertest.ClaimFor(name))
 	if err != nil {
 		t.Fatalf("open sink %s: %v", name, err)
 	}
 	return s
+}
+
+func (h *harness) OpenAs(t testing.TB, target string, claim checkpoint.Claim) (checkpoint.Sink, error) {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if target != h.current {
+		neo4jtest.Wipe(t, h.url)
+		h.current = target
+		if h.reader != nil {
+			h.reader.Close(context.Background())
+		}
+		owner := adaptertest.ClaimFor(target)
+		r, err := New(context.Background(), Config{URL: h.url, Name: owner.Sink, Space: owner.Space, Node: owner.Node, ReadOnly: true})
+		if err != nil {
+			t.Fatalf("open reader %s: %v", target, err)
+		}
+		h.reader = r
+	}
+	s, err := New(context.Background(), Config{URL: h.url, Name: claim.Sink, Space: claim.Space, Node: claim.Node})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (h *harness) Read(t testing.TB, sinkName, collection string) map[string]map[string]any {
@@ -67,7 +88,7 @@ func (h *harness) Read(t testing.TB, sinkName, collection string) map[string]map
 	current := h.current
 	h.mu.Unlock()
 	if sinkName != current {
-		t.Fatalf("read %s of sink %s: the graph holds sink %s", collection, sinkName, current)
+		t.Fatalf("read %s of target %s: the graph holds target %s", collection, sinkName, current)
 	}
 	var c *schema.Collection
 	for _, s := range h.schemas {
@@ -96,6 +117,8 @@ func (h *harness) Poison() (eventstream.Effect, bool) {
 }
 
 func TestConformance(t *testing.T) { adaptertest.Run(t, newHarness(t)) }
+
+func TestSharedTarget(t *testing.T) { adaptertest.RunShared(t, newHarness(t)) }
 
 func BenchmarkSink(b *testing.B) {
 	h := newHarness(b)
@@ -348,7 +371,7 @@ func TestGraph(t *testing.T) {
 	}
 	eq("AUTHOR after deleting b1", edges(t, d, "Book", "AUTHOR"), []string{"b2->a1"})
 	apply(t, s, sch, del(13, "Author", "a2"), del(14, "Book", "b2"), del(15, "Author", "a1"))
-	if n := cypher(t, d, "MATCH (n) WHERE NOT n:"+quote(CheckpointLabel)+" RETURN count(n) AS n", nil)[0]["n"]; n != int64(0) {
+	if n := cypher(t, d, "MATCH (n) WHERE NOT n:"+quote(CheckpointLabel)+" AND NOT n:"+quote(MappingLabel)+" RETURN count(n) AS n", nil)[0]["n"]; n != int64(0) {
 		t.Fatalf("%v nodes left after deleting everything", n)
 	}
 
@@ -358,7 +381,7 @@ func TestGraph(t *testing.T) {
 	for _, r := range cypher(t, d, "SHOW CONSTRAINTS YIELD type, labelsOrTypes, properties RETURN type, labelsOrTypes[0] AS l, properties[0] AS p", nil) {
 		cons = append(cons, fmt.Sprintf("%s %s.%s", r["type"], r["l"], r["p"]))
 	}
-	for _, want := range []string{"UNIQUENESS Author.id", "UNIQUENESS Book.id", "UNIQUENESS Sample.id", "UNIQUENESS _TributaryCheckpoint.sink"} {
+	for _, want := range []string{"UNIQUENESS Author.id", "UNIQUENESS Book.id", "UNIQUENESS Sample.id", "UNIQUENESS _TributaryCheckpoint.sink", "UNIQUENESS _TributaryMapping.label"} {
 		if !slices.Contains(cons, want) {
 			t.Errorf("constraints %q lack %q", cons, want)
 		}

@@ -20,17 +20,25 @@ type Document struct {
 	HLC    string
 }
 
-// Documents reads the documents of collection c: the nodes labelled c.Name
-// that have an _lsn (stubs, the nodes standing for referenced documents
-// that do not exist, are left out). Values are converted back to
-// canonical values; a reference field is read from the node's
-// relationships (in their index order for lists and sets) and checked
-// against the property holding the same IDs: a graph where the two differ
-// is reported as an error.
+// Documents reads the documents of collection c: the nodes of its label
+// (as the mapping stored in the graph says) that have an _lsn (stubs, the
+// nodes standing for referenced documents that do not exist, are left
+// out). A collection not mapped yet has none. Values are converted back
+// to canonical values under their field names; a reference field is read
+// from the node's relationships (in their index order for lists and
+// sets) and checked against the property holding the same IDs: a graph
+// where the two differ is reported as an error.
 func (s *Sink) Documents(ctx context.Context, c *schema.Collection) (map[string]Document, error) {
+	m, err := s.lookup(ctx, c.Name)
+	if err != nil {
+		return nil, fmt.Errorf("neo4j sink %s: read the mapping of %s: %w", s.cfg.Name, c.Name, err)
+	}
+	if m == nil {
+		return map[string]Document{}, nil
+	}
 	sess := s.session(ctx, neo4j.AccessModeRead)
 	defer sess.Close(context.WithoutCancel(ctx))
-	q := "MATCH (n:" + quote(c.Name) + ") WHERE n." + quote(PropLSN) + " IS NOT NULL\n" +
+	q := "MATCH (n:" + quote(m.label) + ") WHERE n." + quote(PropLSN) + " IS NOT NULL\n" +
 		"RETURN properties(n) AS p, [(n)-[r]->(m) | [type(r), r." + quote(PropIndex) + ", m.id]] AS refs"
 	v, err := sess.ExecuteRead(ctx, func(tx neo4j.ManagedTransaction) (any, error) {
 		res, err := tx.Run(ctx, q, nil)
@@ -43,18 +51,30 @@ func (s *Sink) Documents(ctx context.Context, c *schema.Collection) (map[string]
 		return nil, fmt.Errorf("neo4j sink %s: read %s: %w", s.cfg.Name, c.Name, err)
 	}
 	recs := v.([]*neo4j.Record)
-	// Reference fields by relationship type; a type two fields share
-	// (names differing only in case) cannot be read back from the graph.
+	// Reference fields by relationship type (the mapping gives each its
+	// own; a graph written before the mapping may have two fields share
+	// one, which then cannot be read back from the relationships).
 	refFields := map[string][]*schema.Field{}
 	for _, f := range c.Fields {
-		if isRef(f) {
-			t := RelationshipType(f.Name)
+		if t, ok := m.types[f.Name]; ok && isRef(f) {
 			refFields[t] = append(refFields[t], f)
 		}
 	}
+	fieldOf := map[string]string{} // property -> field
+	for f, p := range m.props {
+		fieldOf[p] = f
+	}
 	out := make(map[string]Document, len(recs))
 	for _, rec := range recs {
-		d, err := document(c, refFields, rec.Values[0].(map[string]any), rec.Values[1].([]any))
+		props := rec.Values[0].(map[string]any)
+		named := make(map[string]any, len(props))
+		for p, v := range props {
+			if f, ok := fieldOf[p]; ok {
+				p = f
+			}
+			named[p] = v
+		}
+		d, err := document(c, refFields, named, rec.Values[1].([]any))
 		if err != nil {
 			return nil, fmt.Errorf("neo4j sink %s: read %s: %w", s.cfg.Name, c.Name, err)
 		}

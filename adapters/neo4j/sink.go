@@ -17,7 +17,7 @@ import (
 )
 
 // CheckpointLabel labels the checkpoint nodes: (:_TributaryCheckpoint
-// {sink: name, lsn: LSN, updated: datetime}).
+// {sink: name, lsn: LSN, updated: datetime, space, node, fence}).
 const CheckpointLabel = "_TributaryCheckpoint"
 
 // Provenance properties of every document node, besides id.
@@ -53,6 +53,24 @@ type Config struct {
 	// Name identifies the sink; its checkpoint node is kept under this
 	// name.
 	Name string
+	// Space and Node (the space ID and the node's public key) complete
+	// the sink's claim (checkpoint.Claim) with Name: the checkpoint node
+	// and the labels the sink maps belong to that claim, and New refuses
+	// a sink of another claim.
+	Space, Node string
+	// ReadOnly opens the sink only to read (Checkpoint, Documents,
+	// Label): it claims nothing and takes no fence; Apply, Prepare and
+	// Reset fail. With Space and Node empty it reads the mapping of
+	// whichever claim holds Name.
+	ReadOnly bool
+	// LabelPrefix is put before the default label of every collection
+	// mapped from now on (several spaces in one database).
+	LabelPrefix string
+	// Labels overrides the label of collections (collection -> label,
+	// used as given), when the sink maps them for the first time: a
+	// collection mapped to another label already makes New fail (the
+	// mapping never changes).
+	Labels map[string]string
 	// BatchSize is the most rows one UNWIND statement carries (default
 	// 1000); a batch is written with as many statements as it needs, all
 	// in one transaction.
@@ -64,18 +82,30 @@ type Config struct {
 type Sink struct {
 	cfg    Config
 	driver neo4j.DriverWithContext
+	fence  int64 // taken by New: the checkpoint node must hold it
 
-	mu      sync.Mutex      // one Apply at a time
+	mu      sync.Mutex      // one Apply at a time; guards what follows
 	ensured map[string]bool // labels whose id constraint exists
+	layout  *layout         // of the newest schema mapped
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-var _ checkpoint.Sink = (*Sink)(nil)
+var (
+	_ checkpoint.Sink     = (*Sink)(nil)
+	_ checkpoint.Preparer = (*Sink)(nil)
+)
 
-// New connects to the server of cfg.URL, checks that it answers and makes
-// sure the checkpoint label has its uniqueness constraint.
+// ErrReadOnly refuses writes through a sink opened with Config.ReadOnly.
+var ErrReadOnly = errors.New("the sink was opened read-only")
+
+// New connects to the server of cfg.URL, checks that it answers, makes
+// sure the checkpoint and mapping labels have their uniqueness
+// constraints, claims the sink's checkpoint node and takes a new fence.
+// A node another claim holds makes it fail with a
+// *checkpoint.ClaimedError naming the owner, as does a label of
+// Config.Labels another claim maps.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if cfg.Name == "" {
 		return nil, errors.New("neo4j sink: a name is required")
@@ -110,8 +140,30 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		_ = driver.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("neo4j sink %s: connect to %s: %w", cfg.Name, cfg.URL, err)
 	}
-	if err := s.constrain(ctx, CheckpointLabel, "sink"); err != nil {
+	for label, l := range cfg.Labels {
+		if l == "" || len([]rune(l)) > MaxName || reservedLabel(l) {
+			_ = driver.Close(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("neo4j sink %s: tables: label %q for collection %s: want 1 to %d characters, not the sink's own labels", cfg.Name, l, label, MaxName)
+		}
+	}
+	if cfg.ReadOnly {
+		return s, nil
+	}
+	err = s.constrain(ctx, CheckpointLabel, "sink")
+	if err == nil {
+		err = s.constrain(ctx, MappingLabel, "label")
+	}
+	if err == nil {
+		err = s.claim(ctx)
+	}
+	if err == nil {
+		err = s.checkOverrides(ctx)
+	}
+	if err != nil {
 		_ = driver.Close(context.WithoutCancel(ctx))
+		if checkpoint.Fatal(err) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("neo4j sink %s: %w", cfg.Name, err)
 	}
 	return s, nil
@@ -147,12 +199,13 @@ func (s *Sink) constrain(ctx context.Context, label, prop string) error {
 	return nil
 }
 
-// Checkpoint implements checkpoint.Sink.
+// Checkpoint implements checkpoint.Sink. A sink whose fence the
+// checkpoint node no longer holds gets checkpoint.ErrFenced.
 func (s *Sink) Checkpoint(ctx context.Context) (uint64, error) {
 	sess := s.session(ctx, neo4j.AccessModeRead)
 	defer sess.Close(context.WithoutCancel(ctx))
 	v, err := sess.ExecuteRead(ctx, func(tx neo4j.ManagedTransaction) (any, error) {
-		res, err := tx.Run(ctx, "MATCH (c:"+quote(CheckpointLabel)+" {sink: $sink}) RETURN c.lsn AS lsn", map[string]any{"sink": s.cfg.Name})
+		res, err := tx.Run(ctx, "MATCH (c:"+quote(CheckpointLabel)+" {sink: $sink}) RETURN c.lsn AS lsn, c.fence AS fence", map[string]any{"sink": s.cfg.Name})
 		if err != nil {
 			return nil, err
 		}
@@ -160,14 +213,22 @@ func (s *Sink) Checkpoint(ctx context.Context) (uint64, error) {
 		if err != nil || len(recs) == 0 {
 			return nil, err
 		}
-		return recs[0].Values[0], nil
+		return recs[0].Values, nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("neo4j sink %s: read checkpoint: %w", s.cfg.Name, err)
 	}
 	if v == nil {
-		return 0, nil
+		if s.cfg.ReadOnly {
+			return 0, nil
+		}
+		return 0, s.errFenced(nil)
 	}
+	vals := v.([]any)
+	if f, ok := vals[1].(int64); !s.cfg.ReadOnly && (!ok || f != s.fence) {
+		return 0, s.errFenced(vals[1])
+	}
+	v = vals[0]
 	n, ok := v.(int64)
 	if !ok || n < 0 {
 		return 0, fmt.Errorf("neo4j sink %s: checkpoint node holds lsn %v (%T)", s.cfg.Name, v, v)
@@ -175,24 +236,52 @@ func (s *Sink) Checkpoint(ctx context.Context) (uint64, error) {
 	return uint64(n), nil
 }
 
-// Reset deletes the sink's checkpoint node, so that a runner replays the
-// whole effect log into the graph (tributary sink reset). The documents
-// stay; the replay rewrites them, and the deletes it carries remove the
-// documents deleted since.
+// Reset sets the sink's checkpoint back to 0, keeping its claim and
+// mapping, so that a runner replays the whole effect log into the graph
+// (tributary sink reset). The documents stay; the replay rewrites them,
+// and the deletes it carries remove the documents deleted since.
 func (s *Sink) Reset(ctx context.Context) error {
+	if s.cfg.ReadOnly {
+		return fmt.Errorf("neo4j sink %s: reset: %w", s.cfg.Name, ErrReadOnly)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sess := s.session(ctx, neo4j.AccessModeWrite)
 	defer sess.Close(context.WithoutCancel(ctx))
 	_, err := sess.ExecuteWrite(ctx, func(tx neo4j.ManagedTransaction) (any, error) {
-		res, err := tx.Run(ctx, "MATCH (c:"+quote(CheckpointLabel)+" {sink: $sink}) DELETE c", map[string]any{"sink": s.cfg.Name})
+		if _, err := s.lockCheckpoint(ctx, tx); err != nil {
+			return nil, err
+		}
+		res, err := tx.Run(ctx, "MATCH (c:"+quote(CheckpointLabel)+" {sink: $sink}) SET c.lsn = 0, c.updated = datetime()", map[string]any{"sink": s.cfg.Name})
 		if err != nil {
 			return nil, err
 		}
 		return res.Consume(ctx)
 	})
+	if errors.Is(err, checkpoint.ErrFenced) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("neo4j sink %s: reset checkpoint: %w", s.cfg.Name, err)
+	}
+	return nil
+}
+
+// Prepare implements checkpoint.Preparer: it maps the collections and
+// fields of sch to labels, properties and relationship types (see
+// ensure), refusing labels another claim maps, and creates the labels'
+// constraints.
+func (s *Sink) Prepare(ctx context.Context, sch *schema.Schema) error {
+	if s.cfg.ReadOnly {
+		return fmt.Errorf("neo4j sink %s: prepare: %w", s.cfg.Name, ErrReadOnly)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.ensure(ctx, sch); err != nil {
+		if checkpoint.Fatal(err) {
+			return err
+		}
+		return fmt.Errorf("neo4j sink %s: map the schema: %w", s.cfg.Name, err)
 	}
 	return nil
 }
@@ -221,7 +310,8 @@ type link struct {
 	field  *schema.Field
 	to     string
 	index  any
-	target string
+	target string // the referenced collection
+	typ    string // the relationship type
 }
 
 // Apply implements checkpoint.Sink. It writes the batch and the checkpoint
@@ -241,31 +331,33 @@ type link struct {
 // gave up retrying, the context) is returned as it is, for the runner to
 // retry. Either way nothing of the batch is committed.
 func (s *Sink) Apply(ctx context.Context, b checkpoint.Batch) error {
+	if s.cfg.ReadOnly {
+		return fmt.Errorf("neo4j sink %s: apply: %w", s.cfg.Name, ErrReadOnly)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b.Through > math.MaxInt64 {
 		return fmt.Errorf("neo4j sink %s: checkpoint %d does not fit an INTEGER", s.cfg.Name, b.Through)
 	}
 	var preps []prepared
+	var l *layout
 	if len(b.Effects) > 0 {
 		if b.Schema == nil {
 			return fmt.Errorf("neo4j sink %s: a batch of %d effects without a schema", s.cfg.Name, len(b.Effects))
 		}
-		for _, c := range b.Schema.Collections {
-			if s.ensured[c.Name] {
-				continue
+		var err error
+		if l, err = s.ensure(ctx, b.Schema); err != nil {
+			if checkpoint.Fatal(err) {
+				return err
 			}
-			if err := s.constrain(ctx, c.Name, PropID); err != nil {
-				return fmt.Errorf("neo4j sink %s: %w", s.cfg.Name, err)
-			}
-			s.ensured[c.Name] = true
+			return fmt.Errorf("neo4j sink %s: map the schema: %w", s.cfg.Name, err)
 		}
-		preps = prepare(b.Schema, b.Effects)
+		preps = prepare(b.Schema, l, b.Effects)
 	}
 	sess := s.session(ctx, neo4j.AccessModeWrite)
 	defer sess.Close(context.WithoutCancel(ctx))
 	_, err := sess.ExecuteWrite(ctx, func(tx neo4j.ManagedTransaction) (any, error) {
-		return nil, s.write(ctx, tx, b, preps)
+		return nil, s.write(ctx, tx, b, l, preps)
 	})
 	if err == nil {
 		return nil
@@ -273,6 +365,9 @@ func (s *Sink) Apply(ctx context.Context, b checkpoint.Batch) error {
 	var rej *checkpoint.RejectedError
 	if errors.As(err, &rej) {
 		return rej
+	}
+	if errors.Is(err, checkpoint.ErrFenced) {
+		return err
 	}
 	if ctx.Err() == nil {
 		var ne *neo4j.Neo4jError
@@ -297,9 +392,9 @@ func dataError(code string) bool {
 	return false
 }
 
-// prepare converts the upserts' documents; an effect that cannot be
-// stored gets its reason.
-func prepare(sch *schema.Schema, effects []eventstream.Effect) []prepared {
+// prepare converts the upserts' documents, under the property names of
+// l; an effect that cannot be stored gets its reason.
+func prepare(sch *schema.Schema, l *layout, effects []eventstream.Effect) []prepared {
 	out := make([]prepared, len(effects))
 	for i := range effects {
 		e := &effects[i]
@@ -321,6 +416,7 @@ func prepare(sch *schema.Schema, effects []eventstream.Effect) []prepared {
 			p.err = fmt.Errorf("collection %s is not in the schema", e.Collection)
 			continue
 		}
+		m := l.colls[e.Collection]
 		props := make(map[string]any, len(e.Doc)+5)
 		for name, v := range e.Doc {
 			if v == nil {
@@ -336,13 +432,13 @@ func prepare(sch *schema.Schema, effects []eventstream.Effect) []prepared {
 				p.err = fmt.Errorf("%s/%s: %v", e.Collection, e.DocID, err)
 				break
 			}
-			props[name] = x
+			props[m.props[name]] = x
 			if isRef(f) {
 				if id, ok := v.(string); ok {
-					p.links = append(p.links, link{field: f, to: id, target: f.Ref})
+					p.links = append(p.links, link{field: f, to: id, target: f.Ref, typ: m.types[name]})
 				} else {
 					for j, id := range v.([]any) {
-						p.links = append(p.links, link{field: f, to: id.(string), index: int64(j), target: f.Ref})
+						p.links = append(p.links, link{field: f, to: id.(string), index: int64(j), target: f.Ref, typ: m.types[name]})
 					}
 				}
 			}
@@ -368,21 +464,18 @@ type collection struct {
 }
 
 // write runs the batch's transaction; it may run more than once (the
-// driver retries transient errors).
-func (s *Sink) write(ctx context.Context, tx neo4j.ManagedTransaction, b checkpoint.Batch, preps []prepared) error {
-	rec, err := single(ctx, tx, `MERGE (c:`+quote(CheckpointLabel)+` {sink: $sink})
-ON CREATE SET c.lsn = 0
-SET c.lsn = coalesce(c.lsn, 0)
-RETURN c.lsn`, map[string]any{"sink": s.cfg.Name})
+// driver retries transient errors). A Redo batch is written although the
+// checkpoint covers it.
+func (s *Sink) write(ctx context.Context, tx neo4j.ManagedTransaction, b checkpoint.Batch, l *layout, preps []prepared) error {
+	ckpt, err := s.lockCheckpoint(ctx, tx)
 	if err != nil {
 		return err
 	}
-	ckpt, ok := rec.Values[0].(int64)
-	if !ok || ckpt < 0 {
-		return fmt.Errorf("checkpoint node holds lsn %v (%T)", rec.Values[0], rec.Values[0])
-	}
-	if b.Through <= uint64(ckpt) {
+	if b.Through <= uint64(ckpt) && !b.Redo {
 		return nil // applied already: a replay changes nothing
+	}
+	if b.Redo {
+		ckpt = 0 // skip nothing
 	}
 
 	// The newest effect of each document above the checkpoint, grouped by
@@ -436,7 +529,7 @@ RETURN c.lsn`, map[string]any{"sink": s.cfg.Name})
 		for _, f := range sc.Fields {
 			hasRefs = hasRefs || isRef(f)
 		}
-		label := quote(c.name)
+		label := quote(l.colls[c.name].label)
 		if len(c.upserts) > 0 {
 			rows := make([]any, len(c.upserts))
 			ids := make([]any, len(c.upserts))
@@ -451,7 +544,7 @@ RETURN c.lsn`, map[string]any{"sink": s.cfg.Name})
 				if err := s.chunked(ctx, tx, unlinkQuery(label), ids, &stubs); err != nil {
 					return err
 				}
-				if err := s.link(ctx, tx, c.name, b.Effects, c.upserts, preps); err != nil {
+				if err := s.link(ctx, tx, l, c.name, b.Effects, c.upserts, preps); err != nil {
 					return err
 				}
 			}
@@ -488,7 +581,7 @@ DELETE m`, stubs, nil); err != nil {
 			return err
 		}
 	}
-	_, err = single(ctx, tx, "MATCH (c:"+quote(CheckpointLabel)+" {sink: $sink}) SET c.lsn = $through, c.updated = datetime() RETURN c.lsn",
+	_, err = single(ctx, tx, "MATCH (c:"+quote(CheckpointLabel)+" {sink: $sink}) SET c.lsn = CASE WHEN $through > c.lsn THEN $through ELSE c.lsn END, c.updated = datetime() RETURN c.lsn",
 		map[string]any{"sink": s.cfg.Name, "through": int64(b.Through)})
 	return err
 }
@@ -503,9 +596,10 @@ func unlinkQuery(label string) string {
 // link creates the relationships of the references of the upserts of
 // collection coll, one statement per reference field; a referenced
 // document that does not exist yet is created as a stub (its id alone).
-func (s *Sink) link(ctx context.Context, tx neo4j.ManagedTransaction, coll string, effects []eventstream.Effect, upserts []int, preps []prepared) error {
+func (s *Sink) link(ctx context.Context, tx neo4j.ManagedTransaction, lay *layout, coll string, effects []eventstream.Effect, upserts []int, preps []prepared) error {
 	type fieldRows struct {
 		f    *schema.Field
+		typ  string
 		rows []any
 	}
 	var order []*fieldRows
@@ -514,7 +608,7 @@ func (s *Sink) link(ctx context.Context, tx neo4j.ManagedTransaction, coll strin
 		for _, l := range preps[i].links {
 			fr := byField[l.field]
 			if fr == nil {
-				fr = &fieldRows{f: l.field}
+				fr = &fieldRows{f: l.field, typ: l.typ}
 				byField[l.field] = fr
 				order = append(order, fr)
 			}
@@ -522,8 +616,8 @@ func (s *Sink) link(ctx context.Context, tx neo4j.ManagedTransaction, coll strin
 		}
 	}
 	for _, fr := range order {
-		q := "UNWIND $rows AS row MATCH (n:" + quote(coll) + " {id: row.id}) MERGE (m:" + quote(fr.f.Ref) + " {id: row.to})\n" +
-			"CREATE (n)-[r:" + quote(RelationshipType(fr.f.Name)) + "]->(m)"
+		q := "UNWIND $rows AS row MATCH (n:" + quote(lay.colls[coll].label) + " {id: row.id}) MERGE (m:" + quote(lay.colls[fr.f.Ref].label) + " {id: row.to})\n" +
+			"CREATE (n)-[r:" + quote(fr.typ) + "]->(m)"
 		if fr.f.Kind != schema.Ref {
 			q += " SET r." + quote(PropIndex) + " = row.i"
 		}
