@@ -101,39 +101,32 @@ func (s *Space) Member(t testing.TB) *replica.Replica {
 	return r
 }
 
-// Joiner makes a new member the way an invite code does, with nobody
-// else online: admin (a replica of the space) grants a throwaway key the
-// right to add one member, and the returned replica, opened for the
-// space, holds only the grant that key signs for member. It holds no
-// genesis: the space's history has to come from elsewhere.
+// Joiner makes a new member the way `tributary invite` and `join` do,
+// with nobody else online: admin (a replica of the space) makes an
+// invite, and the returned replica, opened for the space, holds only the
+// invite's use that grants member. It holds no genesis: the space's
+// history has to come from elsewhere.
 func (s *Space) Joiner(t testing.TB, admin *replica.Replica, member core.PublicKey) *replica.Replica {
 	t.Helper()
 	ctx := context.Background()
-	throwaway, err := core.GenerateKey(nil)
+	now := s.Now()
+	key, invite, err := admin.CreateInvite(ctx, s.Keys[0], now+uint64(time.Hour.Milliseconds()), now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	inviteID, err := admin.Write(ctx, s.Keys[0], []core.Op{{Kind: core.OpGrant, Member: throwaway.Public(), Role: core.RoleInvite}}, s.Now())
+	text, err := core.InviteCode{Space: s.ID, Seed: key.Seed(), Invite: invite}.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := admin.Envelope(inviteID)
+	code, terms, err := core.DecodeInviteCode(text)
 	if err != nil {
 		t.Fatal(err)
 	}
-	invite, _, _, err := core.Open(env)
+	use, _, err := code.InviteUseChange(terms, member, s.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	grant := &core.Change{Version: core.ChangeVersion, Space: s.ID, Author: throwaway.Public(), Seq: 1,
-		Parents: []core.ID{inviteID}, Height: invite.Height + 1,
-		HLC: core.HLC{Wall: invite.HLC.Wall, Logical: invite.HLC.Logical + 1},
-		Ops: []core.Op{{Kind: core.OpGrant, Member: member, Role: core.RoleWriter}}}
-	signed, _, err := core.Sign(grant, throwaway)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := signed.Encode()
+	b, err := use.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -280,6 +280,7 @@ func TestValidate(t *testing.T) {
 		{"short ack wait", Config{URL: "nats://x", Key: key, AckWait: 10 * time.Millisecond}, []string{"AckWait is 10ms"}},
 		{"short max age", Config{URL: "nats://x", Key: key, StreamMaxAge: time.Second}, []string{"StreamMaxAge is 1s"}},
 		{"batch over pending", Config{URL: "nats://x", Key: key, ApplyBatch: 500, MaxAckPending: 100}, []string{"ApplyBatch (500) is larger than MaxAckPending (100)"}},
+		{"pull expiry", Config{URL: "nats://x", Key: key, PullExpiry: 100 * time.Millisecond}, []string{"PullExpiry is 100ms"}},
 		{"retry", Config{URL: "nats://x", Key: key, RetryDelay: time.Minute, RetryMaxDelay: time.Second}, []string{"RetryDelay (1m0s) is longer than RetryMaxDelay (1s)"}},
 	}
 	for _, c := range cases {

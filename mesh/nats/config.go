@@ -66,6 +66,7 @@ type Config struct {
 	ApplyBatch       int           // messages handed to the node in one Apply (default 256)
 	BatchWait        time.Duration // after a first message, how long a batch waits for more (default 2ms)
 	ConsumerMaxBytes int           // bytes buffered from the consumer (default 16 MiB, at least 2 max_payload)
+	PullExpiry       time.Duration // one pull request's life at the server; a lost one (its server gone) is noticed within it (default 30s)
 	RetryDelay       time.Duration // first delay before a message the node could not take comes again (default 500ms); doubles while it stays busy
 	RetryMaxDelay    time.Duration // (default 10s)
 
@@ -113,6 +114,7 @@ func (c *Config) defaults() {
 	dur(&c.ConsumerInactive, 30*24*time.Hour)
 	dur(&c.AckWait, 30*time.Second)
 	dur(&c.BatchWait, 2*time.Millisecond)
+	dur(&c.PullExpiry, 30*time.Second)
 	dur(&c.RetryDelay, 500*time.Millisecond)
 	dur(&c.RetryMaxDelay, 10*time.Second)
 	dur(&c.PublishTimeout, 10*time.Second)
@@ -191,7 +193,7 @@ func (c *Config) Validate() error {
 	}{
 		{"ConnectTimeout", c.ConnectTimeout}, {"ReconnectWait", c.ReconnectWait}, {"PingInterval", c.PingInterval},
 		{"StreamMaxAge", c.StreamMaxAge}, {"ConsumerInactive", c.ConsumerInactive}, {"AckWait", c.AckWait},
-		{"BatchWait", c.BatchWait}, {"RetryDelay", c.RetryDelay}, {"RetryMaxDelay", c.RetryMaxDelay}, {"PublishTimeout", c.PublishTimeout},
+		{"BatchWait", c.BatchWait}, {"PullExpiry", c.PullExpiry}, {"RetryDelay", c.RetryDelay}, {"RetryMaxDelay", c.RetryMaxDelay}, {"PublishTimeout", c.PublishTimeout},
 		{"StreamSyncInterval", c.StreamSyncInterval}, {"HeartbeatInterval", c.HeartbeatInterval},
 		{"ReassemblyTimeout", c.ReassemblyTimeout}, {"ServeTimeout", c.ServeTimeout},
 		{"RequestTimeout", c.RequestTimeout}, {"OperationTimeout", c.OperationTimeout},
@@ -220,6 +222,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AckWait > 0 && c.AckWait < time.Second {
 		bad("AckWait is %s: messages would be delivered again while the node is still storing them; use at least 1s", c.AckWait)
+	}
+	if c.PullExpiry > 0 && c.PullExpiry < time.Second {
+		bad("PullExpiry is %s: JetStream needs at least 1s", c.PullExpiry)
 	}
 	if c.RetryDelay > 0 && c.RetryMaxDelay > 0 && c.RetryDelay > c.RetryMaxDelay {
 		bad("RetryDelay (%s) is longer than RetryMaxDelay (%s)", c.RetryDelay, c.RetryMaxDelay)

@@ -3,6 +3,7 @@ package nats
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -111,32 +112,64 @@ func TestBacklogFromStreamAlone(t *testing.T) {
 		notes, wrote.Round(time.Millisecond), published.Round(time.Millisecond), took.Round(time.Millisecond), m, b.tr.Stats())
 }
 
-// TestBusyNodePushesBack: a node over its push rate takes what it can;
-// the rest is delivered again later (negatively acknowledged with a
-// delay), never dropped.
+// TestBusyNodePushesBack: a node that cannot take everything now (over
+// its push rate, or its limit of changes held for missing parents
+// reached) stores what it can; the rest is negatively acknowledged with a
+// delay and delivered again, never dropped.
 func TestBusyNodePushesBack(t *testing.T) {
 	s := startServer(t)
-	space := meshtest.NewSpace(t, 2)
-	ra, rb := space.Member(t), space.Member(t)
-	chain := space.Chain(t, 3000)
-	if _, err := ra.Receive(context.Background(), chain); err != nil {
-		t.Fatal(err)
+	fast := func(c *Config) { c.RetryDelay, c.RetryMaxDelay = 50*time.Millisecond, 200*time.Millisecond }
+	// fill puts changes into the space's stream, in that order, as A
+	// would, with nobody consuming.
+	fill := func(t *testing.T, space *meshtest.Space, envs [][]byte) {
+		ta := newTransport(t, s, space.Keys[0], nil)
+		join(t, ta, space.ID, &recorder{})
+		if err := ta.Publish(context.Background(), space.ID, envs); err != nil {
+			t.Fatal(err)
+		}
+		ta.Close()
 	}
-	want := changes(t, ra)
-	a := startPeer(t, s.ClientURL(), ra, space.Keys[0], nil, mesh.Config{})
-	waitForStream(t, s.ClientURL(), space.ID, want)
-	a.stop()
 
-	b := startPeer(t, s.ClientURL(), rb, space.Keys[1], func(c *Config) { c.RetryDelay, c.RetryMaxDelay = 50*time.Millisecond, 200*time.Millisecond },
-		mesh.Config{PushRate: 3000, PushBurst: 500})
-	meshtest.Eventually(t, time.Minute, "the busy node gets every change", func() (bool, string) {
-		got := changes(t, rb)
-		return got == want, fmt.Sprintf("B holds %d of %d changes", got, want)
+	t.Run("RateLimit", func(t *testing.T) {
+		space := meshtest.NewSpace(t, 2)
+		chain := space.Chain(t, 800)
+		fill(t, space, chain)
+		rb := space.Member(t)
+		// 100 changes/s: a batch of 256 waits 2.5s for its tokens.
+		b := startPeer(t, s.ClientURL(), rb, space.Keys[1], fast, mesh.Config{PushRate: 100, PushBurst: 300})
+		meshtest.Eventually(t, time.Minute, "the rate-limited node gets every change", func() (bool, string) {
+			got := changes(t, rb)
+			return got == len(space.Bootstrap)+len(chain), fmt.Sprintf("B holds %d of %d changes", got, len(space.Bootstrap)+len(chain))
+		})
+		if d, st := b.node.Metrics().PushesDeferred.Load(), b.tr.Stats(); d == 0 || st.Deferred == 0 {
+			t.Fatalf("nothing was deferred (node %d, transport %+v)", d, st)
+		}
+		t.Logf("deferred %d times; transport %+v", b.node.Metrics().PushesDeferred.Load(), b.tr.Stats())
 	})
-	if d, st := b.node.Metrics().PushesDeferred.Load(), b.tr.Stats(); d == 0 || st.Deferred == 0 {
-		t.Fatalf("nothing was deferred (node %d, transport %+v): the rate limit was not reached", d, st)
-	}
-	t.Logf("deferred %d times; transport %+v", b.node.Metrics().PushesDeferred.Load(), b.tr.Stats())
+
+	t.Run("OrphanLimit", func(t *testing.T) {
+		space := meshtest.NewSpace(t, 2)
+		chain := space.Chain(t, 600)
+		slices.Reverse(chain) // children first: each waits for its parent
+		fill(t, space, chain)
+		rb, err := replica.Open(replica.Options{InMemory: true, MaxOrphans: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rb.Close() })
+		if _, err := rb.Receive(context.Background(), space.Bootstrap); err != nil {
+			t.Fatal(err)
+		}
+		b := startPeer(t, s.ClientURL(), rb, space.Keys[1], fast, mesh.Config{})
+		meshtest.Eventually(t, time.Minute, "the node with a small orphan limit gets every change", func() (bool, string) {
+			got := changes(t, rb)
+			return got == len(space.Bootstrap)+len(chain), fmt.Sprintf("B holds %d of %d changes", got, len(space.Bootstrap)+len(chain))
+		})
+		if d, st := b.node.Metrics().PushesDeferred.Load(), b.tr.Stats(); d == 0 || st.Deferred == 0 {
+			t.Fatalf("nothing was deferred (node %d, transport %+v)", d, st)
+		}
+		t.Logf("deferred %d times; transport %+v", b.node.Metrics().PushesDeferred.Load(), b.tr.Stats())
+	})
 }
 
 // TestJoinerBootstrapsFromStream: A founds a space and writes with no
@@ -162,7 +195,7 @@ func TestJoinerBootstrapsFromStream(t *testing.T) {
 	waitForStream(t, s.ClientURL(), space.ID, want)
 	a.stop()
 
-	startPeer(t, s.ClientURL(), rb, keyB, nil, mesh.Config{})
+	b := startPeer(t, s.ClientURL(), rb, keyB, nil, mesh.Config{})
 	meshtest.Eventually(t, time.Minute, "B reaches A's state from the stream", func() (bool, string) {
 		if !rb.HasGenesis() {
 			return false, "B has no genesis"
@@ -181,6 +214,15 @@ func TestJoinerBootstrapsFromStream(t *testing.T) {
 	if len(docsA) != 200 || fmt.Sprint(docsA) != fmt.Sprint(docsB) {
 		t.Fatalf("B has %d notes, A %d", len(docsB), len(docsA))
 	}
+
+	// B's grant went into the stream: A, back with B gone, learns that B
+	// is a member from it.
+	waitForStream(t, s.ClientURL(), space.ID, want+1)
+	b.stop()
+	startPeer(t, s.ClientURL(), ra, keyA, nil, mesh.Config{})
+	meshtest.Eventually(t, 30*time.Second, "A learns of B's membership from the stream", func() (bool, string) {
+		return ra.IsMember(keyB.Public()), fmt.Sprintf("A holds %d changes", changes(t, ra))
+	})
 }
 
 // waitForStream waits until the space's stream holds at least n
@@ -296,4 +338,59 @@ func consumerInfo(t *testing.T, url string, space core.ID, peer mesh.PeerID) fun
 		}
 		return *info
 	}
+}
+
+// TestOlderStreamCorrected: a stream and consumer made by an earlier
+// version (one subject for batches of changes, old messages discarded
+// first, ten deliveries at most) are corrected on Join, and replication
+// goes on through them.
+func TestOlderStreamCorrected(t *testing.T) {
+	s := startServer(t)
+	space := meshtest.NewSpace(t, 2)
+	peerB := mesh.PeerOf(space.Keys[1].Public())
+	nc, err := natsgo.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	old := "tributary." + space.ID.String() + ".changes"
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: StreamName(space.ID), Subjects: []string{old}, Storage: jetstream.FileStorage, MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: ConsumerName(peerB), FilterSubject: old, DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: 10}); err != nil {
+		t.Fatal(err)
+	}
+
+	a := startPeer(t, s.ClientURL(), space.Member(t), space.Keys[0], nil, mesh.Config{})
+	b := startPeer(t, s.ClientURL(), space.Member(t), space.Keys[1], nil, mesh.Config{})
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := info.Config; !slices.Equal(c.Subjects, []string{old + ".*"}) || c.MaxMsgsPerSubject != 1 || c.Discard != jetstream.DiscardNew || !c.DiscardNewPerSubject || c.MaxAge != time.Hour {
+		t.Fatalf("stream not corrected (or its limits changed): %+v", c)
+	}
+	cons := consumerInfo(t, s.ClientURL(), space.ID, peerB)()
+	if c := cons.Config; c.FilterSubject != old+".*" || c.MaxDeliver != -1 {
+		t.Fatalf("consumer not corrected: %+v", c)
+	}
+	b.stop()
+	id, err := a.r.Write(context.Background(), a.key, []core.Op{{Kind: core.OpCreate, Coll: "Note", Doc: "after-update", Fields: map[string]any{"text": "x"}}}, space.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForStream(t, s.ClientURL(), space.ID, changes(t, a.r))
+	a.stop()
+	b = startPeer(t, s.ClientURL(), b.r, space.Keys[1], nil, mesh.Config{})
+	meshtest.Eventually(t, 20*time.Second, "B receives through the corrected consumer", func() (bool, string) {
+		return b.r.Has(id), fmt.Sprintf("%+v", b.tr.Stats())
+	})
 }

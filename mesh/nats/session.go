@@ -103,7 +103,8 @@ func (t *Transport) start(sp *space) (_ *session, err error) {
 		return sess, err
 	}
 	sess.msgs, err = cons.Messages(
-		jetstream.PullMaxMessagesWithBytesLimit(2*t.cfg.ApplyBatch, max(t.cfg.ConsumerMaxBytes, 2*int(t.nc.MaxPayload()))))
+		jetstream.PullMaxMessagesWithBytesLimit(2*t.cfg.ApplyBatch, max(t.cfg.ConsumerMaxBytes, 2*int(t.nc.MaxPayload()))),
+		jetstream.PullExpiry(t.cfg.PullExpiry))
 	if err != nil {
 		return sess, fmt.Errorf("nats transport: consume %s: %w", sp.consumer, err)
 	}
