@@ -49,18 +49,24 @@ type layout struct {
 	colls    map[string]string
 }
 
-// nameLimit is the longest collection name this database takes.
-func (s *Sink) nameLimit() int { return min(MaxCollectionName, 255-len(s.db.Name())-1) }
+// nameLimit is the longest collection name database db takes.
+func nameLimit(db string) int { return min(MaxCollectionName, 255-len(db)-1) }
 
-// checkTargetName checks a MongoDB collection name given by the user or
-// proposed for a collection: MongoDB's and FerretDB's rules, and none of
-// the names they or the sink reserve.
-func (s *Sink) checkTargetName(name string) error {
+func (s *Sink) nameLimit() int { return nameLimit(s.db.Name()) }
+
+// checkTargetName checks a MongoDB collection name proposed for a
+// collection (targetNameError).
+func (s *Sink) checkTargetName(name string) error { return targetNameError(s.db.Name(), name) }
+
+// targetNameError checks a MongoDB collection name of database db given
+// by the user or proposed for a collection: MongoDB's and FerretDB's
+// rules, and none of the names they or the sink reserve.
+func targetNameError(db, name string) error {
 	switch {
 	case name == "":
 		return errors.New("empty collection name")
-	case len(name) > s.nameLimit():
-		return fmt.Errorf("collection name %q is %d bytes, over the %d this database takes", name, len(name), s.nameLimit())
+	case len(name) > nameLimit(db):
+		return fmt.Errorf("collection name %q is %d bytes, over the %d this database takes", name, len(name), nameLimit(db))
 	case strings.ContainsAny(name, "$\x00"):
 		return fmt.Errorf("collection name %q: MongoDB refuses '$' and NUL in collection names", name)
 	case strings.HasPrefix(name, "system.") || strings.HasPrefix(name, "."):

@@ -106,27 +106,18 @@ var ErrReadOnly = errors.New("the sink was opened read-only")
 // naming the owner, as does a collection of Config.Collections another
 // claim maps.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
-	if cfg.Name == "" {
-		return nil, errors.New("mongodb sink: a name is required")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	switch {
-	case cfg.ChunkSize == 0:
+	if cfg.ChunkSize == 0 {
 		cfg.ChunkSize = DefaultChunkSize
-	case cfg.ChunkSize < 0 || cfg.ChunkSize > MaxChunkSize:
-		return nil, fmt.Errorf("mongodb sink %s: chunk size %d: want 1 to %d", cfg.Name, cfg.ChunkSize, MaxChunkSize)
 	}
-	switch {
-	case cfg.WriteTimeout == 0:
+	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
-	case cfg.WriteTimeout < 0:
-		return nil, fmt.Errorf("mongodb sink %s: write timeout %s: want a positive duration", cfg.Name, cfg.WriteTimeout)
 	}
 	cs, err := connstring.ParseAndValidate(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb sink %s: URL: %w", cfg.Name, err)
-	}
-	if cs.Database == "" {
-		return nil, fmt.Errorf("mongodb sink %s: the URL names no database: want mongodb://host:port/DBNAME", cfg.Name)
 	}
 	client, err := mongo.Connect(ctx, options.Client().ApplyURI(cfg.URL))
 	if err != nil {
@@ -135,9 +126,6 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	s := &Sink{cfg: cfg, client: client, db: client.Database(cs.Database)}
 	s.ckpts = s.db.Collection(CheckpointCollection)
 	err = s.hello(ctx)
-	if err == nil {
-		err = s.checkOverridesAlone()
-	}
 	if err == nil && !cfg.ReadOnly {
 		if err = s.claim(ctx); err == nil {
 			err = s.checkOverrides(ctx)
@@ -153,15 +141,34 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	return s, nil
 }
 
-// checkOverridesAlone checks Config.Collections on its own.
-func (s *Sink) checkOverridesAlone() error {
+// Validate checks what can be checked without the server: a name, a URL
+// naming a database, the chunk size and write timeout, Collections
+// (MongoDB's rules for names, none reserved, one collection per MongoDB
+// collection). New calls it.
+func (c Config) Validate() error {
+	if c.Name == "" {
+		return errors.New("mongodb sink: a name is required")
+	}
+	if c.ChunkSize < 0 || c.ChunkSize > MaxChunkSize {
+		return fmt.Errorf("mongodb sink %s: chunk size %d: want 1 to %d", c.Name, c.ChunkSize, MaxChunkSize)
+	}
+	if c.WriteTimeout < 0 {
+		return fmt.Errorf("mongodb sink %s: write timeout %s: want a positive duration", c.Name, c.WriteTimeout)
+	}
+	cs, err := connstring.ParseAndValidate(c.URL)
+	if err != nil {
+		return fmt.Errorf("mongodb sink %s: URL: %w", c.Name, err)
+	}
+	if cs.Database == "" {
+		return fmt.Errorf("mongodb sink %s: the URL names no database: want mongodb://host:port/DBNAME", c.Name)
+	}
 	seen := map[string]string{}
-	for coll, target := range s.cfg.Collections {
-		if err := s.checkTargetName(target); err != nil {
-			return fmt.Errorf("tables: collection %s: %w", coll, err)
+	for coll, target := range c.Collections {
+		if err := targetNameError(cs.Database, target); err != nil {
+			return fmt.Errorf("mongodb sink %s: tables: collection %s: %w", c.Name, coll, err)
 		}
 		if other := seen[target]; other != "" {
-			return fmt.Errorf("tables: collections %s and %s both map to %s", other, coll, target)
+			return fmt.Errorf("mongodb sink %s: tables: collections %s and %s both map to %s", c.Name, other, coll, target)
 		}
 		seen[target] = coll
 	}

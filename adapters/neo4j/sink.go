@@ -107,23 +107,11 @@ var ErrReadOnly = errors.New("the sink was opened read-only")
 // *checkpoint.ClaimedError naming the owner, as does a label of
 // Config.Labels another claim maps.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
-	if cfg.Name == "" {
-		return nil, errors.New("neo4j sink: a name is required")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	switch {
-	case cfg.BatchSize == 0:
+	if cfg.BatchSize == 0 {
 		cfg.BatchSize = DefaultBatchSize
-	case cfg.BatchSize < 0 || cfg.BatchSize > MaxBatchSize:
-		return nil, fmt.Errorf("neo4j sink %s: batch size %d: want 1 to %d", cfg.Name, cfg.BatchSize, MaxBatchSize)
-	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("neo4j sink %s: URL: %w", cfg.Name, err)
-	}
-	switch u.Scheme {
-	case "bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc":
-	default:
-		return nil, fmt.Errorf("neo4j sink %s: URL %q: want bolt://host:port or neo4j://host:port", cfg.Name, cfg.URL)
 	}
 	auth := neo4j.NoAuth()
 	if cfg.Username != "" {
@@ -139,12 +127,6 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if err := driver.VerifyConnectivity(ctx); err != nil {
 		_ = driver.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("neo4j sink %s: connect to %s: %w", cfg.Name, cfg.URL, err)
-	}
-	for label, l := range cfg.Labels {
-		if l == "" || len([]rune(l)) > MaxName || reservedLabel(l) {
-			_ = driver.Close(context.WithoutCancel(ctx))
-			return nil, fmt.Errorf("neo4j sink %s: tables: label %q for collection %s: want 1 to %d characters, not the sink's own labels", cfg.Name, l, label, MaxName)
-		}
 	}
 	if cfg.ReadOnly {
 		return s, nil
@@ -167,6 +149,38 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("neo4j sink %s: %w", cfg.Name, err)
 	}
 	return s, nil
+}
+
+// Validate checks what can be checked without the server: a name, a Bolt
+// URL, the batch size, Labels (1 to MaxName characters, not the sink's own
+// labels, one collection per label). New calls it.
+func (c Config) Validate() error {
+	if c.Name == "" {
+		return errors.New("neo4j sink: a name is required")
+	}
+	if c.BatchSize < 0 || c.BatchSize > MaxBatchSize {
+		return fmt.Errorf("neo4j sink %s: batch size %d: want 1 to %d", c.Name, c.BatchSize, MaxBatchSize)
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return fmt.Errorf("neo4j sink %s: URL: %w", c.Name, err)
+	}
+	switch u.Scheme {
+	case "bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc":
+	default:
+		return fmt.Errorf("neo4j sink %s: URL %q: want bolt://host:port or neo4j://host:port", c.Name, c.URL)
+	}
+	seen := map[string]string{}
+	for coll, l := range c.Labels {
+		if l == "" || len([]rune(l)) > MaxName || reservedLabel(l) {
+			return fmt.Errorf("neo4j sink %s: tables: label %q for collection %s: want 1 to %d characters, not the sink's own labels", c.Name, l, coll, MaxName)
+		}
+		if other := seen[l]; other != "" {
+			return fmt.Errorf("neo4j sink %s: tables: collections %s and %s both map to label %s", c.Name, other, coll, l)
+		}
+		seen[l] = coll
+	}
+	return nil
 }
 
 // Name implements checkpoint.Sink.

@@ -90,18 +90,10 @@ var ErrReadOnly = errors.New("the sink was opened read-only")
 // does a table of Config.Tables another claim owns. Collection tables are
 // created by Prepare or by the first batch that carries their schema.
 func New(ctx context.Context, cfg Config) (*Sink, error) {
-	if cfg.Name == "" {
-		return nil, errors.New("postgres sink: a name is required")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Schema == "" {
-		cfg.Schema = "public"
-	}
-	if cfg.CheckpointTable == "" {
-		cfg.CheckpointTable = DefaultCheckpointTable
-	}
-	if err := checkTables(cfg); err != nil {
-		return nil, fmt.Errorf("postgres sink %s: %w", cfg.Name, err)
-	}
+	cfg = cfg.withDefaults()
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("postgres sink %s: URL: %w", cfg.Name, err)
@@ -125,6 +117,32 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("postgres sink %s: %w", cfg.Name, err)
 	}
 	return s, nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Schema == "" {
+		c.Schema = "public"
+	}
+	if c.CheckpointTable == "" {
+		c.CheckpointTable = DefaultCheckpointTable
+	}
+	return c
+}
+
+// Validate checks what can be checked without the database: a name, a
+// URL pgx can parse, Tables (see Config.Tables). New calls it.
+func (c Config) Validate() error {
+	if c.Name == "" {
+		return errors.New("postgres sink: a name is required")
+	}
+	c = c.withDefaults()
+	if _, err := pgxpool.ParseConfig(c.URL); err != nil {
+		return fmt.Errorf("postgres sink %s: URL: %w", c.Name, err)
+	}
+	if err := checkTables(c); err != nil {
+		return fmt.Errorf("postgres sink %s: %w", c.Name, err)
+	}
+	return nil
 }
 
 // checkTables checks Config.Tables on its own: names PostgreSQL keeps as

@@ -21,7 +21,13 @@ import (
 //	    url: postgres://tributary@127.0.0.1:5432/reports
 //	    space: library          # ID, suffix or name; optional with one space
 //	    options: {schema: public}
+//	    tables: {BookReview: reviews}  # collection -> table (postgres), collection
+//	                            # (mongodb) or label (neo4j), for collections the
+//	                            # sink has not mapped yet: a mapping never changes
 //	    batch_size: 1000
+//
+// A sink that cannot reach its database when the node starts is retried in
+// the background (see `tributary sinks`); a config error stops the node.
 type runConfig struct {
 	P2P   []string     `yaml:"p2p"`
 	Peers []string     `yaml:"peers"`
@@ -36,6 +42,7 @@ type sinkConfig struct {
 	URL       string            `yaml:"url"`
 	Space     string            `yaml:"space"`
 	Options   map[string]string `yaml:"options"`
+	Tables    map[string]string `yaml:"tables"`
 	BatchSize int               `yaml:"batch_size"`
 }
 
@@ -68,6 +75,11 @@ func loadRunConfig(path string) (*runConfig, error) {
 			return nil, fmt.Errorf("config %s: sink %s: url is required", path, s.Name)
 		case s.BatchSize < 0 || s.BatchSize > 100000:
 			return nil, fmt.Errorf("config %s: sink %s: batch_size %d: want 1 to 100000", path, s.Name, s.BatchSize)
+		}
+		for coll, t := range s.Tables {
+			if coll == "" || t == "" {
+				return nil, fmt.Errorf("config %s: sink %s: tables: %q: %q: want a collection and a name", path, s.Name, coll, t)
+			}
 		}
 		seen[s.Name] = true
 	}

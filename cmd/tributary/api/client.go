@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tributary-sync/tributary/checkpoint"
 	"github.com/tributary-sync/tributary/cmd/tributary/node"
 	"github.com/tributary-sync/tributary/cmd/tributary/service"
 	"github.com/tributary-sync/tributary/core"
@@ -322,4 +323,14 @@ func (c *Client) Sinks(ctx context.Context) ([]service.SinkStatus, error) {
 
 func (c *Client) ResetSink(ctx context.Context, name string) error {
 	return c.do(ctx, "POST", "/v1/sinks/"+url.PathEscape(name)+"/reset", nil, map[string]string{}, nil)
+}
+
+func (c *Client) ParkedEffects(ctx context.Context, name string) ([]checkpoint.Parked, error) {
+	var out []checkpoint.Parked
+	return out, c.do(ctx, "GET", "/v1/sinks/"+url.PathEscape(name)+"/parked", nil, nil, &out)
+}
+
+func (c *Client) RetrySink(ctx context.Context, name string) ([]checkpoint.Retried, error) {
+	var out []checkpoint.Retried
+	return out, c.do(ctx, "POST", "/v1/sinks/"+url.PathEscape(name)+"/retry", nil, map[string]string{}, &out)
 }

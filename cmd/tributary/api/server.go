@@ -118,6 +118,8 @@ type server struct {
 //	POST   /v1/import                                    apply a bundle (body)
 //	GET    /v1/sinks                                     sink checkpoints and lag
 //	POST   /v1/sinks/{name}/reset                        re-backfill a sink
+//	GET    /v1/sinks/{name}/parked                       effects a sink refused
+//	POST   /v1/sinks/{name}/retry                        apply them again
 //	POST   /v1/token/rotate                              new API token (read it from the home)
 //
 // Every route but the public ones needs "Authorization: Bearer TOKEN";
@@ -156,6 +158,8 @@ func NewHandler(svc service.Service, cfg Config) http.Handler {
 	handle("POST /v1/import", s.importBundle)
 	handle("GET /v1/sinks", s.sinks)
 	handle("POST /v1/sinks/{name}/reset", s.resetSink)
+	handle("GET /v1/sinks/{name}/parked", s.parkedEffects)
+	handle("POST /v1/sinks/{name}/retry", s.retrySink)
 	handle("POST /v1/token/rotate", s.rotateToken)
 	mux.Handle("GET /healthz", s.public(func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -724,6 +728,22 @@ func (s *server) resetSink(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"reset": r.PathValue("name")})
+}
+
+func (s *server) parkedEffects(w http.ResponseWriter, r *http.Request) error {
+	out, err := s.svc.ParkedEffects(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) retrySink(w http.ResponseWriter, r *http.Request) error {
+	out, err := s.svc.RetrySink(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *server) rotateToken(w http.ResponseWriter, r *http.Request) error {

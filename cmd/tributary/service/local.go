@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tributary-sync/tributary/checkpoint"
 	"github.com/tributary-sync/tributary/cmd/tributary/node"
 	"github.com/tributary-sync/tributary/core"
 	"github.com/tributary-sync/tributary/core/replica"
@@ -38,6 +39,8 @@ type Node interface {
 	Addrs() []string
 	Sinks(ctx context.Context) []SinkStatus
 	ResetSink(ctx context.Context, name string) error
+	ParkedEffects(ctx context.Context, name string) ([]checkpoint.Parked, error)
+	RetrySink(ctx context.Context, name string) ([]checkpoint.Retried, error)
 	// RotateToken makes the API accept only the new token.
 	RotateToken(token string)
 }
@@ -571,6 +574,20 @@ func (l *Local) ResetSink(ctx context.Context, name string) error {
 		return ErrNoNode
 	}
 	return l.Node.ResetSink(ctx, name)
+}
+
+func (l *Local) ParkedEffects(ctx context.Context, name string) ([]checkpoint.Parked, error) {
+	if l.Node == nil {
+		return nil, ErrNoNode
+	}
+	return l.Node.ParkedEffects(ctx, name)
+}
+
+func (l *Local) RetrySink(ctx context.Context, name string) ([]checkpoint.Retried, error) {
+	if l.Node == nil {
+		return nil, ErrNoNode
+	}
+	return l.Node.RetrySink(ctx, name)
 }
 
 // RenderDoc shows a document as JSON: "id", then its fields, with JSON

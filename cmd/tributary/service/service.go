@@ -54,6 +54,8 @@ type Service interface {
 	// Sinks (only a running node has them).
 	Sinks(ctx context.Context) ([]SinkStatus, error)
 	ResetSink(ctx context.Context, name string) error
+	ParkedEffects(ctx context.Context, name string) ([]checkpoint.Parked, error)
+	RetrySink(ctx context.Context, name string) ([]checkpoint.Retried, error)
 }
 
 // Doc is a document as the API shows it: "id" and its fields, JSON
@@ -144,6 +146,13 @@ type SinkStatus struct {
 	Name  string `json:"name"`
 	Type  string `json:"type"`
 	Space string `json:"space"`
+	// State is connecting, failing (its target cannot be opened: retried
+	// with backoff), refused (another claim owns its target), running or
+	// stopped (fenced out by a newer instance).
+	State    string    `json:"state"`
+	Error    string    `json:"error,omitempty"` // why it is failing, refused or stopped
+	Attempts int       `json:"connect_attempts,omitempty"`
+	RetryAt  time.Time `json:"retry_at,omitzero"` // next attempt of a failing sink
 	checkpoint.Status
 	Parked int `json:"parked_total"`
 }
