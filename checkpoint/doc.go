@@ -6,7 +6,8 @@
 //	r, _ := checkpoint.New(checkpoint.DefaultConfig(), space.Effects, sink, space, checkpoint.NewMemoryParking())
 //	r.Start(ctx)        // runs until Close; or RunOnce / CatchUp to drive it by hand
 //	defer r.Close()
-//	st := r.Status()    // checkpoint, last LSN, lag, parked, last error
+//	st := r.Status()    // checkpoint, last LSN, lag, parked, last error, fatal
+//	out, err := r.Retry(ctx) // offer the parked effects again (tributary sink retry)
 //
 // The contract with a sink (see Sink): Checkpoint reports the last LSN the
 // sink durably applied; Apply applies a batch and records Batch.Through as
@@ -22,6 +23,22 @@
 // rejected effect with its reason in Parking and moves on, so one bad
 // document never stalls the others. Errors that are not rejections
 // (connection lost, disk full) are retried with exponential backoff.
+//
+// A target is claimed by exactly one Claim (space, node, sink): a sink
+// stores its claim with its checkpoint, refuses a second claimant when it
+// is opened (a *ClaimedError naming the owner, wrapping ErrClaimed), and
+// takes a new fence each time it is opened; a stale instance (another
+// process, or one a restart replaced) gets ErrFenced from Apply and
+// Checkpoint. Both are fatal to the runner (see Fatal): it stops, sets
+// Status.Fatal and never retries them. A sink that is also a Preparer lays
+// its target out (tables, the name mapping) before the runner's first
+// batch, so that a table another claim owns is refused at start.
+//
+// Retry re-applies parked effects, in step with the runner: each parked
+// document's newest effect at or below the checkpoint is offered again in
+// a Batch with Redo set (which the sink applies although its checkpoint
+// covers it); the parked effects that apply now, or that a newer effect
+// superseded, leave the Parking, the others stay with the sink's reason.
 //
 // Back-pressure: the runner holds at most one batch in memory and reads
 // the next only after the sink accepted the previous one, so a slow sink

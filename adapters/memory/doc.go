@@ -12,5 +12,8 @@
 // The view and its checkpoint change together under one lock, so it is
 // exactly-once within the process; it starts empty (checkpoint 0) and is
 // refilled from the effect log when the process restarts. Options.Validate
-// lets an application refuse documents (the runner parks them).
+// lets an application refuse documents (the runner parks them); a Redo
+// batch (tributary sink retry) is applied although the checkpoint covers
+// it. A view is a target of its own, reached by no other process: it has
+// no claim, fence or name mapping, and keeps every name as it is.
 package memory
