@@ -475,13 +475,14 @@ func twoPeers(t *testing.T) (alice, bob, space, dir string) {
 	if im := exchange(t, bob, alice, space, filepath.Join(dir, "bob-1.trb")); im.Applied != 1 {
 		t.Fatalf("alice imports bob's grant: %+v, want 1 applied", im)
 	}
-	if im := exchange(t, alice, bob, space, filepath.Join(dir, "alice-1.trb")); im.Applied != 3 {
-		t.Fatalf("bob imports alice's space: %+v, want 3 new (genesis, invite) + his grant applied", im)
+	// alice, an admin, acknowledged bob's use of the code on import.
+	if im := exchange(t, alice, bob, space, filepath.Join(dir, "alice-1.trb")); im.Applied != 4 {
+		t.Fatalf("bob imports alice's space: %+v, want 4 new (genesis, invite, acknowledgement) + his grant applied", im)
 	}
 	var sa, sb statusOut
 	ok(t, alice, &sa, "status", "--space", space)
 	ok(t, bob, &sb, "status", "--space", space)
-	if sa.Space.Changes != 3 || sb.Space.Changes != 3 || sb.Space.Orphans != 0 || !reflect.DeepEqual(sa.Space.Heads, sb.Space.Heads) {
+	if sa.Space.Changes != 4 || sb.Space.Changes != 4 || sb.Space.Orphans != 0 || !reflect.DeepEqual(sa.Space.Heads, sb.Space.Heads) {
 		t.Fatalf("after sync: alice %+v, bob %+v", sa.Space, sb.Space)
 	}
 	return alice, bob, space, dir
@@ -580,19 +581,19 @@ func TestImportIsIdempotent(t *testing.T) {
 	file := filepath.Join(dir, "alice.trb")
 	var ex exportOut
 	ok(t, alice, &ex, "export", "--space", space, "-o", file)
-	if ex.Changes != 5 {
-		t.Fatalf("export printed %+v, want 5 changes", ex)
+	if ex.Changes != 6 {
+		t.Fatalf("export printed %+v, want 6 changes", ex)
 	}
 	var first importOut
 	ok(t, bob, &first, "import", file)
-	if first.Applied != 2 || first.Duplicates != 3 {
-		t.Fatalf("first import = %+v, want 2 new, 3 already held", first)
+	if first.Applied != 2 || first.Duplicates != 4 {
+		t.Fatalf("first import = %+v, want 2 new, 4 already held", first)
 	}
 	before := snap(t, bob, space)
 	var second importOut
 	ok(t, bob, &second, "import", file)
-	if second.Applied != 0 || second.Invalid != 0 || second.Held != 0 || second.Duplicates != 5 || len(second.Rejected) != 0 {
-		t.Fatalf("second import = %+v, want 0 new, 5 already held", second)
+	if second.Applied != 0 || second.Invalid != 0 || second.Held != 0 || second.Duplicates != 6 || len(second.Rejected) != 0 {
+		t.Fatalf("second import = %+v, want 0 new, 6 already held", second)
 	}
 	if after := snap(t, bob, space); !reflect.DeepEqual(before, after) {
 		t.Fatalf("second import changed bob's space:\nbefore %+v\nafter  %+v", before, after)

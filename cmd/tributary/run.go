@@ -38,6 +38,7 @@ type runOptions struct {
 	SyncInterval time.Duration
 	Config       string
 	Retention    uint64
+	DiskReserve  string
 	httpSet      bool
 }
 
@@ -129,6 +130,10 @@ type bridge struct {
 
 	mu    sync.Mutex
 	nodes map[string][]*meshNode // by space
+
+	bgCtx  context.Context // the node's background work (acknowledgers)
+	bgStop context.CancelFunc
+	bg     sync.WaitGroup
 }
 
 var _ service.Node = (*bridge)(nil)
@@ -175,6 +180,7 @@ With no --p2p, --peer or --nats, libp2p listens on /ip4/0.0.0.0/tcp/4001 and
 	f.DurationVar(&o.SyncInterval, "sync-interval", 5*time.Second, "anti-entropy reconciliation period")
 	f.StringVar(&o.Config, "config", "", "YAML config file (sinks and the flags above)")
 	f.Uint64Var(&o.Retention, "retention", 100000, "effects kept whole before compaction keeps only the newest per document")
+	f.StringVar(&o.DiskReserve, "disk-reserve", "", "free space writes keep on the home's filesystem, e.g. 512MiB (default 128MiB, env TRIBUTARY_DISK_RESERVE; 0 turns the check off)")
 	return cmd
 }
 
@@ -209,6 +215,11 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 	h, err := node.OpenHome(c.home)
 	if err != nil {
 		return err
+	}
+	if o.DiskReserve != "" {
+		if h.DiskReserve, err = node.ParseSize(o.DiskReserve); err != nil {
+			return fmt.Errorf("--disk-reserve: %w", err)
+		}
 	}
 	lock, err := c.lockForRun(ctx, h)
 	if err != nil {
@@ -245,6 +256,8 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 	b := &bridge{c: c, home: h, opts: o, nodes: map[string][]*meshNode{},
 		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	b.token.Store(&token)
+	b.bgCtx, b.bgStop = context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { b.bgStop(); b.bg.Wait() }()
 	b.reg = node.NewRegistry(h)
 	b.reg.OnOpen = b.startSpace
 	defer b.reg.Close()
@@ -369,7 +382,47 @@ func (b *bridge) startSpace(ctx context.Context, sp *node.Space) error {
 	b.mu.Lock()
 	b.nodes[sp.Replica.Space().String()] = started
 	b.mu.Unlock()
+	b.startAcknowledger(sp)
 	return nil
+}
+
+// startAcknowledger makes this node, when its key is an admin's,
+// acknowledge every use of an invite it receives that stands uncontested
+// (replica.Acknowledge): from then on a second use of the same code can
+// never displace that member.
+func (b *bridge) startAcknowledger(sp *node.Space) {
+	wake := make(chan struct{}, 1)
+	signal := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	cancel := sp.Replica.Watch(func(local bool, _ []core.ID) {
+		if !local {
+			signal()
+		}
+	})
+	signal() // uses that arrived while the node was down
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		defer cancel()
+		for {
+			select {
+			case <-b.bgCtx.Done():
+				return
+			case <-wake:
+			}
+			id, err := sp.Replica.Acknowledge(b.bgCtx, b.home.Key, uint64(time.Now().UnixMilli()))
+			switch {
+			case err != nil && b.bgCtx.Err() == nil:
+				b.log.Warn("acknowledge invite uses", "space", sp.Replica.Space().String(), "err", err)
+			case !id.IsZero():
+				b.log.Info("acknowledged new members who used invites", "space", sp.Replica.Space().String(), "change", id.String())
+			}
+		}
+	}()
 }
 
 func (b *bridge) stopNodes() {

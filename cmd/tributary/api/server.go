@@ -57,7 +57,7 @@ type Config struct {
 	// MaxBatchBytes bounds a batch request (default 32 MiB).
 	MaxBatchBytes int64
 	// MaxInflightBytes bounds the request bytes read and being handled at
-	// once across all requests (default 64 MiB); past it requests get 503
+	// once across all requests (default 32 MiB); past it requests get 503
 	// with Retry-After instead of growing memory without bound.
 	MaxInflightBytes int64
 	Extra            []Route
@@ -72,7 +72,7 @@ func (c *Config) defaults() {
 		c.MaxBatchBytes = 32 << 20
 	}
 	if c.MaxInflightBytes <= 0 {
-		c.MaxInflightBytes = 64 << 20
+		c.MaxInflightBytes = 32 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -199,7 +199,7 @@ func (s *server) private(h func(w http.ResponseWriter, r *http.Request) error) h
 
 func (s *server) admit(r *http.Request) error {
 	if !s.hosts.allows(r.Host) {
-		return fmt.Errorf("%w: host %q is not this node's (bind address %s; add the name to http.names)", ErrForbidden, r.Host, s.cfg.Addr)
+		return fmt.Errorf("%w: host %q is not a name of this node (use an IP address or localhost, or add the name with --http-name)", ErrForbidden, r.Host)
 	}
 	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
 		return fmt.Errorf("%w: cross-site request from origin %q", ErrForbidden, o)
@@ -753,61 +753,38 @@ func (s *server) rotateToken(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]string{"rotated": "the new token is in the home's api-token file"})
 }
 
-// hostRule decides which Host headers the API answers: the bound address,
-// loopback names when bound to loopback, IP literals when bound to every
-// interface (a rebinding attack needs a DNS name), and configured names.
+// hostRule decides which Host headers the API answers. DNS rebinding
+// needs a name the attacker controls, so IP literals (any port: port
+// forwards and container port maps change it) and "localhost" are safe;
+// any other name must be the bound host or configured (--http-name).
 type hostRule struct {
-	port  string
-	exact map[string]bool // host:port and bare names, lower case
-	anyIP bool
-	loop  bool
+	names map[string]bool // lower case, with or without port
 }
 
 func newHostRule(addr string, names []string) hostRule {
-	h := hostRule{exact: map[string]bool{}}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	h.port = port
-	ip := net.ParseIP(host)
-	switch {
-	case host == "" || (ip != nil && ip.IsUnspecified()):
-		h.anyIP = true
-	case ip != nil && ip.IsLoopback(), strings.EqualFold(host, "localhost"):
-		h.loop = true
-	default:
-		h.exact[strings.ToLower(net.JoinHostPort(host, port))] = true
+	h := hostRule{names: map[string]bool{}}
+	if host, _, err := net.SplitHostPort(addr); err == nil && host != "" && net.ParseIP(host) == nil {
+		h.names[strings.ToLower(host)] = true
 	}
 	for _, n := range names {
-		h.exact[strings.ToLower(n)] = true
+		h.names[strings.ToLower(n)] = true
 	}
 	return h
 }
 
 func (h hostRule) allows(hostHeader string) bool {
 	hh := strings.ToLower(hostHeader)
-	if h.exact[hh] {
+	if h.names[hh] {
 		return true
 	}
-	host, port, err := net.SplitHostPort(hh)
+	host, _, err := net.SplitHostPort(hh)
 	if err != nil {
-		host, port = hh, ""
+		host = hh
 	}
-	if h.exact[host] {
+	if h.names[host] || host == "localhost" {
 		return true
 	}
-	if port != h.port {
-		return false
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	switch {
-	case h.loop:
-		return host == "localhost" || (ip != nil && ip.IsLoopback())
-	case h.anyIP:
-		return ip != nil
-	}
-	return false
+	return net.ParseIP(strings.Trim(host, "[]")) != nil
 }
 
 // spaceOf is the {space} of the path; "-" names the home's only space.

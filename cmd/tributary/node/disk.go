@@ -3,6 +3,8 @@ package node
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -44,4 +46,30 @@ func DiskGuard(dir string, reserve uint64, free func(string) (uint64, error)) fu
 		}
 		return nil
 	}
+}
+
+// DiskReserveEnv sets the free-space reserve of every process on a home
+// (bytes, or with a unit: 512MiB, 2GiB; 0 turns the check off).
+const DiskReserveEnv = "TRIBUTARY_DISK_RESERVE"
+
+// ParseSize reads a byte count: a number with an optional unit B, KiB,
+// MiB, GiB (or KB, MB, GB as powers of 1000).
+func ParseSize(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := uint64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseUint(t, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: want a number of bytes, optionally with a unit (512MiB, 2GiB)", s)
+	}
+	return n * mult, nil
 }

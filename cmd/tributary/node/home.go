@@ -69,7 +69,23 @@ func OpenHome(dir string) (*Home, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key file %s: %w", filepath.Join(dir, "key"), err)
 	}
-	return &Home{Dir: dir, Key: k, DiskReserve: DefaultDiskReserve}, nil
+	reserve, err := reserveFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return &Home{Dir: dir, Key: k, DiskReserve: reserve}, nil
+}
+
+func reserveFromEnv() (uint64, error) {
+	v := os.Getenv(DiskReserveEnv)
+	if v == "" {
+		return DefaultDiskReserve, nil
+	}
+	n, err := ParseSize(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", DiskReserveEnv, err)
+	}
+	return n, nil
 }
 
 // InitHome creates dir with a new key, or returns the existing home.
@@ -89,8 +105,12 @@ func InitHome(dir string) (h *Home, created bool, err error) {
 	if err := os.WriteFile(filepath.Join(dir, "key"), []byte(hex.EncodeToString(k.Seed())+"\n"), 0o600); err != nil {
 		return nil, false, fmt.Errorf("write key: %w", err)
 	}
-	h = &Home{Dir: dir, Key: k, DiskReserve: DefaultDiskReserve}
-	if _, err := h.RotateToken(); err != nil {
+	reserve, err := reserveFromEnv()
+	if err != nil {
+		return nil, false, err
+	}
+	h = &Home{Dir: dir, Key: k, DiskReserve: reserve}
+	if _, err := h.EnsureToken(); err != nil {
 		return nil, false, err
 	}
 	return h, true, nil

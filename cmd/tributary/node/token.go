@@ -18,18 +18,35 @@ const tokenFile = "api-token"
 // ErrNoToken: the home has no API token yet.
 var ErrNoToken = errors.New("no API token in this home")
 
-// Token returns the home's API token.
+// TokenFileEnv names a file holding the API token instead of the home's
+// (a mounted secret): the node serves with it and the CLI sends it.
+const TokenFileEnv = "TRIBUTARY_API_TOKEN_FILE"
+
+// MinTokenLen is the shortest token accepted.
+const MinTokenLen = 32
+
+// tokenPath is where the token lives and whether it is external (a
+// secret this process must not rewrite).
+func (h *Home) tokenPath() (string, bool) {
+	if p := os.Getenv(TokenFileEnv); p != "" {
+		return p, true
+	}
+	return filepath.Join(h.Dir, tokenFile), false
+}
+
+// Token returns the API token.
 func (h *Home) Token() (string, error) {
-	b, err := os.ReadFile(filepath.Join(h.Dir, tokenFile))
-	if errors.Is(err, os.ErrNotExist) {
+	path, external := h.tokenPath()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !external {
 		return "", fmt.Errorf("%s: %w (run `tributary token rotate`)", h.Dir, ErrNoToken)
 	}
 	if err != nil {
 		return "", fmt.Errorf("read API token: %w", err)
 	}
 	tok := strings.TrimSpace(string(b))
-	if len(tok) < 32 {
-		return "", fmt.Errorf("API token in %s is too short: run `tributary token rotate`", filepath.Join(h.Dir, tokenFile))
+	if len(tok) < MinTokenLen {
+		return "", fmt.Errorf("API token in %s is %d characters: want at least %d", path, len(tok), MinTokenLen)
 	}
 	return tok, nil
 }
@@ -47,6 +64,9 @@ func (h *Home) EnsureToken() (string, error) {
 // RotateToken replaces the home's token with a new random one and returns
 // it; clients holding the old one are refused from then on.
 func (h *Home) RotateToken() (string, error) {
+	if path, external := h.tokenPath(); external {
+		return "", fmt.Errorf("the API token comes from %s (%s): rotate that secret and restart the node", path, TokenFileEnv)
+	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err

@@ -438,6 +438,11 @@ func (l *Local) Import(ctx context.Context, in io.Reader) (Imported, error) {
 			im.Report.Held = rep.Held
 			im.Report.Rejected = append(im.Report.Rejected, rep.Rejected...)
 		}
+		// An admin who imports a member's use of an invite vouches for it
+		// (a later reuse of the code can then never displace the member).
+		if _, err := sp.Replica.Acknowledge(ctx, l.Home.Key, l.ms()); err != nil {
+			return fmt.Errorf("acknowledge invite uses: %w", err)
+		}
 		return nil
 	})
 	return im, err
