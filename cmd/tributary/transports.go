@@ -37,4 +37,3 @@ func (b *bridge) startLibp2p(ctx context.Context, bootstrap []string) error {
 	b.transports = append(b.transports, transport{name: "libp2p", tr: t, stop: t.Close, info: map[string]any{"peer": string(t.ID()), "addrs": addrs}})
 	return nil
 }
-

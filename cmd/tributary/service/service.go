@@ -64,8 +64,8 @@ type Doc map[string]any
 
 // Written is the outcome of a write.
 type Written struct {
-	ID      string  `json:"id,omitempty"`     // the document (or member, invite) written
-	Change  core.ID `json:"change,omitzero"`  // the change that holds it; zero when nothing changed
+	ID      string  `json:"id,omitempty"`    // the document (or member, invite) written
+	Change  core.ID `json:"change,omitzero"` // the change that holds it; zero when nothing changed
 	Created bool    `json:"created,omitempty"`
 }
 
