@@ -4,7 +4,8 @@
 //
 // The log lives in the space's Badger database under a key prefix, and
 // effects are appended in the same transaction as the changes that caused
-// them (AppendTxn, called from the replica's effect hook), so the op-log and
+// them (the Log is the replica's EffectLog: AppendTx runs inside the
+// replica's transaction, Committed after it), so the op-log and
 // the effect log can never disagree, whatever instant the process dies:
 // either the transaction committed with all its LSNs or none of it exists.
 //

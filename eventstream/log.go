@@ -10,59 +10,21 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/replica"
 )
+
+// Effect is one document's new state (core.Effect: the replica produces
+// it, the log numbers it, sinks apply it).
+type Effect = core.Effect
 
 // Kind says what an effect does to its document.
-type Kind uint8
+type Kind = core.EffectKind
 
+// Effect kinds.
 const (
-	Upsert Kind = 1 // the document exists with the post-image Doc
-	Delete Kind = 2 // the document no longer exists
+	Upsert = core.Upsert
+	Delete = core.Delete
 )
-
-func (k Kind) String() string {
-	switch k {
-	case Upsert:
-		return "upsert"
-	case Delete:
-		return "delete"
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
-
-// Effect is one document's new state.
-type Effect struct {
-	_          struct{}       `cbor:",toarray"`
-	LSN        uint64         `json:"lsn"`
-	Collection string         `json:"collection"`
-	DocID      string         `json:"id"`
-	Kind       Kind           `json:"kind"`
-	Doc        map[string]any `json:"doc,omitempty"` // post-image in core's canonical values; nil for Delete
-	Changes    []string       `json:"changes"`       // CIDs of the changes that produced this state
-	Author     string         `json:"author"`        // author of the newest write (provenance)
-	HLC        string         `json:"hlc"`           // its hybrid logical clock
-	LastChange string         `json:"last_change"`   // CID of the change holding the newest write
-	SchemaID   string         `json:"schema"`        // schema in force for the post-image
-}
-
-// MarshalJSON writes the kind as its name.
-func (k Kind) MarshalJSON() ([]byte, error) { return []byte(`"` + k.String() + `"`), nil }
-
-// UnmarshalJSON reads a kind name.
-func (k *Kind) UnmarshalJSON(b []byte) error {
-	switch string(b) {
-	case `"upsert"`:
-		*k = Upsert
-	case `"delete"`:
-		*k = Delete
-	default:
-		return fmt.Errorf("effect kind %s: want \"upsert\" or \"delete\"", b)
-	}
-	return nil
-}
-
-// Key identifies the effect's document.
-func (e *Effect) Key() string { return e.Collection + "\x00" + e.DocID }
 
 // ErrCorrupt marks a log whose stored bytes cannot be decoded.
 var ErrCorrupt = errors.New("effect log corrupt")
@@ -132,18 +94,47 @@ func (l *Log) readCounter(txn *badger.Txn, name string) (uint64, error) {
 	return n, err
 }
 
-// AppendTxn numbers effects with the next LSNs and writes them in txn.
-// Nothing is visible to readers until txn commits and Committed is called;
-// if txn is discarded, the LSNs are not used. Callers serialise their
-// transactions (the replica holds its write lock), and Badger's conflict
-// detection on the counter key rejects a racing second writer.
-func (l *Log) AppendTxn(txn *badger.Txn, effects []Effect) ([]Effect, error) {
+var _ replica.EffectLog = (*Log)(nil)
+
+// AppendTx implements replica.EffectLog: it numbers effects with the next
+// LSNs and writes them in the replica's transaction, so a change and its
+// effects commit together. Nothing is visible to readers until tx commits
+// and Committed is called; if tx is discarded, the LSNs are not used.
+func (l *Log) AppendTx(tx replica.Tx, effects []Effect) error {
+	_, err := l.appendTo(tx, effects)
+	return err
+}
+
+// badgerTx lets a Badger transaction of the log's own stand for the
+// replica's.
+type badgerTx struct{ txn *badger.Txn }
+
+func (t badgerTx) Get(k []byte) ([]byte, error) {
+	item, err := t.txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, replica.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
+
+func (t badgerTx) Set(k, v []byte) error { return t.txn.Set(k, v) }
+
+func (l *Log) appendTo(tx replica.Tx, effects []Effect) ([]Effect, error) {
 	if len(effects) == 0 {
 		return nil, nil
 	}
-	n, err := l.readCounter(txn, "n")
-	if err != nil {
+	var n uint64
+	switch v, err := tx.Get(l.key([]byte("n"))); {
+	case errors.Is(err, replica.ErrNotFound):
+	case err != nil:
 		return nil, fmt.Errorf("append effects: %w", err)
+	case len(v) != 8:
+		return nil, fmt.Errorf("%w: counter \"n\" holds %d bytes", ErrCorrupt, len(v))
+	default:
+		n = binary.BigEndian.Uint64(v)
 	}
 	out := make([]Effect, len(effects))
 	for i := range effects {
@@ -157,21 +148,21 @@ func (l *Log) AppendTxn(txn *badger.Txn, effects []Effect) ([]Effect, error) {
 		if err != nil {
 			return nil, fmt.Errorf("append effect %s/%s: %w", e.Collection, e.DocID, err)
 		}
-		if err := txn.Set(l.entryKey(n), b); err != nil {
+		if err := tx.Set(l.entryKey(n), b); err != nil {
 			return nil, fmt.Errorf("append effects: %w", err)
 		}
-		if err := txn.Set(l.docKey(&e), lsnBytes(n)); err != nil {
+		if err := tx.Set(l.docKey(&e), lsnBytes(n)); err != nil {
 			return nil, fmt.Errorf("append effects: %w", err)
 		}
 		out[i] = e
 	}
-	if err := txn.Set(l.key([]byte("n")), lsnBytes(n)); err != nil {
+	if err := tx.Set(l.key([]byte("n")), lsnBytes(n)); err != nil {
 		return nil, fmt.Errorf("append effects: %w", err)
 	}
 	return out, nil
 }
 
-// Committed tells the log that a transaction holding AppendTxn output has
+// Committed tells the log that a transaction holding AppendTx output has
 // committed: it reloads the last LSN and wakes waiting readers.
 func (l *Log) Committed() {
 	var n uint64
@@ -201,7 +192,7 @@ func (l *Log) Append(effects []Effect) ([]Effect, error) {
 	var out []Effect
 	err := l.db.Update(func(txn *badger.Txn) error {
 		var err error
-		out, err = l.AppendTxn(txn, effects)
+		out, err = l.appendTo(badgerTx{txn}, effects)
 		return err
 	})
 	if err != nil {

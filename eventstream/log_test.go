@@ -66,7 +66,7 @@ func TestAppendReadDense(t *testing.T) {
 func TestDiscardedTxnUsesNoLSN(t *testing.T) {
 	db, l := openMem(t)
 	txn := db.NewTransaction(true)
-	if _, err := l.AppendTxn(txn, []Effect{upsert("Book", "1", 1)}); err != nil {
+	if err := l.AppendTx(badgerTx{txn}, []Effect{upsert("Book", "1", 1)}); err != nil {
 		t.Fatal(err)
 	}
 	txn.Discard()
@@ -86,8 +86,7 @@ func TestWaitWakesOnCommit(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- l.Wait(ctx, 0) }()
 	err := db.Update(func(txn *badger.Txn) error {
-		_, err := l.AppendTxn(txn, []Effect{upsert("Book", "1", 1)})
-		return err
+		return l.AppendTx(badgerTx{txn}, []Effect{upsert("Book", "1", 1)})
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -65,19 +65,11 @@ func (r *Replica) Receive(ctx context.Context, envelopes [][]byte) (Report, erro
 	if err := r.guard(); err != nil {
 		return rep, err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return rep, ErrClosed
-	}
-	// Drop what is already held before paying for signatures.
+	// Drop what is already stored, then verify signatures, before taking
+	// the writer's lock: a batch verifies while another applies.
 	fresh := items[:0]
 	err := r.db.View(func(txn *badger.Txn) error {
 		for _, it := range items {
-			if _, held := r.orphans[it.id]; held {
-				rep.Duplicates++
-				continue
-			}
 			if _, err := txn.Get(idKey(pChange, it.id)); err == nil {
 				rep.Duplicates++
 				continue
@@ -98,7 +90,7 @@ func (r *Replica) Receive(ctx context.Context, envelopes [][]byte) (Report, erro
 		pubs[i], ids[i], sigs[i] = it.c.Author, it.id, it.s.Sig
 	}
 	ok := core.VerifyBatch(pubs, ids, sigs)
-	pending := map[core.ID]pendingChange{}
+	verified := fresh[:0]
 	for i, it := range fresh {
 		if !ok[i] {
 			rep.reject(it.id, fmt.Errorf("change %s: %w", it.id, core.ErrBadSignature))
@@ -108,7 +100,33 @@ func (r *Replica) Receive(ctx context.Context, envelopes [][]byte) (Report, erro
 			rep.reject(it.id, fmt.Errorf("change %s: %w", it.id, err))
 			continue
 		}
-		pending[it.id] = pendingChange{s: it.s, c: it.c, id: it.id}
+		verified = append(verified, it)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return rep, ErrClosed
+	}
+	pending := map[core.ID]pendingChange{}
+	err = r.db.View(func(txn *badger.Txn) error {
+		for _, it := range verified {
+			if _, held := r.orphans[it.id]; held {
+				rep.Duplicates++
+				continue
+			}
+			// Stored by a concurrent Receive since the check above.
+			if _, err := txn.Get(idKey(pChange, it.id)); err == nil {
+				rep.Duplicates++
+				continue
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+			pending[it.id] = pendingChange{s: it.s, c: it.c, id: it.id}
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, fmt.Errorf("receive: %w", err)
 	}
 	for id, s := range r.orphans {
 		if _, ok := pending[id]; ok {

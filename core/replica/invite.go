@@ -69,12 +69,11 @@ func (r *Replica) SettleInvite(ctx context.Context, key core.PrivateKey, invite 
 }
 
 func (r *Replica) invite(id core.ID) (core.Invite, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.members == nil {
+	m := r.view.Load().members
+	if m == nil {
 		return core.Invite{}, false
 	}
-	return r.members.InviteOf(id)
+	return m.InviteOf(id)
 }
 
 // Acknowledge is what an admin's node does on its own: every use of an
@@ -83,22 +82,20 @@ func (r *Replica) invite(id core.ID) (core.Invite, bool) {
 // can never displace it. It writes nothing (zero ID) when key is not an
 // admin or nothing waits.
 func (r *Replica) Acknowledge(ctx context.Context, key core.PrivateKey, nowMillis uint64) (core.ID, error) {
-	r.mu.Lock()
-	if r.members == nil || r.members.Role(key.Public()) != core.RoleAdmin {
-		r.mu.Unlock()
+	m := r.view.Load().members
+	if m == nil || m.Role(key.Public()) != core.RoleAdmin {
 		return core.ID{}, nil
 	}
 	var ops []core.Op
-	for _, u := range r.members.Unacknowledged() {
+	for _, u := range m.Unacknowledged() {
 		role := core.RoleWriter
-		for _, inv := range r.members.Invites {
+		for _, inv := range m.Invites {
 			if slices.ContainsFunc(inv.Uses, func(x core.InviteUse) bool { return x.Change == u.Change }) {
 				role = inv.Role
 			}
 		}
 		ops = append(ops, core.Op{Kind: core.OpGrant, Member: u.Member, Role: role})
 	}
-	r.mu.Unlock()
 	if len(ops) == 0 {
 		return core.ID{}, nil
 	}
@@ -142,9 +139,8 @@ func (r *Replica) AdmitUse(ctx context.Context, env []byte, peer core.PublicKey)
 
 // judgeUse checks a use against the invite held here, before storing it.
 func (r *Replica) judgeUse(c *core.Change, id core.ID, use core.MemberChange) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.members == nil {
+	members := r.view.Load().members
+	if members == nil {
 		return fmt.Errorf("%w: this node holds no history of the space yet", ErrInviteUnknown)
 	}
 	parent := c.Parents[0]
@@ -173,12 +169,12 @@ func (r *Replica) judgeUse(c *core.Change, id core.ID, use core.MemberChange) er
 		}
 		return fmt.Errorf("%w: %v", ErrNotInviteUse, err)
 	}
-	inv, ok := r.members.InviteOf(parent)
+	inv, ok := members.InviteOf(parent)
 	if !ok {
-		if len(r.members.Revokes[terms.Key]) > 0 {
+		if len(members.Revokes[terms.Key]) > 0 {
 			return fmt.Errorf("%w: invite %s", ErrInviteRevoked, parent.Short())
 		}
-		return fmt.Errorf("%w: invite %s was not accepted: %s", ErrInviteUnknown, parent.Short(), r.members.Rejected[parent])
+		return fmt.Errorf("%w: invite %s was not accepted: %s", ErrInviteUnknown, parent.Short(), members.Rejected[parent])
 	}
 	for _, u := range inv.Uses {
 		if u.Change == id {

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/tributary-sync/tributary/core"
 )
 
@@ -130,12 +128,18 @@ func TestHistoryAndReadAtPastChange(t *testing.T) {
 	}
 }
 
+// effectRecorder is an EffectLog that keeps what it is given.
+type effectRecorder struct{ got []core.Effect }
+
+func (e *effectRecorder) AppendTx(_ Tx, es []core.Effect) error {
+	e.got = append(e.got, es...)
+	return nil
+}
+func (e *effectRecorder) Committed() {}
+
 func TestEffectsCarryPostImages(t *testing.T) {
-	var got []Effect
-	r, err := Open(Options{InMemory: true, Effects: func(_ *badger.Txn, es []Effect) error {
-		got = append(got, es...)
-		return nil
-	}})
+	rec := &effectRecorder{}
+	r, err := Open(Options{InMemory: true, Effects: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,16 +153,17 @@ func TestEffectsCarryPostImages(t *testing.T) {
 		core.Op{Kind: core.OpAdd, Coll: "Book", Doc: "b", Field: "tags", Value: "sf"})
 	mustWrite(t, r, admin, clk, core.Op{Kind: core.OpDelete, Coll: "Book", Doc: "b"})
 	mustWrite(t, r, admin, clk, core.Op{Kind: core.OpCreate, Coll: "Book", Doc: "b", Fields: map[string]any{"title": "again"}})
+	got := rec.got
 	if len(got) != 3 {
 		t.Fatalf("%d effects, want 3 (one per transaction and document)", len(got))
 	}
-	if got[0].Deleted || got[0].Doc["title"] != "T" || len(got[0].Doc["tags"].([]any)) != 1 || got[0].Doc["likes"] != int64(0) {
+	if got[0].Kind != core.Upsert || got[0].Doc["title"] != "T" || len(got[0].Doc["tags"].([]any)) != 1 || got[0].Doc["likes"] != int64(0) {
 		t.Fatalf("first effect %+v", got[0])
 	}
-	if !got[1].Deleted || got[1].Doc != nil {
+	if got[1].Kind != core.Delete || got[1].Doc != nil {
 		t.Fatalf("delete effect %+v", got[1])
 	}
-	if got[2].Deleted || got[2].Doc["title"] != "again" || len(got[2].Doc["tags"].([]any)) != 0 {
+	if got[2].Kind != core.Upsert || got[2].Doc["title"] != "again" || len(got[2].Doc["tags"].([]any)) != 0 {
 		t.Fatalf("re-create after delete must not resurrect old fields: %+v", got[2].Doc)
 	}
 }

@@ -56,53 +56,176 @@ func (e *MutationError) Unwrap() error { return e.Err }
 // nothing is written and the error is a *MutationError naming it. It
 // returns the result of each mutation and the last change written (zero
 // when nothing needed writing).
-func (r *Replica) Mutate(ctx context.Context, key core.PrivateKey, muts []Mutation, nowMillis uint64) (_ []MutationResult, _ core.ID, err error) {
-	defer recoverStoreError(&err)
+//
+// Concurrent calls are committed together (group commit): whoever holds
+// the writer's lock takes every batch waiting for it, plans each on its
+// own (a bad batch fails alone), writes their ops as one signed change
+// per author, and commits them in one transaction, so one fsync serves
+// them all.
+func (r *Replica) Mutate(ctx context.Context, key core.PrivateKey, muts []Mutation, nowMillis uint64) ([]MutationResult, core.ID, error) {
 	if err := r.guard(); err != nil {
 		return nil, core.ID{}, err
 	}
+	req := &mutation{ctx: ctx, key: key, muts: muts, now: nowMillis, done: make(chan struct{})}
+	r.pendMu.Lock()
+	r.pending = append(r.pending, req)
+	r.pendMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil, core.ID{}, ErrClosed
+	select {
+	case <-req.done: // a leader committed it while we waited for the lock
+	default:
+		r.pendMu.Lock()
+		group := r.pending
+		r.pending = nil
+		r.pendMu.Unlock()
+		r.commitGroup(group)
 	}
-	if r.genesis == nil {
-		return nil, core.ID{}, ErrNoGenesis
+	r.mu.Unlock()
+	<-req.done
+	return req.res, req.last, req.err
+}
+
+// mutation is one Mutate call waiting for, or in, a group commit.
+type mutation struct {
+	ctx  context.Context
+	key  core.PrivateKey
+	muts []Mutation
+	now  uint64
+	ops  []core.Op
+
+	res  []MutationResult
+	last core.ID
+	err  error
+	done chan struct{}
+}
+
+func (m *mutation) finish(err error) {
+	m.err = err
+	if err != nil {
+		m.res, m.last = nil, core.ID{}
 	}
+	close(m.done)
+}
+
+// commitGroup plans and commits a group of mutations (with r.mu held).
+func (r *Replica) commitGroup(group []*mutation) {
+	if len(group) == 0 {
+		return
+	}
+	switch {
+	case r.closed:
+		for _, m := range group {
+			m.finish(ErrClosed)
+		}
+		return
+	case r.genesis == nil:
+		for _, m := range group {
+			m.finish(ErrNoGenesis)
+		}
+		return
+	}
+	err := r.tryGroup(group)
+	if err == nil {
+		return
+	}
+	if len(group) == 1 || isStoreError(err) {
+		for _, m := range group {
+			if !isClosed(m.done) {
+				m.finish(err)
+			}
+		}
+		return
+	}
+	// The shared change failed as a whole (rare: a check only the full
+	// change reveals). Each batch goes again on its own.
+	for _, m := range group {
+		if isClosed(m.done) {
+			continue
+		}
+		m.ops, m.res = nil, nil
+		if err := r.tryGroup([]*mutation{m}); err != nil && !isClosed(m.done) {
+			m.finish(err)
+		}
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// tryGroup writes the group in one transaction. Batches that fail
+// planning are finished with their error and left out; an error returned
+// means nothing of the rest was committed (they are not finished).
+func (r *Replica) tryGroup(group []*mutation) (err error) {
+	defer recoverStoreError(&err)
 	w := r.begin()
 	defer w.discard()
-	p := planner{w: w, s: r.current, docs: map[string]*plannedDoc{}, created: map[string]bool{}, heads: r.sortedHeads(w.txn)}
-	results := make([]MutationResult, len(muts))
-	var ops []core.Op
-	for i := range muts {
-		if err := ctx.Err(); err != nil {
-			return nil, core.ID{}, err
+	p := newPlanner(w, r.current, r.sortedHeads(w.txn))
+	var ok []*mutation
+	for _, m := range group {
+		if err := m.ctx.Err(); err != nil {
+			m.finish(err)
+			continue
 		}
-		res, more, err := p.plan(&muts[i], nowMillis)
-		if err != nil {
-			return nil, core.ID{}, &MutationError{Index: i, Err: err}
+		if err := p.planBatch(m); err != nil {
+			m.finish(err)
+			continue
 		}
-		results[i] = res
-		ops = append(ops, more...)
+		ok = append(ok, m)
 	}
-	if len(ops) == 0 {
-		return results, core.ID{}, nil
-	}
-	var last core.ID
+	// One change (split only past the size limits) per author.
 	var ids []core.ID
-	for _, chunk := range chunkOps(ops) {
-		id, err := w.writeSplitting(key, chunk, nowMillis)
-		if err != nil {
-			return nil, core.ID{}, err
+	for len(ok) > 0 {
+		key := ok[0].key
+		var ops []core.Op
+		var mine, rest []*mutation
+		for _, m := range ok {
+			if string(m.key) == string(key) {
+				ops = append(ops, m.ops...)
+				mine = append(mine, m)
+			} else {
+				rest = append(rest, m)
+			}
 		}
-		ids = append(ids, id...)
-		last = id[len(id)-1]
+		var last core.ID
+		for _, chunk := range chunkOps(ops) {
+			if len(chunk) == 0 {
+				continue
+			}
+			written, err := w.writeSplitting(key, chunk, ok[0].now)
+			if err != nil {
+				if len(group) == 1 {
+					return err
+				}
+				return fmt.Errorf("group write: %w", err)
+			}
+			ids = append(ids, written...)
+			last = written[len(written)-1]
+		}
+		for _, m := range mine {
+			if len(m.ops) > 0 {
+				m.last = last
+			}
+		}
+		ok = rest
 	}
-	if err := w.commit(); err != nil {
-		return nil, core.ID{}, err
+	if len(ids) > 0 {
+		if err := w.commit(); err != nil {
+			return err
+		}
+		r.notify(true, ids)
 	}
-	r.notify(true, ids)
-	return results, last, nil
+	for _, m := range group {
+		if !isClosed(m.done) {
+			m.finish(nil)
+		}
+	}
+	return nil
 }
 
 // chunkOps cuts ops into runs of at most core.MaxOps.
@@ -136,14 +259,49 @@ func (w *writeTxn) writeSplitting(key core.PrivateKey, ops []core.Op, nowMillis 
 	return append(a, b...), nil
 }
 
-// planner turns mutations into ops against the documents as the batch
-// leaves them.
+// planner turns mutations into ops against the documents as the
+// batches planned before leave them.
 type planner struct {
 	w       *writeTxn
 	s       *schema.Schema
 	docs    map[string]*plannedDoc
-	created map[string]bool // documents created by earlier ops of the batch
+	created map[string]bool // documents created by earlier ops of the group
 	heads   []core.ID       // the parents references are checked against
+
+	// undo restores what the batch being planned changed, if it fails.
+	undoDocs    map[string]*plannedDoc
+	undoCreated []string
+}
+
+func newPlanner(w *writeTxn, s *schema.Schema, heads []core.ID) *planner {
+	return &planner{w: w, s: s, docs: map[string]*plannedDoc{}, created: map[string]bool{}, heads: heads}
+}
+
+// planBatch plans every mutation of m, or none: on error the planner is as
+// before and the error is a *MutationError.
+func (p *planner) planBatch(m *mutation) error {
+	p.undoDocs, p.undoCreated = map[string]*plannedDoc{}, nil
+	m.res, m.ops = make([]MutationResult, len(m.muts)), nil
+	for i := range m.muts {
+		res, ops, err := p.plan(&m.muts[i], m.now)
+		if err != nil {
+			for name, d := range p.undoDocs {
+				if d == nil {
+					delete(p.docs, name)
+				} else {
+					p.docs[name] = d
+				}
+			}
+			for _, k := range p.undoCreated {
+				delete(p.created, k)
+			}
+			m.ops = nil
+			return &MutationError{Index: i, Err: err}
+		}
+		m.res[i] = res
+		m.ops = append(m.ops, ops...)
+	}
+	return nil
 }
 
 type plannedDoc struct {
@@ -154,8 +312,12 @@ type plannedDoc struct {
 func (p *planner) doc(coll, id string) (*plannedDoc, error) {
 	name := docName(coll, id)
 	if d, ok := p.docs[name]; ok {
+		if _, saved := p.undoDocs[name]; !saved {
+			p.undoDocs[name] = &plannedDoc{alive: d.alive, fields: maps.Clone(d.fields)}
+		}
 		return d, nil
 	}
+	p.undoDocs[name] = nil // not planned before this batch
 	d := &plannedDoc{}
 	var st core.DocState
 	switch err := getValue(p.w.txn, docKey(coll, id), &st); {
@@ -220,8 +382,9 @@ func (p *planner) plan(m *Mutation, nowMillis uint64) (MutationResult, []core.Op
 		if err := p.w.checkOp(p.s, &ops[i], p.heads, p.created); err != nil {
 			return res, nil, fmt.Errorf("%w: %s/%s: %v", core.ErrSchemaViolation, coll.Name, id, err)
 		}
-		if ops[i].Kind == core.OpCreate {
-			p.created[coll.Name+"\x00"+id] = true
+		if k := coll.Name + "\x00" + id; ops[i].Kind == core.OpCreate && !p.created[k] {
+			p.created[k] = true
+			p.undoCreated = append(p.undoCreated, k)
 		}
 	}
 	res.Created, res.Changed = !d.alive, len(ops) > 0

@@ -37,8 +37,7 @@ func makeDocument(s *schema.Schema, coll, id string, st *core.DocState) Document
 // Get returns a document; ok is false when it does not exist (never
 // created, or deleted).
 func (r *Replica) Get(coll, id string) (Document, bool, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	v := r.view.Load()
 	var doc Document
 	var ok bool
 	err := r.db.View(func(txn *badger.Txn) error {
@@ -49,7 +48,7 @@ func (r *Replica) Get(coll, id string) (Document, bool, error) {
 			}
 			return err
 		}
-		doc = makeDocument(r.current, coll, id, &st)
+		doc = makeDocument(v.schema, coll, id, &st)
 		ok = !doc.Deleted
 		return nil
 	})
@@ -62,10 +61,8 @@ func (r *Replica) Get(coll, id string) (Document, bool, error) {
 // Query returns the live documents of a collection whose fields equal every
 // value in where (canonical values), sorted by id.
 func (r *Replica) Query(coll string, where map[string]any) ([]Document, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []Document
-	s := r.current
+	s := r.view.Load().schema
 	err := r.db.View(func(txn *badger.Txn) error {
 		prefix := []byte(pDoc + coll + "\x00")
 		return scan(txn, prefix, func(k, v []byte) error {
@@ -280,8 +277,6 @@ func writeView(w core.Write) WriteView {
 // Conflicts lists open conflicts across the space, by collection, id,
 // field.
 func (r *Replica) Conflicts() ([]ConflictView, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []ConflictView
 	err := r.db.View(func(txn *badger.Txn) error {
 		return scanKeys(txn, []byte(pConflict), func(k []byte) error {
@@ -307,33 +302,14 @@ func (r *Replica) Conflicts() ([]ConflictView, error) {
 }
 
 // Schema returns the schema in force (the newest accepted).
-func (r *Replica) Schema() *schema.Schema {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.current
-}
+func (r *Replica) Schema() *schema.Schema { return r.view.Load().schema }
 
 // Space returns the space ID: the genesis held, else the one expected
 // (Options.Space, a joiner's), else zero.
-func (r *Replica) Space() core.ID {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.genesisID.IsZero() {
-		return r.opts.Space
-	}
-	return r.genesisID
-}
+func (r *Replica) Space() core.ID { return r.view.Load().space }
 
 // Heads returns the current heads, sorted by ID.
-func (r *Replica) Heads() []core.ID {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	hs := make([]core.ID, 0, len(r.heads))
-	for h := range r.heads {
-		hs = append(hs, h)
-	}
-	return core.SortIDs(hs)
-}
+func (r *Replica) Heads() []core.ID { return slices.Clone(r.view.Load().heads) }
 
 // Status summarises the replica.
 type Status struct {
@@ -351,52 +327,33 @@ type Status struct {
 	Equivocated []string      `json:"equivocating_authors"`
 }
 
-// Status counts changes and lists heads, members and equivocating authors.
+// Status counts changes and lists heads, members, invites and
+// equivocating authors. It reads the published view: no scan, no lock.
 func (r *Replica) Status() (Status, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st := Status{Space: r.genesisID, Orphans: len(r.orphans), Equivocated: []string{}}
-	if r.genesis == nil {
+	v := r.view.Load()
+	st := Status{Space: v.genesisID, Orphans: v.orphans, Equivocated: []string{}}
+	if v.genesis == nil {
 		return st, nil
 	}
-	st.Name = r.genesis.Ops[0].Name
-	st.SchemaID = r.current.ID
-	st.Members = r.members.Members()
-	st.Invites = slices.Clone(r.members.Invites)
+	st.Name = v.genesis.Ops[0].Name
+	st.SchemaID = v.schema.ID
+	st.Members = v.members.Members()
+	st.Invites = slices.Clone(v.members.Invites)
+	inviteKeys := map[core.PublicKey]bool{}
 	for _, inv := range st.Invites {
+		inviteKeys[inv.Key] = true
 		if inv.State == core.InviteContested {
 			st.Contested++
 		}
 	}
-	inviteKeys := map[core.PublicKey]bool{}
-	for _, inv := range st.Invites {
-		inviteKeys[inv.Key] = true
-	}
-	for a := range r.equivocal {
+	for _, a := range v.equivocal {
 		if !inviteKeys[a] { // two uses of one code: a contested invite, shown as such
 			st.Equivocated = append(st.Equivocated, a.String())
 		}
 	}
-	slices.Sort(st.Equivocated)
-	for h := range r.heads {
-		st.Heads = append(st.Heads, h)
-	}
-	st.Heads = core.SortIDs(st.Heads)
-	err := r.db.View(func(txn *badger.Txn) error {
-		return scan(txn, []byte(pMeta), func(k, v []byte) error {
-			var m meta
-			if err := core.Unmarshal(v, &m); err != nil {
-				return err
-			}
-			st.Changes++
-			if !m.Valid {
-				st.Invalid++
-			}
-			st.MaxHeight = max(st.MaxHeight, m.Height)
-			return nil
-		})
-	})
-	return st, err
+	st.Heads = slices.Clone(v.heads)
+	st.Changes, st.Invalid, st.MaxHeight = v.counts.changes, v.counts.invalid, v.counts.maxHeight
+	return st, nil
 }
 
 // Verdict reports whether a stored change has effect, and why not.
@@ -537,35 +494,28 @@ func (r *Replica) Change(id core.ID) (Entry, error) {
 // not revoked. Invite keys are never members. This is the admission rule
 // of transports.
 func (r *Replica) IsMember(key core.PublicKey) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.members != nil && r.members.IsMember(key)
+	m := r.view.Load().members
+	return m != nil && m.IsMember(key)
 }
 
 // Role returns key's current role ("" for strangers and revoked members).
 func (r *Replica) Role(key core.PublicKey) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.members == nil {
+	m := r.view.Load().members
+	if m == nil {
 		return ""
 	}
-	return r.members.Role(key)
+	return m.Role(key)
 }
 
 // Invites lists every invite of the space and what became of it.
 func (r *Replica) Invites() []core.Invite {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.members == nil {
+	m := r.view.Load().members
+	if m == nil {
 		return nil
 	}
-	return slices.Clone(r.members.Invites)
+	return slices.Clone(m.Invites)
 }
 
 // HasGenesis reports whether the replica holds its space's genesis change
 // (a joiner does not until its first sync).
-func (r *Replica) HasGenesis() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.genesis != nil
-}
+func (r *Replica) HasGenesis() bool { return r.view.Load().genesis != nil }

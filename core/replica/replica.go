@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -23,31 +24,30 @@ var (
 	ErrNoGenesis   = errors.New("replica holds no genesis change")
 )
 
-// Effect is a document's new state after a committed transaction: the
-// materializer's output, handed to Options.Effects inside that transaction.
-type Effect struct {
-	Collection string
-	DocID      string
-	Deleted    bool
-	Doc        map[string]any // post-image; nil when Deleted
-	Changes    []core.ID      // changes in this transaction that touched it
-	Last       core.WriteKey  // newest write: provenance
-	SchemaID   string
+// EffectLog receives the effects of each transaction inside it, so a
+// change and the document states it caused commit together (the space's
+// eventstream.Log implements it). AppendTx's error aborts the
+// transaction; Committed runs after each transaction that wrote effects
+// has committed.
+type EffectLog interface {
+	AppendTx(tx Tx, effects []core.Effect) error
+	Committed()
 }
 
-// EffectWriter receives the effects of each transaction before it commits;
-// an error aborts the transaction. The effect log implements it.
-type EffectWriter func(txn *badger.Txn, effects []Effect) error
+// Tx is the replica's open transaction as an EffectLog writes into it.
+// Get returns ErrNotFound for a missing key.
+type Tx interface {
+	Get(key []byte) ([]byte, error)
+	Set(key, value []byte) error
+}
 
 // Options configure a replica.
 type Options struct {
 	Dir        string // badger directory; empty with InMemory
 	InMemory   bool
 	SyncWrites bool // fsync every commit (default for real use)
-	Effects    EffectWriter
-	// Committed, when set, is called after each transaction that wrote
-	// effects has committed (the effect log wakes its readers).
-	Committed  func()
+	// Effects, when set, gets every transaction's effects (see EffectLog).
+	Effects    EffectLog
 	Logger     *slog.Logger
 	MaxOrphans int // changes held waiting for parents; default 100000
 	// Space, when set, is the only genesis this replica accepts (a joiner
@@ -73,6 +73,8 @@ type meta struct {
 	Valid     bool   // has effect on state
 	Reason    string // why not valid
 	SchemaErr string // schema/reference verdict, fixed at arrival
+
+	fresh bool // judged for the first time (not yet in Replica.counts); never stored
 }
 
 // Replica is one space on one node: the Badger op-log of signed changes,
@@ -97,7 +99,13 @@ type Replica struct {
 	vvs       map[core.ID][]uint64
 	orphans   map[core.ID]core.Signed
 	equivocal map[core.PublicKey]bool
+	counts    counts
 	closed    bool
+
+	view atomic.Pointer[view] // what readers see (see publish)
+
+	pendMu  sync.Mutex
+	pending []*mutation // Mutate calls waiting for a group commit
 
 	watchMu  sync.Mutex
 	watchers map[int]func(local bool, ids []core.ID)
@@ -222,7 +230,9 @@ func (r *Replica) load() error {
 	r.orphans = map[core.ID]core.Signed{}
 	r.equivocal = map[core.PublicKey]bool{}
 	r.adminLog = nil
+	r.counts = counts{}
 	r.genesis, r.current, r.members = nil, nil, nil
+	defer r.publish()
 	return r.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(pGenesis))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -297,6 +307,11 @@ func (r *Replica) loadAdminLog(txn *badger.Txn) error {
 		if err := core.Unmarshal(v, &m); err != nil {
 			return err
 		}
+		r.counts.changes++
+		if !m.Valid {
+			r.counts.invalid++
+		}
+		r.counts.maxHeight = max(r.counts.maxHeight, m.Height)
 		if m.Admin {
 			var id core.ID
 			copy(id[:], k[len(pMeta):])

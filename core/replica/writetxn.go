@@ -89,7 +89,7 @@ func (w *writeTxn) commit() (err error) {
 		return err
 	}
 	if len(effects) > 0 && w.r.opts.Effects != nil {
-		if err := w.r.opts.Effects(w.txn, effects); err != nil {
+		if err := w.r.opts.Effects.AppendTx(txnTx{w.txn}, effects); err != nil {
 			return storeError{fmt.Errorf("write effects: %w", err)}
 		}
 	}
@@ -97,11 +97,28 @@ func (w *writeTxn) commit() (err error) {
 		return storeError{fmt.Errorf("commit: %w", err)}
 	}
 	w.done = true
-	if w.r.opts.Committed != nil {
-		w.r.opts.Committed()
+	w.r.publish()
+	if len(effects) > 0 && w.r.opts.Effects != nil {
+		w.r.opts.Effects.Committed()
 	}
 	return nil
 }
+
+// txnTx is a Badger transaction as an EffectLog sees it.
+type txnTx struct{ txn *badger.Txn }
+
+func (t txnTx) Get(k []byte) ([]byte, error) {
+	item, err := t.txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
+
+func (t txnTx) Set(k, v []byte) error { return t.txn.Set(k, v) }
 
 func (w *writeTxn) anc() core.Ancestry { return txnAncestry{r: w.r, txn: w.txn} }
 
@@ -168,7 +185,7 @@ func (w *writeTxn) apply(s core.Signed, c *core.Change, id core.ID) (valid bool,
 		}
 	}
 	vv[ix] = c.Seq
-	m := &meta{Height: c.Height, HLC: c.HLC, Author: c.Author, Seq: c.Seq, Admin: core.IsAdminChange(c)}
+	m := &meta{Height: c.Height, HLC: c.HLC, Author: c.Author, Seq: c.Seq, Admin: core.IsAdminChange(c), fresh: true}
 	w.store(s, c, id, m, vv)
 	if err := w.checkEquivocation(c, id); err != nil {
 		return false, err
@@ -263,6 +280,8 @@ func (w *writeTxn) store(s core.Signed, c *core.Change, id core.ID, m *meta, vv 
 	}
 	w.r.heads[id] = struct{}{}
 	w.txnSet(idKey(pHead, id), nil)
+	w.r.counts.changes++
+	w.r.counts.maxHeight = max(w.r.counts.maxHeight, c.Height)
 	w.r.cacheMeta(id, m)
 	w.r.vvs[id] = vv
 	for i := range c.Ops {
@@ -273,6 +292,7 @@ func (w *writeTxn) store(s core.Signed, c *core.Change, id core.ID, m *meta, vv 
 }
 
 func (w *writeTxn) setVerdict(id core.ID, m *meta, authErr error) {
+	wasInvalid := !m.fresh && !m.Valid // a fresh meta is not counted yet
 	switch {
 	case m.SchemaErr != "":
 		m.Valid, m.Reason = false, m.SchemaErr
@@ -281,6 +301,14 @@ func (w *writeTxn) setVerdict(id core.ID, m *meta, authErr error) {
 	default:
 		m.Valid, m.Reason = true, ""
 	}
+	if isInvalid := !m.Valid; isInvalid != wasInvalid {
+		if isInvalid {
+			w.r.counts.invalid++
+		} else {
+			w.r.counts.invalid--
+		}
+	}
+	m.fresh = false
 	w.setValue(idKey(pMeta, id), m)
 }
 
@@ -392,8 +420,8 @@ func (w *writeTxn) doc(coll, id string) *docEntry {
 	return d
 }
 
-func (w *writeTxn) flushDocs() ([]Effect, error) {
-	var effects []Effect
+func (w *writeTxn) flushDocs() ([]core.Effect, error) {
+	var effects []core.Effect
 	cur := w.r.current
 	for _, name := range w.order {
 		d := w.docs[name]
@@ -408,11 +436,14 @@ func (w *writeTxn) flushDocs() ([]Effect, error) {
 		} else {
 			w.txnDelete(ck)
 		}
-		e := Effect{Collection: d.coll, DocID: d.id, Changes: d.changes, Last: d.state.Last, SchemaID: cur.ID}
+		last := d.state.Last
+		e := core.Effect{Collection: d.coll, DocID: d.id, Kind: core.Delete, Changes: make([]string, len(d.changes)),
+			Author: last.Author.String(), HLC: last.HLC.String(), LastChange: last.Change.String(), SchemaID: cur.ID}
+		for i, c := range d.changes {
+			e.Changes[i] = c.String()
+		}
 		if d.state.Alive() {
-			e.Doc = image(cur, d.coll, d.state)
-		} else {
-			e.Deleted = true
+			e.Kind, e.Doc = core.Upsert, image(cur, d.coll, d.state)
 		}
 		effects = append(effects, e)
 	}

@@ -3,8 +3,7 @@ package node
 import (
 	"errors"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"github.com/tributary-sync/tributary/core"
 	"github.com/tributary-sync/tributary/core/replica"
 	"github.com/tributary-sync/tributary/core/schema"
 	"github.com/tributary-sync/tributary/eventstream"
@@ -21,23 +20,13 @@ type Space struct {
 	shared  bool // owned by a Registry: Close is a no-op
 }
 
-// OpenSpace opens (creating if needed) the space stored in dir. expect,
-// when non-zero, is the only genesis the replica will accept.
+// OpenSpaceDir opens (creating if needed) the space stored in dir.
+// opts.Space, when non-zero, is the only genesis the replica will accept.
 func OpenSpaceDir(dir string, opts replica.Options) (*Space, error) {
 	sp := &Space{Dir: dir}
+	effects := &effectLog{}
 	opts.Dir = dir
-	opts.Effects = func(txn *badger.Txn, effects []replica.Effect) error {
-		if sp.Effects == nil {
-			return errors.New("effect log is not open yet")
-		}
-		_, err := sp.Effects.AppendTxn(txn, toEventEffects(effects))
-		return err
-	}
-	opts.Committed = func() {
-		if sp.Effects != nil {
-			sp.Effects.Committed()
-		}
-	}
+	opts.Effects = effects
 	r, err := replica.Open(opts)
 	if err != nil {
 		return nil, err
@@ -47,8 +36,26 @@ func OpenSpaceDir(dir string, opts replica.Options) (*Space, error) {
 		r.Close()
 		return nil, err
 	}
+	effects.log = log
 	sp.Replica, sp.Effects = r, log
 	return sp, nil
+}
+
+// effectLog hands the replica's effects to the space's log, which opens
+// on the replica's store, after it.
+type effectLog struct{ log *eventstream.Log }
+
+func (e *effectLog) AppendTx(tx replica.Tx, effects []core.Effect) error {
+	if e.log == nil {
+		return errors.New("effect log is not open yet")
+	}
+	return e.log.AppendTx(tx, effects)
+}
+
+func (e *effectLog) Committed() {
+	if e.log != nil {
+		e.log.Committed()
+	}
 }
 
 // Close closes the space's store, unless a Registry owns it (the running
@@ -62,23 +69,3 @@ func (s *Space) Close() error {
 
 // Schema is the schema in force (checkpoint.SchemaSource).
 func (s *Space) Schema() *schema.Schema { return s.Replica.Schema() }
-
-func toEventEffects(in []replica.Effect) []eventstream.Effect {
-	out := make([]eventstream.Effect, len(in))
-	for i, e := range in {
-		kind := eventstream.Upsert
-		if e.Deleted {
-			kind = eventstream.Delete
-		}
-		changes := make([]string, len(e.Changes))
-		for j, c := range e.Changes {
-			changes[j] = c.String()
-		}
-		out[i] = eventstream.Effect{
-			Collection: e.Collection, DocID: e.DocID, Kind: kind, Doc: e.Doc,
-			Changes: changes, Author: e.Last.Author.String(), HLC: e.Last.HLC.String(),
-			LastChange: e.Last.Change.String(), SchemaID: e.SchemaID,
-		}
-	}
-	return out
-}
