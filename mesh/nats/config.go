@@ -64,7 +64,6 @@ type Config struct {
 	AckWait          time.Duration // a message delivered and not acknowledged is delivered again after this (default 30s)
 	MaxAckPending    int           // messages delivered and not yet acknowledged (default 4096)
 	ApplyBatch       int           // messages handed to the node in one Apply (default 256)
-	BatchWait        time.Duration // after a first message, how long a batch waits for more (default 2ms)
 	ConsumerMaxBytes int           // bytes buffered from the consumer (default 16 MiB, at least 2 max_payload)
 	PullExpiry       time.Duration // one pull request's life at the server; a lost one (its server gone) is noticed within it (default 30s)
 	RetryDelay       time.Duration // first delay before a message the node could not take comes again (default 500ms); doubles while it stays busy
@@ -113,7 +112,6 @@ func (c *Config) defaults() {
 	dur(&c.PingInterval, 20*time.Second)
 	dur(&c.ConsumerInactive, 30*24*time.Hour)
 	dur(&c.AckWait, 30*time.Second)
-	dur(&c.BatchWait, 2*time.Millisecond)
 	dur(&c.PullExpiry, 30*time.Second)
 	dur(&c.RetryDelay, 500*time.Millisecond)
 	dur(&c.RetryMaxDelay, 10*time.Second)
@@ -193,7 +191,7 @@ func (c *Config) Validate() error {
 	}{
 		{"ConnectTimeout", c.ConnectTimeout}, {"ReconnectWait", c.ReconnectWait}, {"PingInterval", c.PingInterval},
 		{"StreamMaxAge", c.StreamMaxAge}, {"ConsumerInactive", c.ConsumerInactive}, {"AckWait", c.AckWait},
-		{"BatchWait", c.BatchWait}, {"PullExpiry", c.PullExpiry}, {"RetryDelay", c.RetryDelay}, {"RetryMaxDelay", c.RetryMaxDelay}, {"PublishTimeout", c.PublishTimeout},
+		{"PullExpiry", c.PullExpiry}, {"RetryDelay", c.RetryDelay}, {"RetryMaxDelay", c.RetryMaxDelay}, {"PublishTimeout", c.PublishTimeout},
 		{"StreamSyncInterval", c.StreamSyncInterval}, {"HeartbeatInterval", c.HeartbeatInterval},
 		{"ReassemblyTimeout", c.ReassemblyTimeout}, {"ServeTimeout", c.ServeTimeout},
 		{"RequestTimeout", c.RequestTimeout}, {"OperationTimeout", c.OperationTimeout},

@@ -12,36 +12,40 @@ import (
 )
 
 // consumeLoop takes the messages of our durable consumer in batches (up
-// to ApplyBatch, gathered within BatchWait of the first) and delivers
-// them. When the Handler cannot take a batch now, the batch is
+// to ApplyBatch of those already received: it never waits for more) and
+// delivers them. When the Handler cannot take a batch now, the batch is
 // negatively acknowledged with a delay and the loop waits as long, so a
-// busy node pushes back instead of dropping.
+// busy node pushes back instead of dropping. It returns once the
+// consumer has stopped and every message received is settled.
 func (t *Transport) consumeLoop(sp *space, sess *session) {
 	defer sess.loops.Done()
 	defer close(sess.consumed)
 	busy := 0
 	for {
-		m, err := sess.msgs.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+		var m jetstream.Msg
+		select {
+		case m = <-sess.inbox:
+		case <-sess.inputDone:
+			select {
+			case m = <-sess.inbox:
+			default:
 				return
 			}
-			t.log.Debug("push consumer", "space", sp.id.Short(), "err", err)
-			select {
-			case <-sess.ctx.Done():
-			case <-time.After(t.cfg.RetryDelay):
-			}
-			continue
 		}
 		batch := []jetstream.Msg{m}
 		size := len(m.Data())
+		// Take what has arrived, never waiting for more: a lone change
+		// is stored at once, and while the node is slower than the flow
+		// the inbox fills and batches grow by themselves.
+	more:
 		for len(batch) < t.cfg.ApplyBatch && size < t.cfg.ConsumerMaxBytes/2 {
-			m, err := sess.msgs.Next(jetstream.NextMaxWait(t.cfg.BatchWait))
-			if err != nil {
-				break
+			select {
+			case m := <-sess.inbox:
+				batch = append(batch, m)
+				size += len(m.Data())
+			default:
+				break more
 			}
-			batch = append(batch, m)
-			size += len(m.Data())
 		}
 		delay := t.retryDelay(busy)
 		if !t.deliver(sp, sess, batch, delay) {
@@ -51,6 +55,7 @@ func (t *Transport) consumeLoop(sp *space, sess *session) {
 		busy++
 		select {
 		case <-sess.ctx.Done():
+		case <-sess.inputDone:
 		case <-time.After(delay):
 		}
 	}

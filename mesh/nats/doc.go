@@ -46,8 +46,9 @@
 //
 // # Delivery
 //
-// The consume loop takes the consumer's messages in batches of up to
-// ApplyBatch and hands each run from one sender to the node's
+// The consume loop takes the consumer's messages in batches (what has
+// arrived, up to ApplyBatch; it never waits for more, so a lone change is
+// stored at once) and hands each run from one sender to the node's
 // mesh.Applier.Apply, which returns once the replica has stored them,
 // held them durably for missing parents, or refused them. Only then is a
 // message acknowledged. When the node is busy (over the sender's push

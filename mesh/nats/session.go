@@ -26,11 +26,15 @@ type session struct {
 
 	stream jetstream.Stream
 	subs   []*natsgo.Subscription
-	msgs   jetstream.MessagesContext
 	asm    *assembler
 
-	consumed chan struct{} // closed when the consume loop has returned
-	loops    sync.WaitGroup
+	// The consumer's callback hands messages to the consume loop through
+	// inbox (blocking when it is full: the consumer then stops pulling).
+	cc        jetstream.ConsumeContext
+	inbox     chan jetstream.Msg
+	inputDone chan struct{} // closed once the callback adds no more
+	consumed  chan struct{} // closed when the consume loop has returned
+	loops     sync.WaitGroup
 
 	mu   sync.Mutex
 	open bool
@@ -102,9 +106,20 @@ func (t *Transport) start(sp *space) (_ *session, err error) {
 	if err := serve.SetPendingLimits(1<<16, pendingBytes); err != nil {
 		return sess, err
 	}
-	sess.msgs, err = cons.Messages(
+	sess.inbox, sess.inputDone, sess.consumed = make(chan jetstream.Msg, 2*t.cfg.ApplyBatch), make(chan struct{}), make(chan struct{})
+	sess.loops.Add(1)
+	go t.consumeLoop(sp, sess)
+	sess.cc, err = cons.Consume(func(m jetstream.Msg) {
+		select {
+		case sess.inbox <- m:
+		case <-sess.ctx.Done(): // stopping: delivered again after AckWait
+		}
+	},
 		jetstream.PullMaxMessagesWithBytesLimit(2*t.cfg.ApplyBatch, max(t.cfg.ConsumerMaxBytes, 2*int(t.nc.MaxPayload()))),
-		jetstream.PullExpiry(t.cfg.PullExpiry))
+		jetstream.PullExpiry(t.cfg.PullExpiry),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			t.log.Debug("push consumer", "space", sp.id.Short(), "err", err)
+		}))
 	if err != nil {
 		return sess, fmt.Errorf("nats transport: consume %s: %w", sp.consumer, err)
 	}
@@ -114,9 +129,7 @@ func (t *Transport) start(sp *space) (_ *session, err error) {
 	if err := t.violation(ctx, sp, lastBefore); err != nil {
 		return sess, err
 	}
-	sess.consumed = make(chan struct{})
-	sess.loops.Add(2)
-	go t.consumeLoop(sp, sess)
+	sess.loops.Add(1)
 	go t.syncLoop(sp, sess)
 	return sess, nil
 }
@@ -127,23 +140,29 @@ func (t *Transport) start(sp *space) (_ *session, err error) {
 // cancelled and awaited.
 func (t *Transport) stop(s *session) {
 	s.syncCancel()
-	if s.msgs != nil {
+	if s.cc != nil {
 		if t.nc.IsConnected() {
-			s.msgs.Drain()
+			s.cc.Drain()
 		} else {
-			s.msgs.Stop()
+			s.cc.Stop() // what is buffered is delivered again later
 		}
-		if s.consumed != nil {
-			select {
-			case <-s.consumed:
-			case <-time.After(t.cfg.OperationTimeout):
-				t.log.Warn("push consumer did not drain in time; the rest is delivered again later")
-				s.msgs.Stop()
-				s.cancel()
-				<-s.consumed
-			}
-		} else {
-			s.msgs.Stop()
+		select {
+		case <-s.cc.Closed():
+		case <-time.After(t.cfg.OperationTimeout):
+			t.log.Warn("push consumer did not drain in time; the rest is delivered again later")
+			s.cc.Stop()
+			s.cancel()
+			<-s.cc.Closed()
+		}
+	}
+	if s.inputDone != nil {
+		close(s.inputDone)
+		select {
+		case <-s.consumed:
+		case <-time.After(t.cfg.OperationTimeout):
+			t.log.Warn("pushes not settled in time; they are delivered again later")
+			s.cancel()
+			<-s.consumed
 		}
 	}
 	s.mu.Lock()
