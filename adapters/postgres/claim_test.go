@@ -79,6 +79,11 @@ func TestLegacyCheckpointRowIsAdopted(t *testing.T) {
 	ctx := context.Background()
 	exec(t, url, `CREATE TABLE public.tributary_checkpoints (sink text PRIMARY KEY, lsn bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
 		INSERT INTO public.tributary_checkpoints (sink, lsn) VALUES ('old', 17)`)
+	// A reader of the old table reads it as it is.
+	r := open(t, Config{URL: url, Name: "old", ReadOnly: true})
+	if c, err := r.Checkpoint(ctx); c != 17 || err != nil {
+		t.Fatalf("reader of a table from before claims: %d, %v", c, err)
+	}
 	s := open(t, Config{URL: url, Name: "old", Space: "bafyspace", Node: "node-1"})
 	if c, err := s.Checkpoint(ctx); c != 17 || err != nil {
 		t.Fatalf("adopted checkpoint %d, %v", c, err)

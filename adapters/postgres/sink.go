@@ -212,17 +212,24 @@ func (s *Sink) Pool() *pgxpool.Pool { return s.pool }
 // no longer holds gets checkpoint.ErrFenced.
 func (s *Sink) Checkpoint(ctx context.Context) (uint64, error) {
 	var lsn, fence int64
-	err := s.pool.QueryRow(ctx, "SELECT lsn, fence FROM "+s.ckpt+" WHERE sink = $1", s.cfg.Name).Scan(&lsn, &fence)
-	if s.cfg.ReadOnly && (errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err)) {
-		return 0, nil
+	if s.cfg.ReadOnly { // also a table from before claims (no fence column)
+		err := s.pool.QueryRow(ctx, "SELECT lsn FROM "+s.ckpt+" WHERE sink = $1", s.cfg.Name).Scan(&lsn)
+		if errors.Is(err, pgx.ErrNoRows) || isUndefinedTable(err) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("postgres sink %s: read checkpoint: %w", s.cfg.Name, err)
+		}
+		return uint64(lsn), nil
 	}
+	err := s.pool.QueryRow(ctx, "SELECT lsn, fence FROM "+s.ckpt+" WHERE sink = $1", s.cfg.Name).Scan(&lsn, &fence)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, s.errFenced(nil)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("postgres sink %s: read checkpoint: %w", s.cfg.Name, err)
 	}
-	if !s.cfg.ReadOnly && fence != s.fence {
+	if fence != s.fence {
 		return 0, s.errFenced(&fence)
 	}
 	return uint64(lsn), nil
