@@ -77,7 +77,8 @@ func startRun(home string, args ...string) (*node, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, append([]string{"--home", home, "--json", "run", "--http", "127.0.0.1:0", "--mdns=false"}, args...)...)
-	cmd.Env = append(os.Environ(), "TRIBUTARY_HOME=")
+	// Never the default ports: tests run side by side.
+	cmd.Env = append(os.Environ(), "TRIBUTARY_HOME=", "TRIBUTARY_LIBP2P_LISTEN=/ip4/127.0.0.1/tcp/0")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	os.Remove(filepath.Join(home, "run.json")) // a stale one from a killed node
 	if err := cmd.Start(); err != nil {

@@ -3,8 +3,10 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tributary-sync/tributary/checkpoint"
 )
@@ -71,4 +73,65 @@ func TestConfigTables(t *testing.T) {
 			t.Errorf("%s sink with table %q: %v", typ, bad, err)
 		}
 	}
+}
+
+// TestConfigLayers: defaults, then the file, then the environment, then
+// flags; every key of every section can be set from the environment.
+func TestConfigLayers(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("http: {listen: 127.0.0.1:9000}\nnats: {urls: [nats://a:4222], replicas: 3}\nmesh: {sync_interval: 7s}\nlog: {level: debug}\n"), 0o600)
+	cfg := DefaultConfig()
+	if err := LoadConfigFile(&cfg, p); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"TRIBUTARY_NATS_URLS":            "nats://b:4222, nats://c:4222",
+		"TRIBUTARY_NATS_STREAM_MAX_AGE":  "720h",
+		"TRIBUTARY_LIBP2P_MDNS":          "false",
+		"TRIBUTARY_STORE_DISK_RESERVE":   "1GiB",
+		"TRIBUTARY_RUNNER_READY_MAX_LAG": "50",
+		"TRIBUTARY_HTTP":                 "127.0.0.1:9100", // the older name, still honoured
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	if err := ApplyEnv(&cfg, lookup); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case cfg.HTTP.Listen != "127.0.0.1:9100":
+		t.Errorf("http.listen %q", cfg.HTTP.Listen)
+	case len(cfg.NATS.URLs) != 2 || cfg.NATS.URLs[1] != "nats://c:4222" || cfg.NATS.Replicas != 3:
+		t.Errorf("nats %+v", cfg.NATS)
+	case cfg.NATS.StreamMaxAge != 720*time.Hour || cfg.Libp2p.MDNS || cfg.Store.DiskReserve != 1<<30 || cfg.Runner.ReadyMaxLag != 50:
+		t.Errorf("env not applied: %+v %+v %+v", cfg.NATS.StreamMaxAge, cfg.Libp2p.MDNS, cfg.Store)
+	case cfg.Mesh.SyncInterval != 7*time.Second || cfg.Log.Level != "debug":
+		t.Errorf("file not applied: %+v %+v", cfg.Mesh, cfg.Log)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyEnv(&cfg, func(k string) (string, bool) { return "soon", k == "TRIBUTARY_MESH_SYNC_TIMEOUT" }); err == nil || !strings.Contains(err.Error(), "TRIBUTARY_MESH_SYNC_TIMEOUT") {
+		t.Fatalf("a bad variable: %v", err)
+	}
+	// Every key is reachable from the environment.
+	n := 0
+	walkConfig(reflect.ValueOf(&cfg).Elem(), EnvPrefix, func(name string, v reflect.Value) error { n++; return nil })
+	if n < 50 {
+		t.Fatalf("only %d keys reachable from the environment", n)
+	}
+}
+
+// TestConfigCheckCommand: `config check` accepts the examples and names
+// every problem of a bad file, including a key of the older format.
+func TestConfigCheckCommand(t *testing.T) {
+	home := t.TempDir()
+	ok(t, home, nil, "config", "check", "../../deploy/config/all-sinks.yaml")
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("log: {level: loud}\nhttp: {listen: nope}\n"), 0o600)
+	r := run(t, home, "config", "check", bad)
+	if r.code == 0 || !strings.Contains(r.stderr, "log.level") || !strings.Contains(r.stderr, "http.listen") {
+		t.Fatalf("bad config: %+v", r)
+	}
+	old := filepath.Join(t.TempDir(), "old.yaml")
+	os.WriteFile(old, []byte("p2p: [/ip4/0.0.0.0/tcp/4001]\n"), 0o600)
+	fails(t, home, []string{"moved to libp2p.listen"}, "config", "check", old)
 }

@@ -25,58 +25,6 @@ import (
 	"github.com/tributary-sync/tributary/mesh"
 )
 
-// runOptions are the flags of `tributary run`.
-type runOptions struct {
-	P2P          []string
-	Peers        []string
-	NATS         string
-	HTTP         string
-	HTTPNames    []string
-	TLSCert      string
-	TLSKey       string
-	MDNS         bool
-	SyncInterval time.Duration
-	Config       string
-	Retention    uint64
-	DiskReserve  string
-	httpSet      bool
-}
-
-// applyEnv lets TRIBUTARY_P2P, TRIBUTARY_PEERS (comma-separated),
-// TRIBUTARY_NATS and TRIBUTARY_HTTP stand in for flags not given; the
-// config file comes last.
-func applyEnv(cmd *cobra.Command, o *runOptions) {
-	list := func(v string) []string {
-		var out []string
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
-		}
-		return out
-	}
-	f := cmd.Flags()
-	if v := os.Getenv("TRIBUTARY_P2P"); v != "" && !f.Changed("p2p") {
-		o.P2P = list(v)
-	}
-	if v := os.Getenv("TRIBUTARY_PEERS"); v != "" && !f.Changed("peer") {
-		o.Peers = list(v)
-	}
-	if v := os.Getenv("TRIBUTARY_NATS"); v != "" && !f.Changed("nats") {
-		o.NATS = v
-	}
-	if v := os.Getenv("TRIBUTARY_HTTP"); v != "" && !f.Changed("http") {
-		o.HTTP = v
-	}
-}
-
-func orDefault(flag, file []string) []string {
-	if len(flag) > 0 {
-		return flag
-	}
-	return file
-}
-
 // compactLoop compacts each space's effect log every few minutes, keeping
 // the last Retention effects whole and the newest effect of every
 // document before them.
@@ -91,10 +39,10 @@ func (b *bridge) compactLoop(ctx context.Context) {
 		}
 		b.reg.Each(func(id string, sp *node.Space) {
 			last := sp.Effects.LastLSN()
-			if last <= b.opts.Retention {
+			if last <= b.cfg.Store.Retention {
 				return
 			}
-			n, err := sp.Effects.Compact(ctx, last-b.opts.Retention)
+			n, err := sp.Effects.Compact(ctx, last-b.cfg.Store.Retention)
 			if err != nil {
 				b.log.Warn("compact effect log", "space", id, "err", err)
 			} else if n > 0 {
@@ -119,7 +67,7 @@ type bridge struct {
 	c    *cli
 	home *node.Home
 	reg  *node.Registry
-	opts runOptions
+	cfg  Config
 	log  *slog.Logger
 
 	transports []transport
@@ -143,45 +91,126 @@ type meshNode struct {
 	node      *mesh.Node
 }
 
+// runFlags are the flags of `tributary run`: each, when given, overrides
+// the config file and the environment.
+type runFlags struct {
+	config, http, nats, tlsCert, tlsKey, logLevel, logFormat, diskReserve string
+	httpNames, p2p, peers                                                 []string
+	mdns, init                                                            bool
+	syncInterval                                                          time.Duration
+	retention                                                             uint64
+}
+
 func (c *cli) runCmd() *cobra.Command {
-	var o runOptions
+	var fl runFlags
 	cmd := &cobra.Command{
 		Use:   "run",
-		Short: "Run the node: replicate the home's spaces over libp2p and/or NATS and serve the HTTP API",
+		Short: "Run the node: replicate the home's spaces over libp2p and/or NATS, feed the sinks, serve the HTTP API",
 		Long: `Run the node. It joins the mesh of every space in the home and keeps them in
-sync with their peers; while it runs, the other commands on this home go
-through it (its HTTP API, authenticated with the token in the home).
+sync with their peers, feeds the configured sinks, and serves the HTTP API;
+while it runs, the other commands on this home go through it (authenticated
+with the token in the home).
 
-  --p2p MULTIADDR    listen for libp2p peers (repeatable), e.g. /ip4/0.0.0.0/tcp/4001
-  --peer MULTIADDR   bootstrap peer (repeatable), e.g. /ip4/10.0.0.5/tcp/4001/p2p/12D3...
-  --nats URL         also replicate through a NATS server (JetStream for store-and-forward)
-  --http ADDR        HTTP API (default 127.0.0.1:7465; :0 picks a free port)
-  --http-name NAME   a further host name clients use to reach the API (repeatable)
-  --tls-cert/--tls-key  serve the API over HTTPS
+Settings come from defaults, then the config file (--config, env
+TRIBUTARY_CONFIG), then the environment (TRIBUTARY_<SECTION>_<KEY>, e.g.
+TRIBUTARY_NATS_URLS, TRIBUTARY_LOG_LEVEL), then these flags. Every key is
+described in docs/CONFIG.md; tributary config check FILE validates a file.
 
-With no --p2p, --peer or --nats, libp2p listens on /ip4/0.0.0.0/tcp/4001 and
-/ip4/0.0.0.0/udp/4001/quic-v1 and dials the addresses from invites.`,
+With --nats and no --p2p or --peer, only NATS carries changes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			applyEnv(cmd, &o)
-			o.httpSet = cmd.Flags().Changed("http") || os.Getenv("TRIBUTARY_HTTP") != ""
-			return c.run(cmd.Context(), o)
+			cfg, err := c.runConfigFrom(cmd, &fl)
+			if err != nil {
+				return err
+			}
+			return c.run(cmd.Context(), cfg, fl.init)
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&o.P2P, "p2p", nil, "libp2p listen multiaddr (repeatable)")
-	f.StringArrayVar(&o.Peers, "peer", nil, "libp2p bootstrap peer multiaddr (repeatable)")
-	f.StringVar(&o.NATS, "nats", "", "NATS server URL")
-	f.StringVar(&o.HTTP, "http", "127.0.0.1:7465", "HTTP API listen address")
-	f.StringArrayVar(&o.HTTPNames, "http-name", nil, "further host name (or host:port) the API answers to (repeatable)")
-	f.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate file for the HTTP API")
-	f.StringVar(&o.TLSKey, "tls-key", "", "TLS key file for the HTTP API")
-	f.BoolVar(&o.MDNS, "mdns", true, "discover peers on the local network with mDNS")
-	f.DurationVar(&o.SyncInterval, "sync-interval", 5*time.Second, "anti-entropy reconciliation period")
-	f.StringVar(&o.Config, "config", "", "YAML config file (sinks and the flags above)")
-	f.Uint64Var(&o.Retention, "retention", 100000, "effects kept whole before compaction keeps only the newest per document")
-	f.StringVar(&o.DiskReserve, "disk-reserve", "", "free space writes keep on the home's filesystem, e.g. 512MiB (default 128MiB, env TRIBUTARY_DISK_RESERVE; 0 turns the check off)")
+	f.StringVar(&fl.config, "config", "", "YAML config file (env TRIBUTARY_CONFIG)")
+	f.StringArrayVar(&fl.p2p, "p2p", nil, "libp2p listen multiaddr (repeatable; libp2p.listen)")
+	f.StringArrayVar(&fl.peers, "peer", nil, "libp2p bootstrap peer multiaddr (repeatable; libp2p.peers)")
+	f.StringVar(&fl.nats, "nats", "", "NATS server URL(s), comma-separated (nats.urls)")
+	f.StringVar(&fl.http, "http", "", "HTTP API listen address (http.listen; default 127.0.0.1:7465, :0 picks a free port)")
+	f.StringArrayVar(&fl.httpNames, "http-name", nil, "further host name (or host:port) the API answers to (repeatable; http.names)")
+	f.StringVar(&fl.tlsCert, "tls-cert", "", "TLS certificate file for the HTTP API (http.tls_cert)")
+	f.StringVar(&fl.tlsKey, "tls-key", "", "TLS key file for the HTTP API (http.tls_key)")
+	f.BoolVar(&fl.mdns, "mdns", true, "discover peers on the local network with mDNS (libp2p.mdns)")
+	f.DurationVar(&fl.syncInterval, "sync-interval", 0, "anti-entropy reconciliation period (mesh.sync_interval; default 5s)")
+	f.Uint64Var(&fl.retention, "retention", 0, "effects kept whole before compaction keeps only the newest per document (store.retention; default 100000)")
+	f.StringVar(&fl.diskReserve, "disk-reserve", "", "free space writes keep, e.g. 512MiB (store.disk_reserve; default 128MiB; 0 turns the check off)")
+	f.StringVar(&fl.logLevel, "log-level", "", "debug, info, warn or error (log.level)")
+	f.StringVar(&fl.logFormat, "log-format", "", "text or json (log.format)")
+	f.BoolVar(&fl.init, "init", false, "create the home (key and API token) if it does not exist yet: for a container's empty volume")
 	return cmd
+}
+
+// runConfigFrom builds run's config: defaults, file, environment, flags.
+func (c *cli) runConfigFrom(cmd *cobra.Command, fl *runFlags) (Config, error) {
+	cfg := DefaultConfig()
+	path := fl.config
+	if path == "" {
+		path = os.Getenv("TRIBUTARY_CONFIG")
+	}
+	if path != "" {
+		if err := LoadConfigFile(&cfg, path); err != nil {
+			return cfg, err
+		}
+	}
+	if err := ApplyEnv(&cfg, os.LookupEnv); err != nil {
+		return cfg, err
+	}
+	f := cmd.Flags()
+	if f.Changed("p2p") {
+		cfg.Libp2p.Listen = fl.p2p
+	}
+	if f.Changed("peer") {
+		cfg.Libp2p.Peers = fl.peers
+	}
+	if f.Changed("nats") {
+		cfg.NATS.URLs = strings.Split(fl.nats, ",")
+		if !f.Changed("p2p") && !f.Changed("peer") {
+			cfg.Libp2p.Enabled = false
+		}
+	}
+	if f.Changed("http") {
+		cfg.HTTP.Listen = fl.http
+	}
+	if f.Changed("http-name") {
+		cfg.HTTP.Names = fl.httpNames
+	}
+	if f.Changed("tls-cert") {
+		cfg.HTTP.TLSCert = fl.tlsCert
+	}
+	if f.Changed("tls-key") {
+		cfg.HTTP.TLSKey = fl.tlsKey
+	}
+	if f.Changed("mdns") {
+		cfg.Libp2p.MDNS = fl.mdns
+	}
+	if f.Changed("sync-interval") {
+		cfg.Mesh.SyncInterval = fl.syncInterval
+	}
+	if f.Changed("retention") {
+		cfg.Store.Retention = fl.retention
+	}
+	if f.Changed("disk-reserve") {
+		n, err := node.ParseSize(fl.diskReserve)
+		if err != nil {
+			return cfg, fmt.Errorf("--disk-reserve: %w", err)
+		}
+		cfg.Store.DiskReserve = Size(n)
+	}
+	if f.Changed("log-level") {
+		cfg.Log.Level = fl.logLevel
+	}
+	if f.Changed("log-format") {
+		cfg.Log.Format = fl.logFormat
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
 }
 
 // lockForRun takes the home's lock, waiting while another command holds
@@ -211,16 +240,18 @@ func (c *cli) lockForRun(ctx context.Context, h *node.Home) (*node.Lock, error) 
 	}
 }
 
-func (c *cli) run(ctx context.Context, o runOptions) error {
-	h, err := node.OpenHome(c.home)
+func (c *cli) run(ctx context.Context, cfg Config, initHome bool) error {
+	var h *node.Home
+	var err error
+	if initHome {
+		h, _, err = node.InitHome(c.home)
+	} else {
+		h, err = node.OpenHome(c.home)
+	}
 	if err != nil {
 		return err
 	}
-	if o.DiskReserve != "" {
-		if h.DiskReserve, err = node.ParseSize(o.DiskReserve); err != nil {
-			return fmt.Errorf("--disk-reserve: %w", err)
-		}
-	}
+	h.DiskReserve = uint64(cfg.Store.DiskReserve)
 	lock, err := c.lockForRun(ctx, h)
 	if err != nil {
 		return err
@@ -234,27 +265,7 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 	if err != nil {
 		return err
 	}
-	var sinkCfgs []sinkConfig
-	if o.Config != "" {
-		cfg, err := loadRunConfig(o.Config)
-		if err != nil {
-			return err
-		}
-		o.P2P = orDefault(o.P2P, cfg.P2P)
-		o.Peers = orDefault(o.Peers, cfg.Peers)
-		if o.NATS == "" {
-			o.NATS = cfg.NATS
-		}
-		if cfg.HTTP != "" && !o.httpSet {
-			o.HTTP = cfg.HTTP
-		}
-		sinkCfgs = cfg.Sinks
-	}
-	if (o.TLSCert == "") != (o.TLSKey == "") {
-		return fmt.Errorf("--tls-cert and --tls-key go together")
-	}
-	b := &bridge{c: c, home: h, opts: o, nodes: map[string][]*meshNode{},
-		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	b := &bridge{c: c, home: h, cfg: cfg, nodes: map[string][]*meshNode{}, log: cfg.logger()}
 	b.token.Store(&token)
 	b.bgCtx, b.bgStop = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() { b.bgStop(); b.bg.Wait() }()
@@ -276,27 +287,30 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 		}
 	}
 	defer b.stopNodes()
-	if err := b.startSinks(ctx, sinkCfgs); err != nil {
+	if err := b.startSinks(ctx, cfg.Sinks); err != nil {
 		b.stopSinks()
 		return err
 	}
 	defer b.stopSinks()
 	go b.compactLoop(ctx)
 
-	ln, err := net.Listen("tcp", o.HTTP)
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
-		return fmt.Errorf("http %s: %w", o.HTTP, err)
+		return fmt.Errorf("http %s: %w", cfg.HTTP.Listen, err)
 	}
 	addr := ln.Addr().String()
-	if host, _, _ := net.SplitHostPort(addr); !isLoopback(host) && o.TLSCert == "" {
+	if host, _, _ := net.SplitHostPort(addr); !isLoopback(host) && cfg.HTTP.TLSCert == "" {
 		b.log.Warn("the HTTP API listens on a non-loopback address without TLS: its token and data cross the network in clear; pass --tls-cert/--tls-key or keep it on 127.0.0.1", "http", addr)
 	}
 	svc := &service.Local{Home: h, Open: b.reg.Open, Node: b, Now: time.Now}
 	handler := api.NewHandler(svc, api.Config{
-		Token:  func() string { return *b.token.Load() },
-		Addr:   addr,
-		Names:  o.HTTPNames,
-		Logger: b.log.With("component", "api"),
+		Token:            func() string { return *b.token.Load() },
+		Addr:             addr,
+		Names:            cfg.HTTP.Names,
+		MaxBodyBytes:     int64(cfg.HTTP.MaxBody),
+		MaxBatchBytes:    int64(cfg.HTTP.MaxBatch),
+		MaxInflightBytes: int64(cfg.HTTP.MaxInflight),
+		Logger:           b.log.With("component", "api"),
 		Extra: []api.Route{
 			{Pattern: "GET /readyz", Handler: http.HandlerFunc(b.handleReady), Public: true},
 			{Pattern: "GET /metrics", Handler: http.HandlerFunc(b.handleMetrics)},
@@ -306,8 +320,8 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	srvDone := make(chan error, 1)
 	go func() {
-		if o.TLSCert != "" {
-			srvDone <- srv.ServeTLS(ln, o.TLSCert, o.TLSKey)
+		if cfg.HTTP.TLSCert != "" {
+			srvDone <- srv.ServeTLS(ln, cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
 		} else {
 			srvDone <- srv.Serve(ln)
 		}
@@ -319,7 +333,7 @@ func (c *cli) run(ctx context.Context, o runOptions) error {
 		<-srvDone
 	}()
 
-	if err := node.WriteRunInfo(h.Dir, node.RunInfo{PID: os.Getpid(), HTTP: addr, TLS: o.TLSCert != "", Cert: absPath(o.TLSCert)}); err != nil {
+	if err := node.WriteRunInfo(h.Dir, node.RunInfo{PID: os.Getpid(), HTTP: addr, TLS: cfg.HTTP.TLSCert != "", Cert: absPath(cfg.HTTP.TLSCert)}); err != nil {
 		return err
 	}
 	defer node.RemoveRunInfo(h.Dir)
@@ -370,7 +384,7 @@ func absPath(p string) string {
 func (b *bridge) startSpace(ctx context.Context, sp *node.Space) error {
 	var started []*meshNode
 	for _, t := range b.transports {
-		n := mesh.NewNode(sp.Replica, t.tr, mesh.Config{SyncInterval: b.opts.SyncInterval, Logger: b.log.With("transport", t.name)})
+		n := mesh.NewNode(sp.Replica, t.tr, b.cfg.meshConfig(b.log.With("transport", t.name)))
 		if err := n.Start(context.WithoutCancel(ctx)); err != nil {
 			for _, s := range started {
 				s.node.Close()

@@ -21,7 +21,8 @@ import (
 func startNode(t *testing.T, home string, args ...string) map[string]any {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--home", home, "--json", "run", "--http", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), "TRIBUTARY_HOME=")
+	// Never the default ports: tests run side by side.
+	cmd.Env = append(os.Environ(), "TRIBUTARY_HOME=", "TRIBUTARY_LIBP2P_LISTEN=/ip4/127.0.0.1/tcp/0", "TRIBUTARY_LIBP2P_MDNS=false")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -187,10 +187,7 @@ func (b *bridge) connectSink(ctx context.Context, rs *runningSink) {
 
 // startRunner starts a new runner over rs.sink; rs.mu is held.
 func (b *bridge) startRunner(ctx context.Context, rs *runningSink) error {
-	cfg := checkpoint.DefaultConfig()
-	if rs.cfg.BatchSize > 0 {
-		cfg.BatchSize = rs.cfg.BatchSize
-	}
+	cfg := b.cfg.runnerConfig(rs.cfg.BatchSize)
 	cfg.Logger = b.log // the runner adds the sink's name
 	r, err := checkpoint.New(cfg, rs.sp.Effects, rs.sink, rs.sp, rs.sp.Parking())
 	if err != nil {

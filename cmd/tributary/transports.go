@@ -3,31 +3,35 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	meshlibp2p "github.com/tributary-sync/tributary/mesh/libp2p"
 	meshnats "github.com/tributary-sync/tributary/mesh/nats"
 )
 
-// startTransports starts NATS with --nats, and libp2p unless only NATS
-// was asked for.
+// startTransports starts NATS when nats.urls is set, and libp2p unless
+// libp2p.enabled is false.
 func (b *bridge) startTransports(ctx context.Context, bootstrap []string) error {
-	if b.opts.NATS != "" {
-		t, err := meshnats.New(meshnats.Config{URL: b.opts.NATS, Key: b.home.Key, Logger: b.log.With("transport", "nats")})
+	if len(b.cfg.NATS.URLs) > 0 {
+		t, err := meshnats.New(b.cfg.natsConfig(b.home.Key, b.log.With("transport", "nats")))
 		if err != nil {
-			return fmt.Errorf("nats %s: %w", b.opts.NATS, err)
+			return fmt.Errorf("nats %s: %w", strings.Join(b.cfg.NATS.URLs, ","), err)
 		}
-		b.transports = append(b.transports, transport{name: "nats", tr: t, stop: t.Close, info: map[string]any{"url": b.opts.NATS}})
-		if len(b.opts.P2P) == 0 && len(b.opts.Peers) == 0 {
-			return nil
-		}
+		b.transports = append(b.transports, transport{name: "nats", tr: t, stop: t.Close, info: map[string]any{"urls": b.cfg.NATS.URLs}})
+	}
+	if !b.cfg.Libp2p.Enabled {
+		return nil
 	}
 	return b.startLibp2p(ctx, bootstrap)
 }
 
 func (b *bridge) startLibp2p(ctx context.Context, bootstrap []string) error {
+	l := b.cfg.Libp2p
 	t, err := meshlibp2p.New(ctx, meshlibp2p.Config{
-		Key: b.home.Key, Listen: b.opts.P2P, Bootstrap: append(append([]string{}, b.opts.Peers...), bootstrap...),
-		MDNS: b.opts.MDNS, Logger: b.log.With("transport", "libp2p"),
+		Key: b.home.Key, Listen: l.Listen, Bootstrap: append(append([]string{}, l.Peers...), bootstrap...),
+		MDNS: l.MDNS, Logger: b.log.With("transport", "libp2p"),
+		DisableNATPortMap: !l.NATPortMap, RedialInterval: l.RedialInterval, AdmissionInterval: l.AdmissionInterval,
+		RequestTimeout: l.RequestTimeout, ReadTimeout: l.ReadTimeout, MaxFrame: int(l.MaxFrame), MaxPushBytes: int(l.MaxPushBytes),
 	})
 	if err != nil {
 		return fmt.Errorf("libp2p: %w", err)
