@@ -98,7 +98,7 @@ func catchup(ctx context.Context, t *trial, n int) error {
 	ready := time.Since(start)
 	wait, err := t.waitRows(ctx, url, warm+n, "B's PostgreSQL after catch-up")
 	if err != nil {
-		return err
+		return fmt.Errorf("%w; %s", err, meshSummary(ctx, bn))
 	}
 	total := time.Since(start)
 	m, err := bn.API.metrics(ctx)

@@ -61,3 +61,14 @@ func waitUntil(ctx context.Context, limit time.Duration, what string, cond func(
 		}
 	}
 }
+
+// meshSummary says what a node's mesh did, for an error about rows that
+// never came.
+func meshSummary(ctx context.Context, n *Node) string {
+	m, err := n.API.metrics(ctx)
+	if err != nil {
+		return fmt.Sprintf("node %s metrics: %v", n.Name, err)
+	}
+	return fmt.Sprintf("node %s: %.0f syncs started, %.0f failed, %.0f changes received, %.0f applied (its log, kept with --dir, says why)",
+		n.Name, m["tributary_mesh_syncs_started"], m["tributary_mesh_syncs_failed"], m["tributary_mesh_changes_received"], m["tributary_mesh_changes_applied"])
+}

@@ -32,7 +32,8 @@ func runReplicate(ctx context.Context, t *trial) error {
 	if err != nil {
 		return err
 	}
-	if _, err := t.startB(ctx, an, b, space, cfg, false); err != nil {
+	bn, err := t.startB(ctx, an, b, space, cfg, false)
+	if err != nil {
 		return err
 	}
 	const warm = 10
@@ -54,7 +55,7 @@ func runReplicate(ctx context.Context, t *trial) error {
 		return lerr
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("%w; %s", err, meshSummary(ctx, bn))
 	}
 	raw, err := rawUpsert(ctx, url, t.h.cfg.Seed, "r", n, t.h.cfg.PGBatch)
 	if err != nil {
