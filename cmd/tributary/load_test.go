@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -239,5 +241,69 @@ func TestLoadHumanOutput(t *testing.T) {
 	out, err := cmd.Output()
 	if err != nil || !strings.HasPrefix(string(out), "loaded 1 operations") || !strings.Contains(string(out), "1 created") || strings.Count(string(out), "\n") != 1 {
 		t.Fatalf("load printed %q (%v)", out, err)
+	}
+}
+
+// TestOpReaderLines: each operation is named by the line it starts on,
+// in NDJSON (blank lines and CRLF counted) and in a JSON array however
+// it is spread over lines; a syntax error is named by its line too.
+func TestOpReaderLines(t *testing.T) {
+	op := func(id string) string { return `{"op":"delete","collection":"Book","id":"` + id + `"}` }
+	for _, tc := range []struct {
+		name, in string
+		want     []int
+		errLine  int // 0: no error
+	}{
+		{"ndjson", op("a") + "\n" + op("b") + "\n", []int{1, 2}, 0},
+		{"ndjson blank and crlf", "\r\n" + op("a") + "\r\n\r\n" + op("b"), []int{2, 4}, 0},
+		{"ndjson bad", op("a") + "\n{\n", []int{1}, 2},
+		{"array one line", "[" + op("a") + "," + op("b") + "]", []int{1, 1}, 0},
+		{"array spread", "\n\n [\n" + op("a") + ",\n\n  {\"op\":\"delete\",\n\"collection\":\"Book\",\"id\":\"b\"}\n]\n", []int{4, 6}, 0},
+		{"array bad element", "[\n" + op("a") + ",\n\n {\"op\": tru}]", []int{2}, 4},
+		{"array not closed", "[\n" + op("a") + ",\n" + op("b"), []int{2, 3}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newOpReader(strings.NewReader(tc.in))
+			var got []int
+			for {
+				o, err := r.next()
+				if err != nil {
+					var le *lineError
+					switch {
+					case tc.errLine == 0 && errors.Is(err, io.EOF):
+					case tc.errLine > 0 && errors.As(err, &le) && le.line == tc.errLine:
+					default:
+						t.Fatalf("after lines %v: %v, want error on line %d", got, err, tc.errLine)
+					}
+					break
+				}
+				got = append(got, o.line)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("lines %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestEncodedBound: what load counts for an operation is never less than
+// what the API client sends for it.
+func TestEncodedBound(t *testing.T) {
+	for _, line := range []string{
+		`{"op":"put","collection":"Book","id":"b1","doc":{"title":"<b>&</b>"}}`,
+		"{\"op\":\"put\",\"collection\":\"Book\",\"doc\":{\"title\":\"a\u2028b\u2029\"}}",
+		`{ "op" : "put", "collection" : "Book", "doc" : { "year" : 1.50e3, "title": "\u00e9t\u00e9" } }`,
+	} {
+		m, err := parseLoadOp([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := json.NewEncoder(&buf).Encode(m); err != nil {
+			t.Fatal(err)
+		}
+		if got := encodedBound([]byte(line)); got < int64(buf.Len()) {
+			t.Errorf("bound %d < %d sent for %s", got, buf.Len(), line)
+		}
 	}
 }
