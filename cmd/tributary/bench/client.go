@@ -114,6 +114,8 @@ func (c *apiClient) status(ctx context.Context, space string) (spaceStatus, erro
 // sinkStatus is one sink of GET /v1/sinks.
 type sinkStatus struct {
 	Name       string `json:"name"`
+	State      string `json:"state"` // connecting, failing, refused, running, stopped
+	Error      string `json:"error"`
 	Checkpoint uint64 `json:"checkpoint"`
 	LastLSN    uint64 `json:"last_lsn"`
 	Applied    uint64 `json:"applied"`
@@ -129,9 +131,13 @@ func (c *apiClient) sink(ctx context.Context, name string) (sinkStatus, error) {
 	}
 	for _, s := range all {
 		if s.Name == name {
-			if s.Fatal != "" {
+			switch {
+			case s.Fatal != "":
 				return s, fmt.Errorf("sink %s stopped: %s", name, s.Fatal)
+			case s.Error != "":
+				return s, fmt.Errorf("sink %s is %s: %s", name, s.State, s.Error)
 			}
+			s.Running = s.Running && (s.State == "" || s.State == "running")
 			return s, nil
 		}
 	}

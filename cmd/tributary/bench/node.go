@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tributary-sync/tributary/cmd/tributary/node"
 )
 
 // Node is a `tributary run` child process on a home.
@@ -116,12 +118,16 @@ func (t *trial) startNode(ctx context.Context, home, name string, o nodeOptions)
 	if err := json.Unmarshal([]byte(line), &info); err != nil || info.HTTP == "" {
 		return nil, fmt.Errorf("node %s printed %q, not its addresses", name, line)
 	}
-	tok, err := os.ReadFile(filepath.Join(home, "api-token"))
+	h, err := node.OpenHome(home)
 	if err != nil {
-		return nil, fmt.Errorf("node %s: API token: %w", name, err)
+		return nil, err
+	}
+	tok, err := h.Token() // the home's, or the file TRIBUTARY_API_TOKEN_FILE names
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", name, err)
 	}
 	n.Addrs = info.Libp2p.Addrs
-	n.API = newAPIClient("http://"+info.HTTP, strings.TrimSpace(string(tok)), 64)
+	n.API = newAPIClient("http://"+info.HTTP, tok, 64)
 	t.h.logf("  node %s up: http %s", name, info.HTTP)
 	return n, nil
 }
