@@ -288,8 +288,9 @@ func (n *Node) Apply(ctx context.Context, from PeerID, envs [][]byte) error {
 	if n.isBanned(from) {
 		return fmt.Errorf("%w: %s is banned", ErrBadPeer, from)
 	}
-	// A batch larger than the burst passes once the bucket is full.
-	if !n.allow(from, min(len(envs), n.cfg.PushBurst)) {
+	// A batch larger than the burst passes once the bucket is full, and
+	// its debt holds the next ones back: the rate holds on average.
+	if !n.charge(from, len(envs), min(len(envs), n.cfg.PushBurst)) {
 		n.metrics.PushesDeferred.Add(1)
 		return fmt.Errorf("%w: %s over %g changes/s", ErrRateLimit, from, n.cfg.PushRate)
 	}
@@ -409,6 +410,12 @@ func (n *Node) Banned() map[PeerID]string {
 }
 
 func (n *Node) allow(p PeerID, count int) bool {
+	return n.charge(p, count, count)
+}
+
+// charge takes count tokens from p's bucket if it holds need (it may go
+// into debt, which later pushes wait off).
+func (n *Node) charge(p PeerID, count, need int) bool {
 	n.limMu.Lock()
 	defer n.limMu.Unlock()
 	b := n.limiters[p]
@@ -416,7 +423,7 @@ func (n *Node) allow(p PeerID, count int) bool {
 		b = &bucket{tokens: float64(n.cfg.PushBurst), last: time.Now()}
 		n.limiters[p] = b
 	}
-	return b.take(float64(count), n.cfg.PushRate, float64(n.cfg.PushBurst))
+	return b.take(float64(count), float64(need), n.cfg.PushRate, float64(n.cfg.PushBurst))
 }
 
 // bucket is a token bucket.
@@ -425,11 +432,11 @@ type bucket struct {
 	last   time.Time
 }
 
-func (b *bucket) take(n, rate, burst float64) bool {
+func (b *bucket) take(n, need, rate, burst float64) bool {
 	now := time.Now()
 	b.tokens = math.Min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
 	b.last = now
-	if b.tokens < n {
+	if b.tokens < need {
 		return false
 	}
 	b.tokens -= n
