@@ -356,6 +356,19 @@ type Conflict struct {
 
 // Conflicts lists open conflicts, by field name. "_exists" names a create
 // concurrent with a delete.
+// HasConflicts reports whether any register holds concurrent writes.
+func (d *DocState) HasConflicts() bool {
+	if len(d.Exists.Writes) > 1 {
+		return true
+	}
+	for _, r := range d.Fields {
+		if len(r.Writes) > 1 {
+			return true
+		}
+	}
+	return false
+}
+
 func (d *DocState) Conflicts() []Conflict {
 	var out []Conflict
 	add := func(name string, r *Register) {

@@ -145,7 +145,7 @@ func DefaultConfig() Config {
 	nc := meshnats.DefaultConfig()
 	rc := checkpoint.DefaultConfig()
 	return Config{
-		HTTP:  HTTPConfig{Listen: "127.0.0.1:7465", MaxBody: 8 << 20, MaxBatch: 32 << 20, MaxInflight: 32 << 20},
+		HTTP:  HTTPConfig{Listen: "127.0.0.1:7465", MaxBody: 8 << 20, MaxBatch: 8 << 20, MaxInflight: 32 << 20},
 		Log:   LogConfig{Level: "info", Format: "text"},
 		Store: StoreConfig{DiskReserve: node.DefaultDiskReserve, Retention: 100000},
 		Libp2p: Libp2pConfig{Enabled: true, Listen: meshlibp2p.DefaultListen, MDNS: true, NATPortMap: true,

@@ -29,7 +29,7 @@ const (
 	loadDefaultBatchBytes = 2 << 20
 	// loadMaxBatchBytes is the API's MaxBatchBytes (api.Config's default):
 	// a batch must fit in one request to a running node.
-	loadMaxBatchBytes = 32 << 20
+	loadMaxBatchBytes = 8 << 20
 )
 
 // loadOptions are the flags of `tributary load`.
@@ -71,7 +71,7 @@ skipped (counted as absent). Works with and without a running node.`,
 				return fmt.Errorf("--batch %d: want 1 to 1000000 operations", o.batch)
 			}
 			if o.batchBytes < 1<<10 || o.batchBytes > loadMaxBatchBytes {
-				return fmt.Errorf("--batch-bytes %d: want 1024 to %d (32 MiB, the API's batch limit)", o.batchBytes, loadMaxBatchBytes)
+				return fmt.Errorf("--batch-bytes %d: want 1024 to %d (8 MiB, the API's batch limit)", o.batchBytes, loadMaxBatchBytes)
 			}
 			in, name, size, err := openLoadInput(args[0])
 			if err != nil {
@@ -455,7 +455,7 @@ func (r *opReader) nextLine() (loadOp, error) {
 	}
 	if err := r.sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return loadOp{}, &lineError{line: r.line + 1, err: fmt.Errorf("longer than %d bytes (32 MiB, the API's batch limit)", loadMaxBatchBytes)}
+			return loadOp{}, &lineError{line: r.line + 1, err: fmt.Errorf("longer than %d bytes (8 MiB, the API's batch limit)", loadMaxBatchBytes)}
 		}
 		return loadOp{}, fmt.Errorf("read input after line %d: %w", r.line, err)
 	}

@@ -228,7 +228,7 @@ func TestLoadAtomic(t *testing.T) {
 	if out.Batches != 1 || out.Created != 3 {
 		t.Fatalf("--atomic load reported %+v", out)
 	}
-	fails(t, home, []string{"--batch-bytes", "32 MiB"}, "load", "--space", space, "--batch-bytes", "40000000", file)
+	fails(t, home, []string{"--batch-bytes", "8 MiB"}, "load", "--space", space, "--batch-bytes", "40000000", file)
 	fails(t, home, []string{"no such file"}, "load", "--space", space, filepath.Join(t.TempDir(), "missing.ndjson"))
 }
 

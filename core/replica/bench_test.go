@@ -121,3 +121,36 @@ func BenchmarkConcurrentPutsOnDisk(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBulkMutate is `tributary load`'s path in process: batches of
+// 1000 puts of new documents per Mutate call, on disk with fsync.
+func BenchmarkBulkMutate(b *testing.B) {
+	for _, sync := range []bool{true, false} {
+		b.Run(fmt.Sprintf("fsync=%v", sync), func(b *testing.B) { benchBulkMutate(b, sync) })
+	}
+}
+
+func benchBulkMutate(b *testing.B, sync bool) {
+	admin := key(b, 1)
+	r, err := Open(Options{Dir: b.TempDir(), SyncWrites: sync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	if _, err := r.Found(ctx, admin, "bench", librarySchema(b), nil, 1_000_000); err != nil {
+		b.Fatal(err)
+	}
+	const batch = 1000
+	b.ResetTimer()
+	for i := range b.N {
+		muts := make([]Mutation, batch)
+		for j := range muts {
+			muts[j] = Mutation{Op: MutPut, Collection: "Book", ID: fmt.Sprintf("b%d-%d", i, j), Fields: map[string]any{"title": "a title", "year": 1990 + j%30, "tags": []any{"x", "y"}}}
+		}
+		if _, _, err := r.Mutate(ctx, admin, muts, uint64(1_000_100+i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "docs/s")
+}

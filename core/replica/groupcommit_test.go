@@ -255,3 +255,77 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// TestBatchTooLargeForOneTransaction: a batch past what one transaction
+// of the store holds is refused whole with ErrBatchTooLarge (nothing
+// written); grouped with small batches, it does not take them down.
+func TestBatchTooLargeForOneTransaction(t *testing.T) {
+	ctx := context.Background()
+	admin := key(t, 1)
+	r, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Found(ctx, admin, "t", librarySchema(t), nil, 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	huge := make([]Mutation, 15000)
+	for i := range huge {
+		huge[i] = Mutation{Op: MutPut, Collection: "Book", ID: fmt.Sprintf("h%d", i), Fields: map[string]any{"title": "a title long enough to weigh", "year": 2000, "tags": []any{"a", "b", "c"}}}
+	}
+	before, _ := r.Status()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	holdLock(t, r, 3, func() {
+		for i := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				muts := huge
+				if i > 0 {
+					muts = []Mutation{{Op: MutPut, Collection: "Book", ID: fmt.Sprintf("s%d", i), Fields: map[string]any{"title": "small"}}}
+				}
+				_, _, errs[i] = r.Mutate(ctx, admin, muts, 1_000_100)
+			}()
+		}
+	})
+	wg.Wait()
+	if !errors.Is(errs[0], ErrBatchTooLarge) || errs[1] != nil || errs[2] != nil {
+		t.Fatalf("errors %v", errs)
+	}
+	after, _ := r.Status()
+	if docs, _ := r.Query("Book", nil); len(docs) != 2 || after.Changes-before.Changes < 1 {
+		t.Fatalf("%d books, %d new changes", len(docs), after.Changes-before.Changes)
+	}
+}
+
+// TestLargeCatchUpFitsTransactions: a peer receiving thousands of small
+// documents in one Receive call commits them in transactions the store
+// accepts (the documents held until commit count toward the limit).
+func TestLargeCatchUpFitsTransactions(t *testing.T) {
+	ctx := context.Background()
+	admin := key(t, 1)
+	src := found(t, admin)
+	for i := range 20 {
+		muts := make([]Mutation, 1000)
+		for j := range muts {
+			muts[j] = Mutation{Op: MutPut, Collection: "Book", ID: fmt.Sprintf("b%d-%d", i, j), Fields: map[string]any{"title": "t", "year": 2000}}
+		}
+		if _, _, err := src.Mutate(ctx, admin, muts, uint64(1_000_100+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst, err := Open(Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	rep, err := dst.Receive(ctx, mustExport(t, src))
+	if err != nil || len(rep.Rejected) > 0 {
+		t.Fatalf("receive: %v %+v", err, rep.Rejected)
+	}
+	if docs, _ := dst.Query("Book", nil); len(docs) != 20000 {
+		t.Fatalf("%d books", len(docs))
+	}
+}

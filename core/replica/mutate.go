@@ -11,9 +11,15 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/tributary-sync/tributary/core"
 	"github.com/tributary-sync/tributary/core/schema"
 )
+
+// ErrBatchTooLarge: an atomic batch that does not fit one transaction of
+// the store. Nothing of it was written.
+var ErrBatchTooLarge = errors.New("batch too large")
 
 // Mutation kinds.
 const (
@@ -128,6 +134,24 @@ func (r *Replica) commitGroup(group []*mutation) {
 	if err == nil {
 		return
 	}
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		var open []*mutation
+		for _, m := range group {
+			if !isClosed(m.done) {
+				m.ops, m.res = nil, nil
+				open = append(open, m)
+			}
+		}
+		if len(open) > 1 { // too much together: halves, each in its own transaction
+			r.commitGroup(open[:len(open)/2])
+			r.commitGroup(open[len(open)/2:])
+			return
+		}
+		for _, m := range open {
+			m.finish(fmt.Errorf("%w: %d operations do not fit one transaction of the store; split them into smaller batches", ErrBatchTooLarge, len(m.muts)))
+		}
+		return
+	}
 	if len(group) == 1 || isStoreError(err) {
 		for _, m := range group {
 			if !isClosed(m.done) {
@@ -164,6 +188,7 @@ func isClosed(c chan struct{}) bool {
 func (r *Replica) tryGroup(group []*mutation) (err error) {
 	defer recoverStoreError(&err)
 	w := r.begin()
+	w.planned = true
 	defer w.discard()
 	p := newPlanner(w, r.current, r.sortedHeads(w.txn))
 	var ok []*mutation

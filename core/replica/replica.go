@@ -162,7 +162,7 @@ func (r *Replica) Orphans() [][]byte {
 	return out
 }
 
-const cacheLimit = 1 << 18
+const cacheLimit = 1 << 16
 
 // guard runs the write guard.
 func (r *Replica) guard() error {
@@ -182,9 +182,18 @@ func Open(opts Options) (*Replica, error) {
 		opts.MaxOrphans = 100000
 	}
 	bo := badger.DefaultOptions(opts.Dir).WithLogger(nil).WithSyncWrites(opts.SyncWrites).
-		WithNumVersionsToKeep(1).WithMetricsEnabled(false)
+		WithNumVersionsToKeep(1).WithMetricsEnabled(false).
+		// Sized for a node beside other services, not Badger's defaults
+		// (5 x 64 MiB memtables and a 256 MiB block cache).
+		WithMemTableSize(48 << 20).WithNumMemtables(3).
+		WithBlockCacheSize(48 << 20).WithIndexCacheSize(24 << 20)
 	if opts.InMemory {
 		bo = bo.WithInMemory(true).WithDir("").WithValueDir("")
+	} else {
+		// Values past 64 KiB (large envelopes, documents, effects) live in
+		// the value log: they count by pointer toward a transaction's size
+		// limit, so a change of up to core.MaxChangeBytes always fits one.
+		bo = bo.WithValueThreshold(64 << 10)
 	}
 	if opts.BadgerOptions != nil {
 		bo = opts.BadgerOptions(bo)

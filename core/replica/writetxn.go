@@ -22,13 +22,16 @@ type writeTxn struct {
 	order   []string
 	entries int
 	bytes   int
+	pending int // bytes the documents held until commit will add (an estimate)
 	done    bool
+	planned bool // ops come from the planner, which checked them (Mutate)
 }
 
 type docEntry struct {
-	coll, id string
-	state    *core.DocState
-	changes  []core.ID
+	coll, id     string
+	state        *core.DocState
+	changes      []core.ID
+	hadConflicts bool // its conflict marker key exists
 }
 
 const (
@@ -40,7 +43,13 @@ func (r *Replica) begin() *writeTxn {
 	return &writeTxn{r: r, txn: r.db.NewTransaction(true), docs: map[string]*docEntry{}}
 }
 
-func (w *writeTxn) full() bool { return w.entries > txnMaxEntries || w.bytes > txnMaxBytes }
+// full reports whether the transaction should commit before taking more:
+// counting what it wrote and what the documents it holds will write at
+// commit (their states and effects), so it stays well inside Badger's
+// limit on one transaction.
+func (w *writeTxn) full() bool {
+	return w.entries+4*len(w.docs) > txnMaxEntries || w.bytes+w.pending > txnMaxBytes
+}
 
 func (w *writeTxn) txnSet(k, v []byte) {
 	w.entries++
@@ -380,6 +389,7 @@ func (w *writeTxn) merge(c *core.Change, id core.ID) {
 		}
 		d := w.doc(op.Coll, op.Doc)
 		d.state.Apply(op, core.WriteKey{HLC: c.HLC, Author: c.Author, Change: id, Op: uint32(i)}, w.r.classify, anc)
+		w.pending += 3*opSize(op) + 256 // the state's write keys, the effect's post-image and provenance
 		if len(d.changes) == 0 || d.changes[len(d.changes)-1] != id {
 			d.changes = append(d.changes, id)
 		}
@@ -414,7 +424,7 @@ func (w *writeTxn) doc(coll, id string) *docEntry {
 	if err := getValue(w.txn, docKey(coll, id), st); err != nil && !errors.Is(err, ErrNotFound) {
 		panic(storeError{fmt.Errorf("load document %s/%s: %w", coll, id, err)})
 	}
-	d := &docEntry{coll: coll, id: id, state: st}
+	d := &docEntry{coll: coll, id: id, state: st, hadConflicts: st.HasConflicts()}
 	w.docs[name] = d
 	w.order = append(w.order, name)
 	return d
@@ -431,9 +441,9 @@ func (w *writeTxn) flushDocs() ([]core.Effect, error) {
 			w.setValue(docKey(d.coll, d.id), d.state)
 		}
 		ck := []byte(pConflict + name)
-		if len(d.state.Conflicts()) > 0 {
+		if d.state.HasConflicts() {
 			w.txnSet(ck, nil)
-		} else {
+		} else if d.hadConflicts {
 			w.txnDelete(ck)
 		}
 		last := d.state.Last
@@ -522,4 +532,29 @@ func (w *writeTxn) creators(coll, doc string) ([]core.ID, error) {
 		return nil, storeError{err}
 	}
 	return ids, nil
+}
+
+// opSize approximates the encoded size of an op's values.
+func opSize(op *core.Op) int {
+	n := len(op.Coll) + len(op.Doc) + len(op.Field) + valueSize(op.Value)
+	for k, v := range op.Fields {
+		n += len(k) + valueSize(v)
+	}
+	return n
+}
+
+func valueSize(v any) int {
+	switch x := v.(type) {
+	case string:
+		return len(x)
+	case []byte:
+		return len(x)
+	case []any:
+		n := 0
+		for _, e := range x {
+			n += valueSize(e)
+		}
+		return n
+	}
+	return 9
 }

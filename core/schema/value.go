@@ -242,13 +242,13 @@ func (f *Field) checkRange(x float64) error {
 }
 
 func (f *Field) checkScalar(k Kind, v any) error {
-	bad := fmt.Errorf("want %s, got %s", kindLabel(k, f.Ref), describeValue(v))
+	bad := func() error { return fmt.Errorf("want %s, got %s", kindLabel(k, f.Ref), describeValue(v)) }
 	scalar := f.Kind != List && f.Kind != Set
 	switch k {
 	case String:
 		s, ok := v.(string)
 		if !ok {
-			return bad
+			return bad()
 		}
 		if !utf8.ValidString(s) {
 			return errors.New("text is not valid UTF-8")
@@ -264,7 +264,7 @@ func (f *Field) checkScalar(k Kind, v any) error {
 	case Ref:
 		s, ok := v.(string)
 		if !ok {
-			return bad
+			return bad()
 		}
 		if s == "" || len(s) > 256 {
 			return fmt.Errorf("reference %q: want an id of 1 to 256 bytes", s)
@@ -272,13 +272,13 @@ func (f *Field) checkScalar(k Kind, v any) error {
 	case Int:
 		n, ok := v.(int64)
 		if !ok {
-			return bad
+			return bad()
 		}
 		return f.checkRange(float64(n))
 	case Float:
 		x, ok := v.(float64)
 		if !ok {
-			return bad
+			return bad()
 		}
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return errors.New("want a finite number")
@@ -286,12 +286,12 @@ func (f *Field) checkScalar(k Kind, v any) error {
 		return f.checkRange(x)
 	case Boolean:
 		if _, ok := v.(bool); !ok {
-			return bad
+			return bad()
 		}
 	case DateTime:
 		s, ok := v.(string)
 		if !ok {
-			return bad
+			return bad()
 		}
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil || t.UTC().Format(time.RFC3339Nano) != s {
@@ -300,7 +300,7 @@ func (f *Field) checkScalar(k Kind, v any) error {
 	case Bytes:
 		b, ok := v.([]byte)
 		if !ok {
-			return bad
+			return bad()
 		}
 		if scalar {
 			return f.checkLen(len(b), "bytes")
@@ -308,13 +308,13 @@ func (f *Field) checkScalar(k Kind, v any) error {
 	case JSON:
 		s, ok := v.(string)
 		if !ok {
-			return bad
+			return bad()
 		}
 		if !json.Valid([]byte(s)) {
 			return errors.New("not valid JSON text")
 		}
 	default:
-		return bad
+		return bad()
 	}
 	return nil
 }

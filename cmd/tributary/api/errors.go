@@ -35,6 +35,7 @@ var kinds = []errorKind{
 	{ErrBusy, "busy", http.StatusServiceUnavailable},
 	{ErrTooLarge, "too_large", http.StatusRequestEntityTooLarge},
 	{node.ErrDiskFull, "disk_full", http.StatusInsufficientStorage},
+	{replica.ErrBatchTooLarge, "batch_too_large", http.StatusRequestEntityTooLarge},
 	{node.ErrUnknownSpace, "unknown_space", http.StatusNotFound},
 	{node.ErrNoSpace, "no_space", http.StatusNotFound},
 	{node.ErrManySpaces, "many_spaces", http.StatusBadRequest},

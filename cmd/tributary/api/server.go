@@ -54,7 +54,8 @@ type Config struct {
 	Names []string
 	// MaxBodyBytes bounds a document or admin request (default 8 MiB).
 	MaxBodyBytes int64
-	// MaxBatchBytes bounds a batch request (default 32 MiB).
+	// MaxBatchBytes bounds a batch request (default 8 MiB: an atomic batch
+	// must fit one transaction of the store, see replica.ErrBatchTooLarge).
 	MaxBatchBytes int64
 	// MaxInflightBytes bounds the request bytes read and being handled at
 	// once across all requests (default 32 MiB); past it requests get 503
@@ -69,7 +70,7 @@ func (c *Config) defaults() {
 		c.MaxBodyBytes = 8 << 20
 	}
 	if c.MaxBatchBytes <= 0 {
-		c.MaxBatchBytes = 32 << 20
+		c.MaxBatchBytes = 8 << 20
 	}
 	if c.MaxInflightBytes <= 0 {
 		c.MaxInflightBytes = 32 << 20

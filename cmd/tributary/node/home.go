@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/tributary-sync/tributary/core"
 	"github.com/tributary-sync/tributary/core/replica"
@@ -39,6 +42,10 @@ type Home struct {
 	DiskReserve uint64
 	// FreeBytes measures free space (FreeBytes unless a test drives it).
 	FreeBytes func(dir string) (uint64, error)
+
+	spacesMu  sync.Mutex
+	spacesAt  time.Time // modification time of spaces/ when listed
+	spacesMem []SpaceInfo
 }
 
 // SpaceInfo is what a home remembers about a space besides its data.
@@ -118,8 +125,30 @@ func InitHome(dir string) (h *Home, created bool, err error) {
 
 func (h *Home) spaceDir(id string) string { return filepath.Join(h.Dir, "spaces", id) }
 
-// Spaces lists the spaces this home holds.
+// Spaces lists the spaces this home holds. The list is read again only
+// when the spaces directory changed (a space added or removed), so
+// resolving a space on every API request costs one stat.
 func (h *Home) Spaces() ([]SpaceInfo, error) {
+	fi, err := os.Stat(filepath.Join(h.Dir, "spaces"))
+	if err == nil {
+		h.spacesMu.Lock()
+		cached := h.spacesMem != nil && fi.ModTime().Equal(h.spacesAt)
+		out := slices.Clone(h.spacesMem)
+		h.spacesMu.Unlock()
+		if cached {
+			return out, nil
+		}
+	}
+	out, err := h.readSpaces()
+	if err == nil && fi != nil {
+		h.spacesMu.Lock()
+		h.spacesAt, h.spacesMem = fi.ModTime(), slices.Clone(out)
+		h.spacesMu.Unlock()
+	}
+	return out, err
+}
+
+func (h *Home) readSpaces() ([]SpaceInfo, error) {
 	entries, err := os.ReadDir(filepath.Join(h.Dir, "spaces"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("list spaces: %w", err)
@@ -147,6 +176,7 @@ func (h *Home) readInfo(id string) (SpaceInfo, error) {
 
 // WriteInfo records what the home knows about a space.
 func (h *Home) WriteInfo(info SpaceInfo) error {
+	defer h.forgetSpaces()
 	if err := os.MkdirAll(h.spaceDir(info.Space), 0o700); err != nil {
 		return fmt.Errorf("space dir: %w", err)
 	}
@@ -228,6 +258,13 @@ func (h *Home) CreateSpaceDir() (string, *Space, error) {
 		return "", nil, err
 	}
 	return dir, sp, nil
+}
+
+// forgetSpaces drops the cached list (a space's info was written).
+func (h *Home) forgetSpaces() {
+	h.spacesMu.Lock()
+	h.spacesMem = nil
+	h.spacesMu.Unlock()
 }
 
 // CommitSpace moves a staged space into place under its ID.
