@@ -359,7 +359,7 @@ func (g gate) Open() bool          { return g.n.inviteOpen() }
 func (g gate) Join(ctx context.Context, p PeerID, proof []byte) error {
 	return g.n.join(ctx, p, proof)
 }
-func (g gate) Proof() []byte                { return g.n.proof() }
+func (g gate) Proof() []byte               { return g.n.proof() }
 func (g gate) Presented(p PeerID, v error) { g.n.presented(p, v) }
 
 // joinReasons are the reasons a proof is refused, each with a word for

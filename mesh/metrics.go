@@ -46,8 +46,7 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		"syncs_refused": m.SyncsRefused.Load(), "sync_rounds": m.SyncRounds.Load(),
 		"messages_too_large": m.MessagesTooLarge.Load(), "bytes_sent": m.BytesSent.Load(),
 		"bytes_received": m.BytesReceived.Load(), "orphans_held": m.OrphansHeld.Load(),
-		"orphan_limit": m.OrphanLimit.Load(),
-		"joins_admitted": m.JoinsAdmitted.Load(), "joins_refused": m.JoinsRefused.Load(),
-		"requests_refused": m.RequestsRefused.Load(),
+		"orphan_limit": m.OrphanLimit.Load(), "joins_admitted": m.JoinsAdmitted.Load(),
+		"joins_refused": m.JoinsRefused.Load(), "requests_refused": m.RequestsRefused.Load(),
 	}
 }

@@ -258,6 +258,18 @@ func (g *gater) keepOff(p peer.ID) {
 	g.cooling[p] = time.Now().Add(g.cooloff)
 }
 
+// refused keeps p off from now on and leaves its connection a short
+// grace (to read why), after which the probation reaper closes it.
+func (g *gater) refused(p peer.ID, grace time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := time.Now()
+	g.cooling[p] = now.Add(g.cooloff)
+	if dl, ok := g.probation[p]; !ok || dl.After(now.Add(grace)) {
+		g.probation[p] = now.Add(grace)
+	}
+}
+
 // expired removes the probations past their deadline and returns the
 // peers they were for.
 func (g *gater) expired() []peer.ID {

@@ -89,18 +89,14 @@ func (t *Transport) handleJoin(s network.Stream) {
 }
 
 // refuseJoin answers a refusal and, unless the peer is a member of some
-// space, closes its connection once the answer is read and keeps it off.
+// space, keeps it off: its connection is closed once it had a moment to
+// read the answer (the probation reaper does it).
 func (t *Transport) refuseJoin(s network.Stream, remote peer.ID, why error) {
 	t.log.Info("proof of membership refused", "remote", remote, "reason", mesh.RefusalReason(why), "err", why)
-	t.answerJoin(s, statusErr, why.Error())
-	if t.gater.member(remote) {
-		return
+	if !t.gater.member(remote) {
+		t.gater.refused(remote, min(time.Second, t.cfg.ProbationTimeout))
 	}
-	t.gater.keepOff(remote)
-	// The requester closes the stream once it has read the answer.
-	_ = s.SetReadDeadline(time.Now().Add(time.Second))
-	_, _ = io.Copy(io.Discard, io.LimitReader(s, 1<<10))
-	_ = t.host.Network().ClosePeer(remote)
+	t.answerJoin(s, statusErr, why.Error())
 }
 
 func (t *Transport) answerJoin(s network.Stream, status byte, text string) {
