@@ -74,7 +74,7 @@ func (t *Transport) connected(_ network.Network, c network.Conn) {
 // goes.
 func (t *Transport) disconnected(nw network.Network, c network.Conn) {
 	if nw.Connectedness(c.RemotePeer()) != network.Connected {
-		t.gater.endProbation(c.RemotePeer())
+		t.gater.gone(c.RemotePeer())
 	}
 }
 

@@ -124,7 +124,7 @@ func TestJoinerAdmittedByProof(t *testing.T) {
 	proof := meshtest.Use(t, code, terms, jkey.Public(), s.Now())
 	jcfg := gateConfig(jkey)
 	jcfg.Bootstrap = admin.tr.Addrs()
-	joiner := startPeer(t, jkey, s.Joiner(t, proof), jcfg, mesh.Config{Proof: proof})
+	joiner := startPeer(t, jkey, s.Newcomer(t, proof), jcfg, mesh.Config{Proof: proof})
 
 	meshtest.Eventually(t, 20*time.Second, "the joiner is a member on both sides and holds the history", func() (bool, string) {
 		_, ok, _ := joiner.r.Get("Note", "before")
@@ -181,7 +181,7 @@ func TestUsedCodeRefused(t *testing.T) {
 	// Its node keeps trying; nothing written from now on reaches it.
 	scfg := gateConfig(second)
 	scfg.Bootstrap = admin.tr.Addrs()
-	holder := startPeer(t, second, s.Joiner(t, reuse), scfg, mesh.Config{Proof: reuse})
+	holder := startPeer(t, second, s.Newcomer(t, reuse), scfg, mesh.Config{Proof: reuse})
 	var later []core.ID
 	for i := range 20 {
 		later = append(later, note(t, ra, s.Keys[0], fmt.Sprintf("later-%d", i), s.Now()))
@@ -354,9 +354,10 @@ func TestRevokedMemberCut(t *testing.T) {
 			time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond)
 		}
 	}
+	// It may come back on probation (an invite is open), where nothing
+	// flows; it is no peer of the space any more.
 	meshtest.Eventually(t, 20*time.Second, "the revoked member is cut off by both", func() (bool, string) {
-		return !slices.Contains(a.tr.Peers(s.ID), revoked.tr.ID()) && !slices.Contains(b.tr.Peers(s.ID), revoked.tr.ID()) &&
-			!(connected(a.tr, revoked.tr) && !onProbation(a, revoked)) && !(connected(b.tr, revoked.tr) && !onProbation(b, revoked)), ""
+		return !slices.Contains(a.tr.Peers(s.ID), revoked.tr.ID()) && !slices.Contains(b.tr.Peers(s.ID), revoked.tr.ID()), ""
 	})
 	meshtest.Eventually(t, 20*time.Second, "the members converge", func() (bool, string) {
 		return meshtest.State(t, a.r) == meshtest.State(t, b.r), ""
@@ -369,10 +370,6 @@ func TestRevokedMemberCut(t *testing.T) {
 	}
 	t.Logf("%d writes after the revocation; the revoked member holds the revocation: %v", len(after), revoked.r.Has(rev))
 }
-
-// onProbation reports whether x holds y's connection on probation only:
-// y gets no place among x's peers.
-func onProbation(x, y *peerNode) bool { return !slices.Contains(x.tr.Peers(x.r.Space()), y.tr.ID()) }
 
 // (5) Uses of an expired and of a revoked invite are refused with those
 // reasons; with no invite open, a newcomer is refused at the handshake.
@@ -426,6 +423,8 @@ func TestProbationBounded(t *testing.T) {
 	ra := s.Member(t)
 	acfg := gateConfig(s.Keys[0])
 	acfg.MaxProbation = 1
+	acfg.ProbationTimeout = 5 * time.Second // long enough for what is checked during it
+	acfg.ProbationCooloff = time.Minute
 	admin := startPeer(t, s.Keys[0], ra, acfg, mesh.Config{Acknowledge: acknowledging(ra, s.Keys[0])})
 	info := peer.AddrInfo{ID: admin.tr.Host().ID(), Addrs: admin.tr.Host().Addrs()}
 

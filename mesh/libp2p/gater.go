@@ -235,11 +235,27 @@ func (g *gater) admit(dir network.Direction, p peer.ID) bool {
 	return true
 }
 
-// endProbation forgets p's probation (admitted, or gone).
+// endProbation forgets p's probation: it was admitted.
 func (g *gater) endProbation(p peer.ID) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.probation, p)
+}
+
+// gone frees p's probation place when its last connection went; past
+// its deadline (closed by whichever check saw it first), it is kept off.
+func (g *gater) gone(p peer.ID) {
+	g.mu.Lock()
+	dl, ok := g.probation[p]
+	g.mu.Unlock()
+	if !ok {
+		return
+	}
+	if time.Now().After(dl) {
+		g.keepOff(p)
+		return
+	}
+	g.endProbation(p)
 }
 
 // keepOff ends p's probation and refuses it for the cool-off.

@@ -4,7 +4,7 @@
 // bytes, forged data gets its sender cut off with nothing applied, a
 // revoked member's concurrent writes lose their effect everywhere, and a
 // newcomer holding only its signed use of an invite gets in with only the
-// inviting admin online. Space.Invite, Use and Space.Joiner make invites,
+// inviting admin online. Space.Invite, Use and Space.Newcomer make invites,
 // proofs and joiners' replicas for transports' own tests.
 //
 // A transport's test calls Run with a Factory that builds n connected

@@ -50,10 +50,10 @@ func Use(t testing.TB, code core.InviteCode, terms core.InviteTerms, member core
 	return b
 }
 
-// Joiner opens the replica of a newcomer to the space as `tributary join`
-// leaves it: holding nothing but proof, its use of an invite, waiting
-// for the space's history.
-func (s *Space) Joiner(t testing.TB, proof []byte) *replica.Replica {
+// Newcomer opens the replica of a newcomer to the space as `tributary
+// join` leaves it: holding nothing but proof, its use of an invite,
+// waiting for the space's history.
+func (s *Space) Newcomer(t testing.TB, proof []byte) *replica.Replica {
 	t.Helper()
 	r, err := replica.Open(replica.Options{InMemory: true, Space: s.ID})
 	if err != nil {

@@ -288,7 +288,7 @@ func testJoin(t *testing.T, o Options, f Factory) {
 	ra := s.Member(t)
 	code, terms := s.Invite(t, ra, Millis(time.Hour))
 	proof := Use(t, code, terms, joinerKey.Public(), s.Now())
-	rj := s.Joiner(t, proof)
+	rj := s.Newcomer(t, proof)
 	ctx := context.Background()
 	na := mesh.NewNode(ra, net.Transport(0), mesh.Config{SyncInterval: o.Interval, Acknowledge: func(ctx context.Context) error {
 		_, err := ra.Acknowledge(ctx, admin, uint64(time.Now().UnixMilli()))
