@@ -1,6 +1,27 @@
 // Package mesh moves changes between the peers of a space. Each transport
-// lives in a subdirectory (bundle files today; libp2p, NATS and an
-// in-memory network next). Every transport is an untrusted pipe: what it
-// delivers goes through the same verification (replica.Receive) as
-// anything else.
+// lives in a subdirectory (libp2p, NATS, an in-memory network, bundle
+// files). Every transport is an untrusted pipe: what it delivers goes
+// through the same verification (replica.Receive) as anything else.
+//
+// A Node replicates one space over one Transport:
+//
+//	n := mesh.NewNode(replica, tr, mesh.Config{
+//		Proof:       info.Proof, // a joiner's signed use of its invite, if any
+//		Acknowledge: func(ctx context.Context) error { _, err := replica.Acknowledge(ctx, key, now()); return err },
+//	})
+//	if err := n.Start(ctx); err != nil { ... }
+//	defer n.Close()
+//
+// Only members take part: the node serves sync requests to current
+// members only, checked at each request; a gated transport (libp2p) asks
+// the node's Admission who may connect. A newcomer gets in by proof, the
+// use of an invite granting its own key: over a gated transport on a
+// probation connection (see mesh/libp2p), elsewhere with a join request
+// the node sends before it syncs. The node admitting it stores the use
+// (replica.AdmitUse) and runs Config.Acknowledge; the joiner logs the
+// verdict and its reason (RefusalReason: used, expired, revoked, ...).
+// When a revocation is stored, the node re-checks its peers before it
+// publishes anything else, and lets a transport relay a push only once
+// the push's causal past is stored here (Relayer): a revoked member
+// receives nothing written after its revocation.
 package mesh

@@ -25,6 +25,9 @@ type Metrics struct {
 	BytesReceived    atomic.Uint64 // request and reply bytes we received
 	OrphansHeld      atomic.Uint64 // changes received whose parents were missing
 	OrphanLimit      atomic.Uint64 // changes dropped: the replica's orphan limit was reached
+	JoinsAdmitted    atomic.Uint64 // newcomers admitted by their proof
+	JoinsRefused     atomic.Uint64 // proofs refused
+	RequestsRefused  atomic.Uint64 // sync requests refused: the peer is not a member
 }
 
 // MetricsSnapshot is a plain copy of Metrics.
@@ -43,6 +46,7 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		"syncs_refused": m.SyncsRefused.Load(), "sync_rounds": m.SyncRounds.Load(),
 		"messages_too_large": m.MessagesTooLarge.Load(), "bytes_sent": m.BytesSent.Load(),
 		"bytes_received": m.BytesReceived.Load(), "orphans_held": m.OrphansHeld.Load(),
-		"orphan_limit": m.OrphanLimit.Load(),
+		"orphan_limit": m.OrphanLimit.Load(), "joins_admitted": m.JoinsAdmitted.Load(),
+		"joins_refused": m.JoinsRefused.Load(), "requests_refused": m.RequestsRefused.Load(),
 	}
 }

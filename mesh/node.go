@@ -42,6 +42,17 @@ type Config struct {
 	PushHaveMax      int           // after reconciling, push the peer at most this many of ours (default 1024); beyond, the peer pulls
 	Reconciler       Reconciler
 	Logger           *slog.Logger
+
+	// Proof is a joiner's signed use of its invite (the envelope `join`
+	// made): presented to peers until this node's key is a member. Without
+	// it, a node holding no history presents the use it holds.
+	Proof []byte
+	// Acknowledge runs after a joiner was admitted here and after changes
+	// from peers were stored; an admin's node acknowledges new invite uses
+	// there (replica.Acknowledge), so a later use of the same code can
+	// never displace the member. Optional.
+	Acknowledge func(ctx context.Context) error
+	JoinCooloff time.Duration // a refused joiner gets the same answer for this long (default 1m)
 }
 
 func (c *Config) defaults() {
@@ -72,6 +83,9 @@ func (c *Config) defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.JoinCooloff <= 0 {
+		c.JoinCooloff = time.Minute
 	}
 }
 
@@ -111,6 +125,8 @@ type Node struct {
 	limiters map[PeerID]*bucket
 	banned   map[PeerID]string
 
+	adm admission
+
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	unwatch func()
@@ -141,6 +157,7 @@ func NewNode(store Store, tr Transport, cfg Config) *Node {
 		kick:     make(chan PeerID, 64),
 		serving:  make(chan struct{}, cfg.MaxSyncsInFlight),
 		limiters: map[PeerID]*bucket{}, banned: map[PeerID]string{},
+		adm: newAdmission(),
 	}
 }
 
@@ -155,28 +172,32 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.started {
 		return errors.New("mesh node already started")
 	}
-	if g, ok := n.tr.(Gated); ok {
-		g.SetAdmission(n.space, func(p PeerID) bool {
-			if !n.store.HasGenesis() {
-				// Joining: we hold nothing to protect yet, and everything
-				// we receive is verified; the inviter checks us.
-				return true
-			}
-			k, err := core.ParsePublicKey(string(p))
-			return err == nil && n.store.IsMember(k)
-		})
+	if n.cfg.Proof != nil {
+		member, err := checkProof(n.cfg.Proof)
+		if err != nil {
+			return fmt.Errorf("mesh: Config.Proof: %w", err)
+		}
+		n.adm.proof, n.adm.member = n.cfg.Proof, member
+	}
+	g, gated := n.tr.(Gated)
+	if gated {
+		g.SetAdmission(n.space, gate{n})
 	}
 	n.unwatch = n.store.Watch(n.stored)
 	if err := n.tr.Join(n.space, n); err != nil {
 		n.unwatch()
+		if gated {
+			g.SetAdmission(n.space, nil)
+		}
 		return fmt.Errorf("mesh: join space %s: %w", n.space.Short(), err)
 	}
 	ctx, n.cancel = context.WithCancel(ctx)
 	n.started = true
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.publishLoop(ctx)
 	go n.applyLoop(ctx)
 	go n.syncLoop(ctx)
+	go n.admissionLoop(ctx)
 	return nil
 }
 
@@ -192,6 +213,9 @@ func (n *Node) Close() error {
 	n.cancel()
 	n.unwatch()
 	err := n.tr.Leave(n.space)
+	if g, ok := n.tr.(Gated); ok {
+		g.SetAdmission(n.space, nil)
+	}
 	n.wg.Wait()
 	return err
 }
@@ -201,6 +225,7 @@ func (n *Node) stored(local bool, ids []core.ID) {
 	n.itemsMu.Lock()
 	n.dirty = true
 	n.itemsMu.Unlock()
+	n.afterStore(local)
 	if !local {
 		return
 	}
@@ -244,6 +269,9 @@ func (n *Node) publishLoop(ctx context.Context) {
 				envs = append(envs, b)
 			}
 		}
+		// A revocation stored before these changes cuts the revoked
+		// member before they go out.
+		n.recheckPeers()
 		if err := n.tr.Publish(ctx, n.space, envs); err != nil {
 			if ctx.Err() != nil {
 				return

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/replica"
 )
 
 // Request kinds of the sync protocol.
@@ -14,6 +15,7 @@ const (
 	reqReconcile uint8 = 1 // Ranges: a reconciliation round
 	reqFetch     uint8 = 2 // IDs: send me these changes
 	reqPush      uint8 = 3 // Envelopes: changes you lack
+	reqJoin      uint8 = 4 // Envelopes[0]: a newcomer's proof, the use of an invite granting it
 )
 
 type request struct {
@@ -32,10 +34,16 @@ type response struct {
 }
 
 // Serve implements Handler: it answers reconciliation, fetch and push
-// requests, at most MaxSyncsInFlight at once.
+// requests from current members (checked at each request), at most
+// MaxSyncsInFlight at once, and join requests from anyone.
 func (n *Node) Serve(ctx context.Context, from PeerID, data []byte) ([]byte, error) {
 	if n.isBanned(from) {
 		return nil, fmt.Errorf("%w: %s is banned", ErrBadPeer, from)
+	}
+	member := n.admits(from)
+	if !member && len(data) > MaxProofBytes+64 {
+		n.metrics.RequestsRefused.Add(1)
+		return nil, fmt.Errorf("%w: %s", ErrNotMember, from)
 	}
 	if len(data) > n.cfg.MaxMessageBytes {
 		n.metrics.MessagesTooLarge.Add(1)
@@ -55,6 +63,19 @@ func (n *Node) Serve(ctx context.Context, from PeerID, data []byte) ([]byte, err
 	if err := core.Unmarshal(data, &req); err != nil {
 		n.ban(from, "malformed sync request: "+err.Error())
 		return nil, fmt.Errorf("%w: malformed request: %v", ErrBadPeer, err)
+	}
+	if req.Kind == reqJoin {
+		if len(req.Envelopes) != 1 {
+			return nil, fmt.Errorf("%w: a join request carries one proof, not %d", replica.ErrNotInviteUse, len(req.Envelopes))
+		}
+		if err := n.join(ctx, from, req.Envelopes[0]); err != nil {
+			return nil, err
+		}
+		return core.Marshal(&response{})
+	}
+	if !member {
+		n.metrics.RequestsRefused.Add(1)
+		return nil, fmt.Errorf("%w: %s", ErrNotMember, from)
 	}
 	var resp response
 	switch req.Kind {
@@ -129,8 +150,8 @@ func (n *Node) call(ctx context.Context, peer PeerID, req *request, st *SyncStat
 // SyncWith reconciles with one peer: range-based set reconciliation over
 // (height, ID) finds what each side lacks in a logarithmic number of round
 // trips; then the missing changes are fetched in height order and ours are
-// pushed. Our held orphans are pushed too (a joiner's own grant waits
-// there for the history the peer has).
+// pushed. A joining node first presents its proof (over a gated
+// transport, the transport does that as it connects).
 func (n *Node) SyncWith(ctx context.Context, peer PeerID) (SyncStats, error) {
 	st := SyncStats{Peer: peer}
 	n.metrics.SyncsStarted.Add(1)
@@ -143,14 +164,19 @@ func (n *Node) SyncWith(ctx context.Context, peer PeerID) (SyncStats, error) {
 }
 
 func (n *Node) syncWith(ctx context.Context, peer PeerID, st *SyncStats) error {
-	if orphans := n.store.Orphans(); len(orphans) > 0 {
-		if _, err := n.call(ctx, peer, &request{Kind: reqPush, Envelopes: orphans}, st); err != nil {
-			return fmt.Errorf("push held changes: %w", err)
+	if _, gated := n.tr.(Gated); !gated {
+		if err := n.present(ctx, peer, st); err != nil {
+			return err
 		}
 	}
 	items, err := n.snapshot()
 	if err != nil {
 		return err
+	}
+	// Checked after the snapshot: a revocation among what we send has
+	// already cut the peer it revokes.
+	if !n.admits(peer) {
+		return fmt.Errorf("%w: %s", ErrNotMember, peer)
 	}
 	rc := n.cfg.Reconciler
 	msg := rc.Initiate(items)
@@ -247,3 +273,29 @@ func (n *Node) pushItems(ctx context.Context, peer PeerID, have []Item, st *Sync
 }
 
 func sortItems(xs []Item) { slices.SortFunc(xs, Item.Compare) }
+
+// present sends our proof, if we are joining, to a peer that has not
+// accepted it yet, with a join request.
+func (n *Node) present(ctx context.Context, peer PeerID, st *SyncStats) error {
+	proof := n.proof()
+	if proof == nil {
+		return nil
+	}
+	n.adm.mu.Lock()
+	done := n.adm.vouched[peer]
+	n.adm.mu.Unlock()
+	if done {
+		return nil
+	}
+	if _, err := n.call(ctx, peer, &request{Kind: reqJoin, Envelopes: [][]byte{proof}}, st); err != nil {
+		verdict := Refusal(peer, err.Error())
+		switch RefusalReason(verdict) {
+		case "used", "expired", "revoked", "contested", "unknown", "not-a-use":
+			n.presented(peer, verdict)
+			return verdict
+		}
+		return fmt.Errorf("present our invite: %w", err)
+	}
+	n.presented(peer, nil)
+	return nil
+}

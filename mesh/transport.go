@@ -3,8 +3,10 @@ package mesh
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/replica"
 )
 
 // PeerID names a peer: the text of its Ed25519 public key
@@ -81,9 +83,74 @@ type Banner interface {
 }
 
 // Gated is implemented by transports that admit only some peers (the
-// libp2p connection gater): the Node tells it who the space's members are.
+// libp2p connection gater). The Node hands it the space's Admission at
+// Start; such a transport also carries the node's proof of a pending
+// membership to the peers it connects to (the node presents it itself,
+// with a join request, over transports that are not gated).
 type Gated interface {
-	SetAdmission(space core.ID, admit func(PeerID) bool)
+	// SetAdmission tells the transport who may take part in space; nil
+	// forgets the space.
+	SetAdmission(space core.ID, a Admission)
+	// Recheck closes, before it returns, the connections that the space's
+	// admission no longer allows (a revoked member's), so that nothing the
+	// node publishes or relays afterwards reaches them.
+	Recheck(space core.ID)
+}
+
+// Admission is what a gated transport asks the node about one space.
+type Admission interface {
+	// Admit reports whether peer may take part in the space now: a
+	// current member's own key (never an invite key), or, while this node
+	// is joining and holds no history yet, a peer that accepted its proof.
+	Admit(peer PeerID) bool
+	// Open reports whether a newcomer may present a proof now: the space
+	// holds an invite that is open and not expired. Only then does a
+	// gated transport let a non-member in on probation.
+	Open() bool
+	// Join judges proof, presented by peer: the signed use of an invite
+	// granting peer's own key. On success the use is stored and peer is a
+	// member. Errors wrap the reason (replica.ErrInviteUsed,
+	// ErrInviteExpired, ErrInviteRevoked, ErrInviteContested,
+	// ErrInviteUnknown, ErrNotInviteUse; ErrTooLarge, ErrBusy).
+	Join(ctx context.Context, peer PeerID, proof []byte) error
+	// Proof is what this node presents to the peers it connects to: its
+	// own use of an invite while it is not yet a member; nil otherwise.
+	Proof() []byte
+	// Presented tells the node what peer answered its proof: nil when the
+	// peer admitted it, else the refusal (see Refusal).
+	Presented(peer PeerID, verdict error)
+}
+
+// AdmitFunc is an Admission that admits the peers a function names and
+// offers no way in by proof.
+type AdmitFunc func(PeerID) bool
+
+// Admit implements Admission.
+func (f AdmitFunc) Admit(p PeerID) bool { return f(p) }
+
+// Open implements Admission: no invite is open.
+func (AdmitFunc) Open() bool { return false }
+
+// Join implements Admission: every proof is refused.
+func (AdmitFunc) Join(context.Context, PeerID, []byte) error {
+	return fmt.Errorf("%w: this node admits no one by proof", replica.ErrInviteUnknown)
+}
+
+// Proof implements Admission: none.
+func (AdmitFunc) Proof() []byte { return nil }
+
+// Presented implements Admission.
+func (AdmitFunc) Presented(PeerID, error) {}
+
+// Relayer is implemented by Handlers that tell a transport which pushes
+// it may relay to other peers (gossip forwarding). A push may be relayed
+// only when it holds no admin change, the parents of its changes are
+// stored here (or in the push), and the space's peers have been re-checked
+// since the last change was stored: so a revoked member is cut before
+// anything written after its revocation can be relayed to it. A push not
+// relayable is still delivered; reconciliation carries it further.
+type Relayer interface {
+	Relayable(ids []core.ID, changes []*core.Change) bool
 }
 
 // Errors of transports and the node.
@@ -93,4 +160,10 @@ var (
 	ErrTooLarge  = errors.New("message too large")
 	ErrBadPeer   = errors.New("peer sent invalid data")
 	ErrRateLimit = errors.New("peer exceeded its push rate")
+	// ErrNotMember: the peer is not a member of the space (here); only a
+	// join request is answered.
+	ErrNotMember = errors.New("not a member of the space")
+	// ErrJoinRefused: a peer refused our proof of pending membership; the
+	// error wraps the reason too (replica.ErrInviteUsed, ...).
+	ErrJoinRefused = errors.New("proof of membership refused")
 )

@@ -11,6 +11,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/tributary-sync/tributary/core"
 )
 
 const dialTimeout = 10 * time.Second
@@ -59,9 +61,21 @@ func (t *Transport) addBootstrap(infos []peer.AddrInfo) {
 // re-dialled after a disconnection (its addresses stay in the peerstore
 // for a while).
 func (t *Transport) connected(_ network.Network, c network.Conn) {
+	p := c.RemotePeer()
 	t.peersMu.Lock()
-	t.known[c.RemotePeer()] = true
+	t.known[p] = true
 	t.peersMu.Unlock()
+	// While joining, our proof goes to every peer we connect to (the
+	// Admission tells; it reads the replica, so not on this goroutine).
+	t.spawn(func() { t.present(p) })
+}
+
+// disconnected frees a probation place when the peer's last connection
+// goes.
+func (t *Transport) disconnected(nw network.Network, c network.Conn) {
+	if nw.Connectedness(c.RemotePeer()) != network.Connected {
+		t.gater.gone(c.RemotePeer())
+	}
 }
 
 // kick asks the maintenance loop to dial now.
@@ -80,6 +94,8 @@ func (t *Transport) maintain() {
 	defer redial.Stop()
 	check := time.NewTicker(t.cfg.AdmissionInterval)
 	defer check.Stop()
+	probation := time.NewTicker(max(t.cfg.ProbationTimeout/5, 20*time.Millisecond))
+	defer probation.Stop()
 	t.dialAll()
 	for {
 		select {
@@ -91,16 +107,46 @@ func (t *Transport) maintain() {
 			t.dialAll()
 		case <-check.C:
 			t.closeUnadmitted()
+		case <-probation.C:
+			t.endProbations()
 		}
 	}
 }
 
+// closeUnadmitted closes the connections of peers admitted nowhere (a
+// revoked member) and of peers subscribed to a space that no longer
+// admits them.
 func (t *Transport) closeUnadmitted() {
-	nw := t.host.Network()
-	for _, p := range nw.Peers() {
-		if !t.gater.allowed(p) {
-			t.log.Info("closing connection to a peer no longer admitted", "remote", p)
-			_ = nw.ClosePeer(p)
+	t.mu.Lock()
+	spaces := make([]core.ID, 0, len(t.spaces))
+	for s := range t.spaces {
+		spaces = append(spaces, s)
+	}
+	t.mu.Unlock()
+	if len(spaces) == 0 {
+		nw := t.host.Network()
+		for _, p := range nw.Peers() {
+			if !t.gater.connAllowed(p) {
+				_ = nw.ClosePeer(p)
+			}
+		}
+	}
+	for _, s := range spaces {
+		t.Recheck(s)
+	}
+}
+
+// endProbations closes the connections of newcomers whose probation ran
+// out without admission, and keeps them off for the cool-off.
+func (t *Transport) endProbations() {
+	for _, p := range t.gater.expired() {
+		if t.gater.member(p) {
+			continue
+		}
+		t.gater.keepOff(p)
+		if t.host.Network().Connectedness(p) == network.Connected {
+			t.log.Info("closing a probation connection: no admission in time", "remote", p)
+			_ = t.host.Network().ClosePeer(p)
 		}
 	}
 }
@@ -127,7 +173,7 @@ func (t *Transport) dialAll() {
 	nw := t.host.Network()
 	var wg sync.WaitGroup
 	for _, p := range peers {
-		if nw.Connectedness(p) == network.Connected || !t.gater.allowed(p) {
+		if nw.Connectedness(p) == network.Connected || !t.gater.InterceptPeerDial(p) {
 			continue
 		}
 		wg.Add(1)
@@ -163,7 +209,7 @@ func (n mdnsNotifee) HandlePeerFound(in peer.AddrInfo) {
 	t.peersMu.Lock()
 	t.known[in.ID] = true
 	t.peersMu.Unlock()
-	if t.gater.allowed(in.ID) {
+	if t.gater.InterceptPeerDial(in.ID) {
 		t.kick()
 	}
 }

@@ -9,14 +9,52 @@
 //	invite.Addrs = tr.Addrs() // /ip4/…/tcp/4001/p2p/12D3Koo…, for others' Bootstrap
 //
 // The host's identity is the node's signing key, so a peer's libp2p ID and
-// its mesh.PeerID name the same Ed25519 key (ToPeerID, FromPeerID). The
-// connection gater admits a peer only if some space's admit function (set
-// by the node through SetAdmission) says it is a member and it is not
-// banned: a non-member is refused right after the handshake, before any
-// data, and a revoked member's connections are closed within
-// Config.AdmissionInterval. Inside a space, its topic and its requests
-// are open to that space's members only. Relays and bootstrap peers are
-// gated like everyone else: they must be members of a space.
+// its mesh.PeerID name the same Ed25519 key (ToPeerID, FromPeerID).
+//
+// # Admission
+//
+// The node hands each space's mesh.Admission to the transport
+// (SetAdmission, at Node.Start). Right after the Noise handshake, before
+// any data, the connection gater decides:
+//
+//   - a current member of some space (Admission.Admit: a member's own key,
+//     never an invite key) gets a connection;
+//   - a newcomer gets a probation connection only while some space holds
+//     an invite that is open and not expired (Admission.Open), at most
+//     Config.MaxProbation at once, for at most Config.ProbationTimeout;
+//     a node that is joining (Admission.Proof) dials its bootstrap peers
+//     on probation too;
+//   - anyone else, a banned peer, and a peer kept off (refused or timed
+//     out on probation, for Config.ProbationCooloff) is refused.
+//
+// The only protocol served on probation is JoinProtocol: the newcomer
+// sends its proof (the signed use of an invite granting its own key, at
+// most mesh.MaxProofBytes) and the node judges it (Admission.Join, the
+// replica's AdmitUse). Admitted, the peer is a member and the connection
+// carries sync and gossip at once; refused, it gets the reason ("invite
+// already used", "invite expired", ...; mesh.Refusal rebuilds it), its
+// connection is closed a moment later and it is kept off. Silence until
+// the deadline, or an oversized proof, ends the same way. A joining node
+// presents its proof to every peer it connects to and tells its node the
+// verdict (Admission.Presented); PresentProof does the same from a
+// throwaway host, for `tributary join`:
+//
+//	err := libp2p.PresentProof(ctx, key, code.Space, proof, code.Bootstrap)
+//	// nil: admitted; errors.Is(err, replica.ErrInviteUsed): used; mesh.ErrNoPeer: offline
+//
+// Nothing of a space flows to or from a peer the space does not admit
+// now: each sync request is checked when it arrives; each gossip message
+// is dropped unless its sender and origin are admitted; a probation peer's
+// gossip score is sunk (no pushes reach it, its messages are ignored) and
+// a peer's subscription to a space's topic is recorded only if the space
+// admits it (or it is on probation). A revoked member is cut as soon as
+// the node stores the revocation: Recheck closes the connections the
+// admissions no longer allow, and the node calls it before it publishes
+// or lets a push be relayed (mesh.Relayer: a push is relayed only once
+// its parents are stored here and the peers were re-checked, so nothing
+// written after a revocation is relayed to the revoked member). A check
+// every Config.AdmissionInterval catches the rest. Relays and bootstrap
+// peers are gated like everyone else: they must be members of a space.
 //
 // Pushes go to the topic "/tributary/1/<space>/changes" as CBOR [][]byte
 // of envelopes. The topic validator opens every envelope (signature

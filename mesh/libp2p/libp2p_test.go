@@ -126,7 +126,7 @@ func everyone(mesh.PeerID) bool { return true }
 
 func join(t *testing.T, tr *p2p.Transport, space core.ID, admit func(mesh.PeerID) bool) *handler {
 	t.Helper()
-	tr.SetAdmission(space, admit)
+	tr.SetAdmission(space, mesh.AdmitFunc(admit))
 	h := &handler{}
 	if err := tr.Join(space, h); err != nil {
 		t.Fatal(err)

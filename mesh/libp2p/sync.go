@@ -103,21 +103,22 @@ func (t *Transport) Request(ctx context.Context, space core.ID, to mesh.PeerID, 
 
 func (t *Transport) exchange(s network.Stream, space core.ID, req []byte) ([]byte, error) {
 	w := bufio.NewWriterSize(s, 64<<10)
-	if _, err := w.Write(space[:]); err != nil {
-		return nil, err
+	_, werr := w.Write(space[:])
+	if werr == nil {
+		werr = writeFrame(w, req)
 	}
-	if err := writeFrame(w, req); err != nil {
-		return nil, err
+	if werr == nil {
+		werr = w.Flush()
 	}
-	if err := w.Flush(); err != nil {
-		return nil, err
-	}
-	// The peer may answer (and close) before our FIN is out, e.g. with
-	// an error; the reply tells.
+	// The peer may answer (and close) before our request is all out, e.g.
+	// refusing a non-member before reading it; the reply tells.
 	_ = s.CloseWrite()
 	r := bufio.NewReaderSize(s, 64<<10)
 	status, err := r.ReadByte()
 	if err != nil {
+		if werr != nil {
+			return nil, fmt.Errorf("send request: %w", werr)
+		}
 		return nil, fmt.Errorf("read reply: %w", err)
 	}
 	switch status {
@@ -137,7 +138,7 @@ func (t *Transport) exchange(s network.Stream, space core.ID, req []byte) ([]byt
 // remoteError rebuilds a peer's error, keeping the mesh sentinels it
 // names so errors.Is works across the wire.
 func remoteError(msg string) error {
-	for _, e := range []error{mesh.ErrBusy, mesh.ErrTooLarge, mesh.ErrBadPeer, mesh.ErrRateLimit, mesh.ErrNoPeer} {
+	for _, e := range []error{mesh.ErrBusy, mesh.ErrTooLarge, mesh.ErrBadPeer, mesh.ErrRateLimit, mesh.ErrNotMember, mesh.ErrNoPeer} {
 		if strings.Contains(msg, e.Error()) {
 			return fmt.Errorf("peer replied: %w (%s)", e, msg)
 		}
@@ -162,6 +163,19 @@ func (t *Transport) handleStream(s network.Stream) {
 		s.Reset()
 		return
 	}
+	// Membership is checked before the request is read: a newcomer on
+	// probation cannot make us read a large frame.
+	t.mu.Lock()
+	j := t.spaces[space]
+	t.mu.Unlock()
+	if j == nil {
+		t.reply(s, nil, fmt.Errorf("space %s not served here", space.Short()))
+		return
+	}
+	if !t.gater.admittedFor(space, remote) {
+		t.reply(s, nil, fmt.Errorf("%w: %w %s", mesh.ErrNoPeer, mesh.ErrNotMember, space.Short()))
+		return
+	}
 	req, err := readFrame(r, t.cfg.MaxFrame)
 	if err == nil {
 		// The requester closes its side after the frame; waiting for that
@@ -178,17 +192,6 @@ func (t *Transport) handleStream(s network.Stream) {
 	from, err := ToPeerID(remote)
 	if err != nil {
 		s.Reset()
-		return
-	}
-	t.mu.Lock()
-	j := t.spaces[space]
-	t.mu.Unlock()
-	if j == nil {
-		t.reply(s, nil, fmt.Errorf("space %s not served here", space.Short()))
-		return
-	}
-	if !t.gater.admittedFor(space, remote) {
-		t.reply(s, nil, fmt.Errorf("%w: not a member of space %s", mesh.ErrNoPeer, space.Short()))
 		return
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.RequestTimeout)

@@ -11,6 +11,7 @@ import (
 
 	golibp2p "github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -44,6 +45,10 @@ type Config struct {
 	ReadTimeout       time.Duration // reading an incoming request (default 30s)
 	MaxFrame          int           // request or reply payload (default 48 MiB)
 	MaxPushBytes      int           // one gossip message; pushes are split under it (default 1 MiB)
+
+	ProbationTimeout time.Duration // a newcomer's connection without admission, and one join exchange (default 5s)
+	MaxProbation     int           // newcomers on probation at once (default 4)
+	ProbationCooloff time.Duration // a refused or timed-out newcomer is kept off this long (default 1m)
 }
 
 func (c *Config) defaults() {
@@ -68,6 +73,11 @@ func (c *Config) defaults() {
 	if c.MaxPushBytes <= 0 {
 		c.MaxPushBytes = 1 << 20
 	}
+	dur(&c.ProbationTimeout, 5*time.Second)
+	dur(&c.ProbationCooloff, time.Minute)
+	if c.MaxProbation <= 0 {
+		c.MaxProbation = 4
+	}
 }
 
 // Transport is a mesh.Transport over libp2p: gossipsub for pushes, a
@@ -87,15 +97,17 @@ type Transport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	redial chan struct{}
+	joins  chan struct{} // join exchanges served at once
 
 	joinMu sync.Mutex // serializes Join and Leave
 	mu     sync.Mutex // guards spaces and closed
 	spaces map[core.ID]*joined
 	closed bool
 
-	peersMu   sync.Mutex
-	bootstrap map[peer.ID]bool
-	known     map[peer.ID]bool // peers we were connected to
+	peersMu    sync.Mutex
+	bootstrap  map[peer.ID]bool
+	known      map[peer.ID]bool // peers we were connected to
+	presenting map[peer.ID]bool // our proofs on their way to them
 }
 
 type joined struct {
@@ -134,8 +146,8 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 	}
 	t := &Transport{
 		cfg: cfg, log: cfg.Logger.With("peer", selfID), self: self, selfID: selfID,
-		gater: newGater(self), redial: make(chan struct{}, 1),
-		spaces: map[core.ID]*joined{}, bootstrap: map[peer.ID]bool{}, known: map[peer.ID]bool{},
+		gater: newGater(self, &cfg), redial: make(chan struct{}, 1), joins: make(chan struct{}, cfg.MaxProbation),
+		spaces: map[core.ID]*joined{}, bootstrap: map[peer.ID]bool{}, known: map[peer.ID]bool{}, presenting: map[peer.ID]bool{},
 	}
 	boot, err := parsePeers(cfg.Bootstrap)
 	if err != nil {
@@ -162,8 +174,9 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 	t.host = h
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	t.ps, err = pubsub.NewGossipSub(t.ctx, h,
-		pubsub.WithPeerScore(scoreParams(t.gater.isBanned), scoreThresholds),
+		pubsub.WithPeerScore(scoreParams(t.outcast), scoreThresholds),
 		pubsub.WithPeerFilter(t.topicFilter),
+		pubsub.WithSubscriptionFilter(subscriptions{t}),
 		pubsub.WithMaxMessageSize(cfg.MaxPushBytes+64<<10),
 		pubsub.WithFloodPublish(true),
 	)
@@ -173,7 +186,8 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 		return nil, fmt.Errorf("libp2p: start gossipsub: %w", err)
 	}
 	h.SetStreamHandler(SyncProtocol, t.handleStream)
-	h.Network().Notify(&network.NotifyBundle{ConnectedF: t.connected})
+	h.SetStreamHandler(JoinProtocol, t.handleJoin)
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: t.connected, DisconnectedF: t.disconnected})
 	t.addBootstrap(boot)
 	if cfg.MDNS {
 		// mDNS is one way of finding peers among several: a host without
@@ -237,12 +251,37 @@ func (t *Transport) Addrs() []string {
 	return out
 }
 
-// SetAdmission implements mesh.Gated: admit says who the space's members
-// are; members of any space get connections.
-func (t *Transport) SetAdmission(space core.ID, admit func(mesh.PeerID) bool) {
-	t.gater.setAdmission(space, admit)
+// SetAdmission implements mesh.Gated: a says who may take part in the
+// space; members of any space get connections, newcomers probation.
+func (t *Transport) SetAdmission(space core.ID, a mesh.Admission) {
+	t.gater.setAdmission(space, a)
 	t.kick()
 }
+
+// Recheck implements mesh.Gated: it closes, before returning, the
+// connections of peers admitted nowhere any more (and not on probation),
+// and of peers in the space's topic the space no longer admits (a member
+// of another space too comes back without its subscription to this one).
+func (t *Transport) Recheck(space core.ID) {
+	t.mu.Lock()
+	j := t.spaces[space]
+	t.mu.Unlock()
+	var subscribed []peer.ID
+	if j != nil {
+		subscribed = j.topic.ListPeers()
+	}
+	nw := t.host.Network()
+	for _, p := range nw.Peers() {
+		if !t.gater.connAllowed(p) || slices.Contains(subscribed, p) && !t.gater.onProbation(p) && !t.gater.admittedFor(space, p) {
+			t.log.Info("closing connection to a peer no longer admitted", "remote", p, "space", space.Short())
+			_ = nw.ClosePeer(p)
+		}
+	}
+}
+
+// outcast reports peers whose gossip score is sunk: banned, or on
+// probation (they get no pushes and their messages are dropped).
+func (t *Transport) outcast(p peer.ID) bool { return t.gater.isBanned(p) || t.gater.onProbation(p) }
 
 // Ban implements mesh.Banner: the peer's connections are closed, it is
 // refused from now on and its gossip ignored.
@@ -317,6 +356,31 @@ func (t *Transport) spawn(fn func()) {
 func (t *Transport) topicFilter(p peer.ID, topic string) bool {
 	space, ok := spaceOfTopic(topic)
 	return ok && t.gater.admittedFor(space, p)
+}
+
+// subscriptions is gossipsub's subscription filter: a peer's subscription
+// to a space's topic is recorded only if the space admits it or it is on
+// probation (its pushes wait for its admission: its score is sunk until
+// then), so a member of another space never gets this one's pushes.
+type subscriptions struct{ t *Transport }
+
+func (f subscriptions) CanSubscribe(topic string) bool {
+	_, ok := spaceOfTopic(topic)
+	return ok
+}
+
+func (f subscriptions) FilterIncomingSubscriptions(p peer.ID, subs []*pb.RPC_SubOpts) ([]*pb.RPC_SubOpts, error) {
+	out := make([]*pb.RPC_SubOpts, 0, len(subs))
+	for _, s := range subs {
+		if s.GetSubscribe() {
+			space, ok := spaceOfTopic(s.GetTopicid())
+			if !ok || !f.t.gater.onProbation(p) && !f.t.gater.admittedFor(space, p) {
+				continue
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 func spaceOfTopic(topic string) (core.ID, bool) {
@@ -415,24 +479,27 @@ func (t *Transport) readLoop(ctx context.Context, j *joined) {
 		if !ok {
 			continue
 		}
-		from, err := ToPeerID(msg.GetFrom())
-		if err != nil {
-			if from, err = ToPeerID(msg.ReceivedFrom); err != nil {
-				continue
-			}
+		if from, ok := senderOf(msg); ok {
+			j.h.Pushed(from, envs)
 		}
-		j.h.Pushed(from, envs)
 	}
 }
 
 // validator checks a gossip message before it is delivered or forwarded:
-// CBOR [][]byte of envelopes, each opening (signature verified) for this
-// space. Anything else is rejected, which lowers the sender's gossipsub
-// score, and the sender is banned.
+// its sender and its origin are admitted to the space now (else it is
+// dropped), and it is CBOR [][]byte of envelopes, each opening (signature
+// verified) for this space. Anything else is rejected, which lowers the
+// sender's gossipsub score, and the sender is banned. A valid message the
+// handler (a mesh.Relayer) does not let us relay yet is handed over here
+// and not forwarded.
 func (t *Transport) validator(space core.ID) func(context.Context, peer.ID, *pubsub.Message) pubsub.ValidationResult {
 	return func(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 		if from == t.self {
 			return pubsub.ValidationAccept // our own: the node publishes from its store
+		}
+		origin := msg.GetFrom()
+		if !t.gater.admittedFor(space, from) || origin != "" && origin != from && !t.gater.admittedFor(space, origin) {
+			return pubsub.ValidationIgnore
 		}
 		reject := func(reason string) pubsub.ValidationResult {
 			t.ban(from, "invalid gossip: "+reason)
@@ -448,7 +515,9 @@ func (t *Transport) validator(space core.ID) func(context.Context, peer.ID, *pub
 		if len(envs) == 0 {
 			return reject("no envelopes")
 		}
-		for _, env := range envs {
+		ids := make([]core.ID, len(envs))
+		changes := make([]*core.Change, len(envs))
+		for i, env := range envs {
 			c, id, _, err := core.Open(env)
 			if err != nil {
 				return reject(err.Error())
@@ -456,10 +525,33 @@ func (t *Transport) validator(space core.ID) func(context.Context, peer.ID, *pub
 			if c.Space != space && !(c.IsGenesis() && id == space) {
 				return reject(fmt.Sprintf("change %s is for space %s", id.Short(), c.Space.Short()))
 			}
+			ids[i], changes[i] = id, c
 		}
 		msg.ValidatorData = envs
+		t.mu.Lock()
+		j := t.spaces[space]
+		t.mu.Unlock()
+		if j == nil {
+			return pubsub.ValidationIgnore
+		}
+		if r, ok := j.h.(mesh.Relayer); ok && !r.Relayable(ids, changes) {
+			if sender, ok := senderOf(msg); ok {
+				j.h.Pushed(sender, envs)
+			}
+			return pubsub.ValidationIgnore
+		}
 		return pubsub.ValidationAccept
 	}
+}
+
+// senderOf names who a gossip message comes from: its origin, else the
+// peer that forwarded it.
+func senderOf(msg *pubsub.Message) (mesh.PeerID, bool) {
+	if from, err := ToPeerID(msg.GetFrom()); err == nil {
+		return from, true
+	}
+	from, err := ToPeerID(msg.ReceivedFrom)
+	return from, err == nil
 }
 
 // Publish implements mesh.Transport: the envelopes go out in gossip
@@ -515,7 +607,10 @@ func (t *Transport) Peers(space core.ID) []mesh.PeerID {
 	if j == nil || t.gater.isOffline() {
 		return nil
 	}
-	admit := t.gater.admitFor(space)
+	var admit func(mesh.PeerID) bool
+	if a := t.gater.admissionFor(space); a != nil {
+		admit = a.Admit
+	}
 	var subscribed []peer.ID
 	if admit == nil {
 		subscribed = j.topic.ListPeers()

@@ -37,6 +37,7 @@ func Run(t *testing.T, o Options, f Factory) {
 	t.Run("OfflinePeerCatchesUp", func(t *testing.T) { testCatchUp(t, o, f) })
 	t.Run("ForgedDataCutsSenderOff", func(t *testing.T) { testForged(t, o, f) })
 	t.Run("RevokedMemberRejected", func(t *testing.T) { testRevoked(t, o, f) })
+	t.Run("JoinerAdmittedByProof", func(t *testing.T) { testJoin(t, o, f) })
 }
 
 // Cluster is n replicas with nodes over one network.
@@ -274,4 +275,53 @@ func testRevoked(t *testing.T, o Options, f Factory) {
 			}
 		}
 	}
+}
+
+// testJoin: a newcomer holding only its signed use of an invite gets in
+// with only the inviting admin online, is acknowledged, and both sync
+// both ways.
+func testJoin(t *testing.T, o Options, f Factory) {
+	s := NewSpace(t, 1)
+	admin, joinerKey := s.Keys[0], Key(t, 77)
+	net := f(t, []core.PrivateKey{admin, joinerKey})
+	t.Cleanup(net.Close)
+	ra := s.Member(t)
+	code, terms := s.Invite(t, ra, Millis(time.Hour))
+	proof := Use(t, code, terms, joinerKey.Public(), s.Now())
+	rj := s.Newcomer(t, proof)
+	ctx := context.Background()
+	na := mesh.NewNode(ra, net.Transport(0), mesh.Config{SyncInterval: o.Interval, Acknowledge: func(ctx context.Context) error {
+		_, err := ra.Acknowledge(ctx, admin, uint64(time.Now().UnixMilli()))
+		return err
+	}})
+	nj := mesh.NewNode(rj, net.Transport(1), mesh.Config{SyncInterval: o.Interval, Proof: proof})
+	for _, n := range []*mesh.Node{na, nj} {
+		if err := n.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+	}
+	Eventually(t, o.Timeout, "the joiner is a member on both sides", func() (bool, string) {
+		return ra.IsMember(joinerKey.Public()) && rj.IsMember(joinerKey.Public()), State(t, rj)
+	})
+	Eventually(t, o.Timeout, "the admin acknowledges the use", func() (bool, string) {
+		inv := ra.Invites()
+		return len(inv) == 1 && len(inv[0].Uses) == 1 && inv[0].Uses[0].Acknowledged, fmt.Sprintf("%+v", inv)
+	})
+	if _, err := rj.Write(ctx, joinerKey, []core.Op{{Kind: core.OpCreate, Coll: "Note", Doc: "by-joiner", Fields: map[string]any{"text": "hello"}}}, s.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ra.Write(ctx, admin, []core.Op{{Kind: core.OpCreate, Coll: "Note", Doc: "by-admin", Fields: map[string]any{"text": "welcome"}}}, s.Now()); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, o.Timeout, "both hold both writes", func() (bool, string) {
+		for _, r := range []*replica.Replica{ra, rj} {
+			for _, d := range []string{"by-joiner", "by-admin"} {
+				if _, ok, _ := r.Get("Note", d); !ok {
+					return false, State(t, r)
+				}
+			}
+		}
+		return State(t, ra) == State(t, rj), "replicas differ"
+	})
 }
