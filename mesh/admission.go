@@ -42,7 +42,8 @@ type UseAdmitter interface {
 }
 
 // InviteLister is implemented by stores that list the space's invites
-// (replica.Replica): the node offers probation only while one is open.
+// (replica.Replica): the node offers probation only while one is
+// unexpired and not revoked.
 type InviteLister interface {
 	Invites() []core.Invite
 }
@@ -207,7 +208,9 @@ func (n *Node) admits(p PeerID) bool {
 	return err == nil && n.store.IsMember(k)
 }
 
-// inviteOpen reports whether the space holds an open, unexpired invite.
+// inviteOpen reports whether the space holds an unexpired invite, open or
+// used: probation is offered while a code could still be presented, so
+// the holder of a used code is told so at the door (and let no further).
 func (n *Node) inviteOpen() bool {
 	il, ok := n.store.(InviteLister)
 	if !ok {
@@ -220,7 +223,7 @@ func (n *Node) inviteOpen() bool {
 	if dirty {
 		until = 0
 		for _, inv := range il.Invites() {
-			if inv.State == core.InviteOpen {
+			if inv.State != core.InviteRevoked {
 				until = max(until, inv.Expires)
 			}
 		}

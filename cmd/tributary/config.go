@@ -78,6 +78,10 @@ type Libp2pConfig struct {
 	ReadTimeout       time.Duration `yaml:"read_timeout"`
 	MaxFrame          Size          `yaml:"max_frame"`
 	MaxPushBytes      Size          `yaml:"max_push_bytes"`
+	// A newcomer presenting proof of its invite is let in on probation.
+	ProbationTimeout time.Duration `yaml:"probation_timeout"`
+	MaxProbation     int           `yaml:"max_probation"`
+	ProbationCooloff time.Duration `yaml:"probation_cooloff"`
 }
 
 // NATSConfig is the NATS transport (off unless URLs are set).
@@ -126,6 +130,7 @@ type MeshConfig struct {
 	PushBurst        int           `yaml:"push_burst"`
 	InboundQueue     int           `yaml:"inbound_queue"`
 	PushHaveMax      int           `yaml:"push_have_max"`
+	JoinCooloff      time.Duration `yaml:"join_cooloff"` // a refused joiner gets the same answer this long
 }
 
 // RunnerConfig tunes every sink's runner (a sink's batch_size overrides
@@ -150,7 +155,8 @@ func DefaultConfig() Config {
 		Store: StoreConfig{DiskReserve: node.DefaultDiskReserve, Retention: 100000},
 		Libp2p: Libp2pConfig{Enabled: true, Listen: meshlibp2p.DefaultListen, MDNS: true, NATPortMap: true,
 			RedialInterval: 10 * time.Second, AdmissionInterval: 5 * time.Second, RequestTimeout: 2 * time.Minute,
-			ReadTimeout: 30 * time.Second, MaxFrame: 48 << 20, MaxPushBytes: 1 << 20},
+			ReadTimeout: 30 * time.Second, MaxFrame: 48 << 20, MaxPushBytes: 1 << 20,
+			ProbationTimeout: 5 * time.Second, MaxProbation: 4, ProbationCooloff: time.Minute},
 		NATS: NATSConfig{Replicas: nc.Replicas, StreamMaxAge: nc.StreamMaxAge, StreamMaxBytes: Size(nc.StreamMaxBytes),
 			ConsumerInactive: nc.ConsumerInactive, ConnectTimeout: nc.ConnectTimeout, ReconnectWait: nc.ReconnectWait,
 			PingInterval: nc.PingInterval, AckWait: nc.AckWait, MaxAckPending: nc.MaxAckPending, ApplyBatch: nc.ApplyBatch,
@@ -160,7 +166,7 @@ func DefaultConfig() Config {
 			OperationTimeout: nc.OperationTimeout},
 		Mesh: MeshConfig{SyncInterval: 5 * time.Second, SyncTimeout: 2 * time.Minute, MaxMessageBytes: 32 << 20,
 			FetchBatch: 4096, PushBatch: 256, MaxSyncsInFlight: 8, MaxRounds: 32, PushRate: 50000, PushBurst: 200000,
-			InboundQueue: 1024, PushHaveMax: 1024},
+			InboundQueue: 1024, PushHaveMax: 1024, JoinCooloff: time.Minute},
 		Runner: RunnerConfig{BatchSize: rc.BatchSize, Linger: rc.Linger, RetryMin: rc.RetryMin, RetryMax: rc.RetryMax, ReadyMaxLag: 10000},
 	}
 }
@@ -498,7 +504,8 @@ func (c *Config) meshConfig(log *slog.Logger) mesh.Config {
 	m := c.Mesh
 	return mesh.Config{SyncInterval: m.SyncInterval, SyncTimeout: m.SyncTimeout, MaxMessageBytes: int(m.MaxMessageBytes),
 		FetchBatch: m.FetchBatch, PushBatch: m.PushBatch, MaxSyncsInFlight: m.MaxSyncsInFlight, MaxRounds: m.MaxRounds,
-		PushRate: m.PushRate, PushBurst: m.PushBurst, InboundQueue: m.InboundQueue, PushHaveMax: m.PushHaveMax, Logger: log}
+		PushRate: m.PushRate, PushBurst: m.PushBurst, InboundQueue: m.InboundQueue, PushHaveMax: m.PushHaveMax,
+		JoinCooloff: m.JoinCooloff, Logger: log}
 }
 
 // runnerConfig is a sink runner's config (batch overrides the default

@@ -113,8 +113,8 @@ func (c *cli) joinCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.say(j, "joined space %s as %s\nyour grant %s travels with your next sync (tributary run, or export/import a bundle); the code expires %s",
-				j.Space, j.Author, j.Grant, j.Expires.Format(time.RFC3339))
+			return c.say(j, "joined space %s as %s\ngrant %s: %s (the code expires %s)",
+				j.Space, j.Author, j.Grant, j.Checked, j.Expires.Format(time.RFC3339))
 		},
 	}
 }

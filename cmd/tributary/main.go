@@ -17,6 +17,8 @@ import (
 	"github.com/tributary-sync/tributary/cmd/tributary/api"
 	"github.com/tributary-sync/tributary/cmd/tributary/node"
 	"github.com/tributary-sync/tributary/cmd/tributary/service"
+	"github.com/tributary-sync/tributary/core"
+	meshlibp2p "github.com/tributary-sync/tributary/mesh/libp2p"
 )
 
 // cli holds the global flags.
@@ -97,7 +99,7 @@ func (c *cli) serviceFor(ctx context.Context, h *node.Home) (service.Service, fu
 		lock, err := node.TryLock(h.Dir)
 		if err == nil {
 			node.RemoveRunInfo(h.Dir) // whoever wrote it is gone
-			return &service.Local{Home: h, Open: h.OpenSpace, Now: c.nowFunc}, func() { lock.Unlock() }, nil
+			return &service.Local{Home: h, Open: h.OpenSpace, Now: c.nowFunc, PresentProof: presentProof}, func() { lock.Unlock() }, nil
 		}
 		if !errors.Is(err, node.ErrHomeBusy) {
 			return nil, nil, err
@@ -166,4 +168,13 @@ func (c *cli) warn(format string, args ...any) {
 	if c.errOut != nil {
 		fmt.Fprintf(c.errOut, "warning: "+format+"\n", args...)
 	}
+}
+
+// presentProof shows a joiner's use of its invite to the code's peers over
+// libp2p, for at most a few seconds: join then says at once when the code
+// is used, expired or revoked.
+func presentProof(ctx context.Context, key core.PrivateKey, space core.ID, proof []byte, addrs []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return meshlibp2p.PresentProof(ctx, key, space, proof, addrs)
 }

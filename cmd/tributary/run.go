@@ -78,10 +78,6 @@ type bridge struct {
 
 	mu    sync.Mutex
 	nodes map[string][]*meshNode // by space
-
-	bgCtx  context.Context // the node's background work (acknowledgers)
-	bgStop context.CancelFunc
-	bg     sync.WaitGroup
 }
 
 var _ service.Node = (*bridge)(nil)
@@ -267,8 +263,6 @@ func (c *cli) run(ctx context.Context, cfg Config, initHome bool) error {
 	}
 	b := &bridge{c: c, home: h, cfg: cfg, nodes: map[string][]*meshNode{}, log: cfg.logger()}
 	b.token.Store(&token)
-	b.bgCtx, b.bgStop = context.WithCancel(context.WithoutCancel(ctx))
-	defer func() { b.bgStop(); b.bg.Wait() }()
 	b.reg = node.NewRegistry(h)
 	b.reg.OnOpen = b.startSpace
 	defer b.reg.Close()
@@ -380,11 +374,26 @@ func absPath(p string) string {
 	return p
 }
 
-// startSpace runs a mesh node per transport for a newly opened space.
+// startSpace runs a mesh node per transport for a newly opened space. A
+// joiner's node presents its proof (the signed use of its invite) until
+// its grant is known; an admin's node acknowledges the uses it admits or
+// receives, so a later use of the same code can never displace them.
 func (b *bridge) startSpace(ctx context.Context, sp *node.Space) error {
 	var started []*meshNode
+	info, _ := b.home.Info(sp.Replica.Space().String())
 	for _, t := range b.transports {
-		n := mesh.NewNode(sp.Replica, t.tr, b.cfg.meshConfig(b.log.With("transport", t.name)))
+		mc := b.cfg.meshConfig(b.log.With("transport", t.name))
+		if !sp.Replica.IsMember(b.home.Key.Public()) {
+			mc.Proof = info.Proof
+		}
+		mc.Acknowledge = func(ctx context.Context) error {
+			id, err := sp.Replica.Acknowledge(ctx, b.home.Key, uint64(time.Now().UnixMilli()))
+			if err == nil && !id.IsZero() {
+				b.log.Info("acknowledged new members who used invites", "space", sp.Replica.Space().String(), "change", id.String())
+			}
+			return err
+		}
+		n := mesh.NewNode(sp.Replica, t.tr, mc)
 		if err := n.Start(context.WithoutCancel(ctx)); err != nil {
 			for _, s := range started {
 				s.node.Close()
@@ -396,47 +405,7 @@ func (b *bridge) startSpace(ctx context.Context, sp *node.Space) error {
 	b.mu.Lock()
 	b.nodes[sp.Replica.Space().String()] = started
 	b.mu.Unlock()
-	b.startAcknowledger(sp)
 	return nil
-}
-
-// startAcknowledger makes this node, when its key is an admin's,
-// acknowledge every use of an invite it receives that stands uncontested
-// (replica.Acknowledge): from then on a second use of the same code can
-// never displace that member.
-func (b *bridge) startAcknowledger(sp *node.Space) {
-	wake := make(chan struct{}, 1)
-	signal := func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	}
-	cancel := sp.Replica.Watch(func(local bool, _ []core.ID) {
-		if !local {
-			signal()
-		}
-	})
-	signal() // uses that arrived while the node was down
-	b.bg.Add(1)
-	go func() {
-		defer b.bg.Done()
-		defer cancel()
-		for {
-			select {
-			case <-b.bgCtx.Done():
-				return
-			case <-wake:
-			}
-			id, err := sp.Replica.Acknowledge(b.bgCtx, b.home.Key, uint64(time.Now().UnixMilli()))
-			switch {
-			case err != nil && b.bgCtx.Err() == nil:
-				b.log.Warn("acknowledge invite uses", "space", sp.Replica.Space().String(), "err", err)
-			case !id.IsZero():
-				b.log.Info("acknowledged new members who used invites", "space", sp.Replica.Space().String(), "change", id.String())
-			}
-		}
-	}()
 }
 
 func (b *bridge) stopNodes() {

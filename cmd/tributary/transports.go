@@ -32,6 +32,7 @@ func (b *bridge) startLibp2p(ctx context.Context, bootstrap []string) error {
 		MDNS: l.MDNS, Logger: b.log.With("transport", "libp2p"),
 		DisableNATPortMap: !l.NATPortMap, RedialInterval: l.RedialInterval, AdmissionInterval: l.AdmissionInterval,
 		RequestTimeout: l.RequestTimeout, ReadTimeout: l.ReadTimeout, MaxFrame: int(l.MaxFrame), MaxPushBytes: int(l.MaxPushBytes),
+		ProbationTimeout: l.ProbationTimeout, MaxProbation: l.MaxProbation, ProbationCooloff: l.ProbationCooloff,
 	})
 	if err != nil {
 		return fmt.Errorf("libp2p: %w", err)

@@ -169,6 +169,13 @@ func (r *Replica) judgeUse(c *core.Change, id core.ID, use core.MemberChange) er
 		}
 		return fmt.Errorf("%w: %v", ErrNotInviteUse, err)
 	}
+	// A joiner dates its own use; at the door, the door's clock decides,
+	// so a code found after it expired cannot be backdated in.
+	if r.opts.Now != nil {
+		if now := r.opts.Now(); now > terms.Expires {
+			return fmt.Errorf("%w: invite %s expired at %d ms, it is now %d ms; a use made in time reaches the space through a member (a bundle)", ErrInviteExpired, parent.Short(), terms.Expires, now)
+		}
+	}
 	inv, ok := members.InviteOf(parent)
 	if !ok {
 		if len(members.Revokes[terms.Key]) > 0 {

@@ -241,6 +241,14 @@ func TestInviteExpires(t *testing.T) {
 	if len(rep.Rejected) != 1 || !errors.Is(rep.Rejected[0].Err, core.ErrInvalidChange) || r.Has(id) {
 		t.Fatalf("late use: %+v", rep)
 	}
+	// Presented at the door after the expiry, a use dated before it is
+	// refused: the door's clock decides there.
+	late2, _ := inv.use(t, key(t, 3).Public(), inv.terms.Expires-10)
+	r.opts.Now = func() uint64 { return inv.terms.Expires + 1 }
+	if err := r.AdmitUse(ctx, late2, key(t, 3).Public()); !errors.Is(err, ErrInviteExpired) {
+		t.Fatalf("backdated use at the door after expiry: %v", err)
+	}
+	r.opts.Now = nil
 	// A use dated days after the invite, but before its expiry, is fine:
 	// the joiner's clock is not held to the space's one-hour bound.
 	long := mustInvite(t, r, admin, clk, core.DefaultInviteTTL)

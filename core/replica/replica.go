@@ -55,6 +55,11 @@ type Options struct {
 	Space core.ID
 	// BadgerOptions may adjust the badger options before open.
 	BadgerOptions func(badger.Options) badger.Options
+	// Now, when set, is the wall clock in milliseconds, used by AdmitUse
+	// only: a use of an invite presented at a transport's door after the
+	// invite expired is refused, however the joiner dated it (validity
+	// itself never reads a clock).
+	Now func() uint64
 	// WriteGuard, when set, is asked before every write (local or
 	// received); its error refuses the write and nothing is stored. The
 	// node uses it to keep a free-disk reserve: Badger writes through

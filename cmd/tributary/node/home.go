@@ -242,7 +242,8 @@ func (h *Home) OpenSpace(ctx context.Context, id string) (*Space, error) {
 
 // replicaOptions are the options every space of the home opens with.
 func (h *Home) replicaOptions(space core.ID) replica.Options {
-	return replica.Options{SyncWrites: true, Space: space, WriteGuard: DiskGuard(h.Dir, h.DiskReserve, h.FreeBytes)}
+	return replica.Options{SyncWrites: true, Space: space, WriteGuard: DiskGuard(h.Dir, h.DiskReserve, h.FreeBytes),
+		Now: func() uint64 { return uint64(time.Now().UnixMilli()) }}
 }
 
 // CreateSpaceDir opens a fresh store for a space being founded, in a
@@ -258,6 +259,16 @@ func (h *Home) CreateSpaceDir() (string, *Space, error) {
 		return "", nil, err
 	}
 	return dir, sp, nil
+}
+
+// RemoveSpace deletes a space the home holds, its store included (a
+// join a peer refused). Close the space first.
+func (h *Home) RemoveSpace(id string) error {
+	defer h.forgetSpaces()
+	if err := os.RemoveAll(h.spaceDir(id)); err != nil {
+		return fmt.Errorf("remove space %s: %w", id, err)
+	}
+	return nil
 }
 
 // forgetSpaces drops the cached list (a space's info was written).

@@ -55,6 +55,11 @@ type Local struct {
 	Open func(ctx context.Context, id string) (*node.Space, error)
 	Node Node // nil without a running node
 	Now  func() time.Time
+	// PresentProof, when set, shows a joiner's use of its invite to the
+	// code's peers right away (libp2p), so join can tell a used, expired
+	// or revoked code at once; unset or unreachable, the use travels with
+	// the first sync. Its errors wrap replica.ErrInvite* and mesh.ErrNoPeer.
+	PresentProof func(ctx context.Context, key core.PrivateKey, space core.ID, proof []byte, addrs []string) error
 }
 
 var _ Service = (*Local)(nil)
@@ -179,8 +184,24 @@ func (l *Local) Join(ctx context.Context, code string) (Joined, error) {
 	if len(rep.Rejected) > 0 {
 		return Joined{}, fmt.Errorf("join: %w", rep.Rejected[0].Err)
 	}
-	return Joined{Space: ic.Space, Author: l.Home.Key.Public(), Grant: id, Bootstrap: ic.Bootstrap,
-		Expires: time.UnixMilli(int64(terms.Expires)).UTC()}, nil
+	j := Joined{Space: ic.Space, Author: l.Home.Key.Public(), Grant: id, Bootstrap: ic.Bootstrap,
+		Expires: time.UnixMilli(int64(terms.Expires)).UTC(), Checked: "offline: your grant is checked at your first sync"}
+	if l.PresentProof != nil && len(ic.Bootstrap) > 0 {
+		switch err := l.PresentProof(ctx, l.Home.Key, ic.Space, env, ic.Bootstrap); {
+		case err == nil:
+			j.Checked = "admitted by a peer of the space"
+		case errors.Is(err, replica.ErrInviteUsed), errors.Is(err, replica.ErrInviteExpired), errors.Is(err, replica.ErrInviteRevoked), errors.Is(err, replica.ErrInviteUnknown):
+			// A definite no: leave nothing of the space behind.
+			sp.Close()
+			if rerr := l.Home.RemoveSpace(ic.Space.String()); rerr != nil {
+				return Joined{}, errors.Join(fmt.Errorf("join refused: %w", err), rerr)
+			}
+			return Joined{}, fmt.Errorf("join refused by the space's peer: %w", err)
+		default:
+			j.Checked = "no peer could be asked (" + err.Error() + "): your grant is checked at your first sync"
+		}
+	}
+	return j, nil
 }
 
 func (l *Local) RotateToken(ctx context.Context) error {

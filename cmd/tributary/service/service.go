@@ -94,6 +94,7 @@ type Joined struct {
 	Grant     core.ID        `json:"grant"`
 	Bootstrap []string       `json:"bootstrap"`
 	Expires   time.Time      `json:"expires"`
+	Checked   string         `json:"checked"` // whether a peer admitted the use yet
 }
 
 // Imported is what an import did.
