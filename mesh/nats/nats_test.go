@@ -90,7 +90,9 @@ func factory(t *testing.T, keys []core.PrivateKey) meshtest.Network {
 }
 
 func TestConformance(t *testing.T) {
-	meshtest.Run(t, meshtest.Options{CatchUp: 10000}, factory)
+	// Timeout bounds each wait (it asserts no speed): generous, for -race
+	// on a shared machine.
+	meshtest.Run(t, meshtest.Options{CatchUp: 10000, Timeout: 3 * time.Minute}, factory)
 }
 
 // recorder is a Handler that records pushes and answers requests with
