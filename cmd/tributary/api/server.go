@@ -63,6 +63,9 @@ type Config struct {
 	MaxInflightBytes int64
 	Extra            []Route
 	Logger           *slog.Logger
+	// Observe, when set, is told of every request served: its route
+	// pattern, status code and duration (metrics).
+	Observe func(route, method string, code int, took time.Duration)
 }
 
 func (c *Config) defaults() {
@@ -172,7 +175,43 @@ func NewHandler(svc service.Service, cfg Config) http.Handler {
 			mux.Handle(rt.Pattern, s.private(func(w http.ResponseWriter, r *http.Request) error { rt.Handler.ServeHTTP(w, r); return nil }))
 		}
 	}
+	if cfg.Observe != nil {
+		return observe(mux, cfg.Observe)
+	}
 	return mux
+}
+
+// observe wraps h to report each request's route, code and duration.
+func observe(mux *http.ServeMux, fn func(route, method string, code int, took time.Duration)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		began := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		_, pattern := mux.Handler(r)
+		mux.ServeHTTP(rec, r)
+		route := pattern
+		if i := strings.IndexByte(route, ' '); i >= 0 {
+			route = route[i+1:]
+		}
+		if route == "" {
+			route = "unmatched"
+		}
+		fn(route, r.Method, rec.code, time.Since(began))
+	})
+}
+
+// statusRecorder remembers the status code written.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) { s.code = code; s.ResponseWriter.WriteHeader(code) }
+
+// Flush lets streaming (server-sent events) through the recorder.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // public serves a route that needs no token.
