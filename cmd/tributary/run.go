@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -78,9 +78,9 @@ type bridge struct {
 	metrics     *metrics
 	bg          sync.WaitGroup // background work (reaching NATS)
 	sinks       *sinkSet
-	advertised []string // libp2p addresses, for invite codes
-	ready      atomic.Bool
-	token      atomic.Pointer[string]
+	advertised  []string // libp2p addresses, for invite codes
+	ready       atomic.Bool
+	token       atomic.Pointer[string]
 
 	mu    sync.Mutex
 	nodes map[string][]*meshNode // by space
@@ -600,7 +600,6 @@ func (b *bridge) handleStatus(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(spaces, func(i, j int) bool { return spaces[i].Space < spaces[j].Space })
 	writeJSONTo(w, map[string]any{"author": b.home.Key.Public().String(), "spaces": spaces, "sinks": b.Sinks(r.Context())})
 }
-
 
 func writeJSONTo(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", api.TypeJSON)
