@@ -69,6 +69,9 @@ func (c *cli) importCmd() *cobra.Command {
 			} else {
 				fmt.Fprintf(c.out, "%d changes: %d applied (%d without effect), %d already held, %d waiting for parents, %d refused\n",
 					im.Total, rep.Applied, rep.Invalid, rep.Duplicates, rep.Held, len(rep.Rejected))
+				if rep.Released > 0 {
+					fmt.Fprintf(c.out, "and %d changes received earlier, waiting for these, applied now\n", rep.Released)
+				}
 				for _, r := range rep.Rejected {
 					fmt.Fprintf(c.out, "refused %s: %s\n", r.ID, r.Msg)
 				}

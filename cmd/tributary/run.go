@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -322,11 +323,7 @@ func (c *cli) run(ctx context.Context, cfg Config, initHome bool) error {
 		MaxInflightBytes: int64(cfg.HTTP.MaxInflight),
 		Logger:           b.log.With("component", "api"),
 		Observe:          b.metrics.observeRequest,
-		Extra: []api.Route{
-			{Pattern: "GET /readyz", Handler: http.HandlerFunc(b.handleReady), Public: true},
-			{Pattern: "GET /metrics", Handler: b.metrics.handler()},
-			{Pattern: "GET /v1/status", Handler: http.HandlerFunc(b.handleStatus)},
-		},
+		Extra:            b.extraRoutes(),
 	})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	srvDone := make(chan error, 1)
@@ -357,9 +354,18 @@ func (c *cli) run(ctx context.Context, cfg Config, initHome bool) error {
 	if err := c.say(out, "running: http %s, %d spaces, author %s", addr, len(spaces), h.Key.Public()); err != nil {
 		return err
 	}
-	for _, t := range b.transports {
-		if !c.json {
-			fmt.Fprintf(c.out, "  %s: %v\n", t.name, t.info)
+	if !c.json {
+		for _, t := range b.transports {
+			fmt.Fprintf(c.out, "  %s:", t.name)
+			for _, k := range slices.Sorted(maps.Keys(t.info)) {
+				switch v := t.info[k].(type) {
+				case []string:
+					fmt.Fprintf(c.out, " %s %s", k, strings.Join(v, " "))
+				default:
+					fmt.Fprintf(c.out, " %s %v", k, v)
+				}
+			}
+			fmt.Fprintln(c.out)
 		}
 	}
 	select {

@@ -17,6 +17,12 @@ type Report struct {
 	Invalid    int         `json:"invalid"`    // stored, but with no effect (see Verdict)
 	Duplicates int         `json:"duplicates"` // already held
 	Held       int         `json:"held"`       // waiting for missing parents
+	// Released counts changes held from earlier batches (waiting for
+	// parents) that this batch let through, and StillHeld those still
+	// waiting: with them Applied + Duplicates + Held + len(Rejected) is
+	// the batch.
+	Released  int `json:"released,omitempty"`
+	StillHeld int `json:"still_held,omitempty"`
 	Rejected   []Rejection `json:"rejected,omitempty"`
 	IDs        []core.ID   `json:"-"` // stored, in the order applied
 }
@@ -206,7 +212,11 @@ func (r *Replica) ingest(ctx context.Context, pending map[core.ID]pendingChange,
 				continue
 			}
 			stored[p.id] = true
-			rep.Applied++
+			if p.wasOrphan {
+				rep.Released++
+			} else {
+				rep.Applied++
+			}
 			rep.IDs = append(rep.IDs, p.id)
 			if !valid {
 				rep.Invalid++
@@ -222,7 +232,7 @@ func (r *Replica) ingest(ctx context.Context, pending map[core.ID]pendingChange,
 	}
 	for _, p := range order {
 		if p.wasOrphan {
-			rep.Held++
+			rep.StillHeld++
 			continue
 		}
 		if len(r.orphans) >= r.opts.MaxOrphans {

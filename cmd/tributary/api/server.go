@@ -133,38 +133,9 @@ func NewHandler(svc service.Service, cfg Config) http.Handler {
 	cfg.defaults()
 	s := &server{svc: svc, cfg: cfg, hosts: newHostRule(cfg.Addr, cfg.Names)}
 	mux := http.NewServeMux()
-	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
-		mux.Handle(pattern, s.private(h))
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, s.private(rt.handle))
 	}
-	handle("GET /v1/spaces", s.spaces)
-	handle("POST /v1/spaces", s.createSpace)
-	handle("GET /v1/spaces/{space}", s.status)
-	handle("POST /v1/spaces/{space}/schema", s.upgrade)
-	handle("GET /v1/spaces/{space}/docs/{coll}", s.query)
-	handle("POST /v1/spaces/{space}/docs/{coll}", s.put)
-	handle("GET /v1/spaces/{space}/docs/{coll}/{id}", s.get)
-	handle("PUT /v1/spaces/{space}/docs/{coll}/{id}", s.put)
-	handle("DELETE /v1/spaces/{space}/docs/{coll}/{id}", s.delete)
-	handle("GET /v1/spaces/{space}/docs/{coll}/{id}/history", s.history)
-	handle("POST /v1/spaces/{space}/batch", s.batch)
-	handle("GET /v1/spaces/{space}/log", s.log)
-	handle("GET /v1/spaces/{space}/conflicts", s.conflicts)
-	handle("GET /v1/spaces/{space}/effects", s.effects)
-	handle("GET /v1/spaces/{space}/export", s.export)
-	handle("GET /v1/spaces/{space}/members", s.members)
-	handle("POST /v1/spaces/{space}/members", s.grant)
-	handle("DELETE /v1/spaces/{space}/members/{key}", s.revoke)
-	handle("GET /v1/spaces/{space}/invites", s.invites)
-	handle("POST /v1/spaces/{space}/invites", s.invite)
-	handle("DELETE /v1/spaces/{space}/invites/{invite}", s.revokeInvite)
-	handle("POST /v1/spaces/{space}/invites/{invite}/settle", s.settleInvite)
-	handle("POST /v1/join", s.join)
-	handle("POST /v1/import", s.importBundle)
-	handle("GET /v1/sinks", s.sinks)
-	handle("POST /v1/sinks/{name}/reset", s.resetSink)
-	handle("GET /v1/sinks/{name}/parked", s.parkedEffects)
-	handle("POST /v1/sinks/{name}/retry", s.retrySink)
-	handle("POST /v1/token/rotate", s.rotateToken)
 	mux.Handle("GET /healthz", s.public(func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
@@ -212,6 +183,56 @@ func (s *statusRecorder) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// route is one typed endpoint.
+type route struct {
+	pattern string
+	handle  func(w http.ResponseWriter, r *http.Request) error
+}
+
+func (s *server) routes() []route {
+	return []route{
+		{"GET /v1/spaces", s.spaces},
+		{"POST /v1/spaces", s.createSpace},
+		{"GET /v1/spaces/{space}", s.status},
+		{"POST /v1/spaces/{space}/schema", s.upgrade},
+		{"GET /v1/spaces/{space}/docs/{coll}", s.query},
+		{"POST /v1/spaces/{space}/docs/{coll}", s.put},
+		{"GET /v1/spaces/{space}/docs/{coll}/{id}", s.get},
+		{"PUT /v1/spaces/{space}/docs/{coll}/{id}", s.put},
+		{"DELETE /v1/spaces/{space}/docs/{coll}/{id}", s.delete},
+		{"GET /v1/spaces/{space}/docs/{coll}/{id}/history", s.history},
+		{"POST /v1/spaces/{space}/batch", s.batch},
+		{"GET /v1/spaces/{space}/log", s.log},
+		{"GET /v1/spaces/{space}/conflicts", s.conflicts},
+		{"GET /v1/spaces/{space}/effects", s.effects},
+		{"GET /v1/spaces/{space}/export", s.export},
+		{"GET /v1/spaces/{space}/members", s.members},
+		{"POST /v1/spaces/{space}/members", s.grant},
+		{"DELETE /v1/spaces/{space}/members/{key}", s.revoke},
+		{"GET /v1/spaces/{space}/invites", s.invites},
+		{"POST /v1/spaces/{space}/invites", s.invite},
+		{"DELETE /v1/spaces/{space}/invites/{invite}", s.revokeInvite},
+		{"POST /v1/spaces/{space}/invites/{invite}/settle", s.settleInvite},
+		{"POST /v1/join", s.join},
+		{"POST /v1/import", s.importBundle},
+		{"GET /v1/sinks", s.sinks},
+		{"POST /v1/sinks/{name}/reset", s.resetSink},
+		{"GET /v1/sinks/{name}/parked", s.parkedEffects},
+		{"POST /v1/sinks/{name}/retry", s.retrySink},
+		{"POST /v1/token/rotate", s.rotateToken},
+	}
+}
+
+// Patterns lists the method and path of every route NewHandler serves
+// itself (the running node adds its own through Config.Extra).
+func Patterns() []string {
+	out := []string{"GET /healthz"}
+	for _, rt := range (&server{}).routes() {
+		out = append(out, rt.pattern)
+	}
+	return out
 }
 
 // public serves a route that needs no token.

@@ -456,7 +456,9 @@ func (l *Local) Import(ctx context.Context, in io.Reader) (Imported, error) {
 			im.Report.Applied += rep.Applied
 			im.Report.Invalid += rep.Invalid
 			im.Report.Duplicates += rep.Duplicates
-			im.Report.Held = rep.Held
+			im.Report.Held += rep.Held
+			im.Report.Released += rep.Released
+			im.Report.StillHeld = rep.StillHeld
 			im.Report.Rejected = append(im.Report.Rejected, rep.Rejected...)
 		}
 		// An admin who imports a member's use of an invite vouches for it
