@@ -13,18 +13,18 @@ import (
 
 // Report says what Receive did with a batch of changes.
 type Report struct {
-	Applied    int         `json:"applied"`    // stored (valid or not)
-	Invalid    int         `json:"invalid"`    // stored, but with no effect (see Verdict)
-	Duplicates int         `json:"duplicates"` // already held
-	Held       int         `json:"held"`       // waiting for missing parents
+	Applied    int `json:"applied"`    // stored (valid or not)
+	Invalid    int `json:"invalid"`    // stored, but with no effect (see Verdict)
+	Duplicates int `json:"duplicates"` // already held
+	Held       int `json:"held"`       // waiting for missing parents
 	// Released counts changes held from earlier batches (waiting for
 	// parents) that this batch let through, and StillHeld those still
 	// waiting: with them Applied + Duplicates + Held + len(Rejected) is
 	// the batch.
-	Released  int `json:"released,omitempty"`
-	StillHeld int `json:"still_held,omitempty"`
-	Rejected   []Rejection `json:"rejected,omitempty"`
-	IDs        []core.ID   `json:"-"` // stored, in the order applied
+	Released  int         `json:"released,omitempty"`
+	StillHeld int         `json:"still_held,omitempty"`
+	Rejected  []Rejection `json:"rejected,omitempty"`
+	IDs       []core.ID   `json:"-"` // stored, in the order applied
 }
 
 // Rejection is a change refused outright: undecodable, forged, or breaking a
