@@ -226,9 +226,13 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatal("the node did not stop within 10 s of SIGTERM under load")
 	}
-	t.Logf("stopped %s after SIGTERM with %d writes acknowledged", time.Since(began).Round(time.Millisecond), len(acked))
+	stopped := time.Since(began).Round(time.Millisecond)
 	close(stop)
-	wg.Wait()
+	wg.Wait() // the writers are done with acked from here on
+	t.Logf("stopped %s after SIGTERM with %d writes acknowledged", stopped, len(acked))
+	if len(acked) == 0 {
+		t.Fatal("no write was acknowledged before SIGTERM: the test loaded nothing")
+	}
 	var docs []map[string]any
 	ok(t, home, &docs, "query", "--space", space, "Author")
 	have := map[string]bool{}
