@@ -189,6 +189,13 @@ func TestExportFileImportFile(t *testing.T) {
 			mid = id
 		}
 	}
+	var buf bytes.Buffer
+	if n, err := Export(ctx, &buf, Header{Space: space}, src); err != nil || n != 11 {
+		t.Fatalf("export to a writer = %d, %v; want 11 changes", n, err)
+	}
+	if _, err := Decode(buf.Bytes()); err != nil {
+		t.Fatalf("exported bundle: %v", err)
+	}
 	dir := t.TempDir()
 	all, since := filepath.Join(dir, "all.trb"), filepath.Join(dir, "since.trb")
 	if n, err := ExportFile(ctx, all, Header{Space: space}, src); err != nil || n != 11 {
@@ -493,6 +500,42 @@ func TestSpool(t *testing.T) {
 	}
 	if _, err := Spool(ctx, bytes.NewReader(data), filepath.Join(dir, "missing"), 1<<20); err == nil {
 		t.Fatal("spool into a missing directory")
+	}
+}
+
+// OpenReader verifies a file where it stands (from its current offset,
+// nothing copied) and spools any other stream.
+func TestOpenReader(t *testing.T) {
+	ctx := context.Background()
+	data := encode(t, sampleBundle(t, 4))
+	f, err := os.Open(writeTemp(t, append([]byte("preamble"), data...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(int64(len("preamble")), io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, in := range map[string]io.Reader{"file": f, "stream": io.MultiReader(bytes.NewReader(data))} {
+		bf, err := OpenReader(ctx, in, dir, int64(len(data)))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		r := openReplica(t)
+		res, err := bf.Import(ctx, r, nil)
+		if err != nil || res.Applied != 5 {
+			t.Fatalf("%s: import = %+v, %v; want 5 applied", name, res, err)
+		}
+		if err := bf.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Seek(0, io.SeekCurrent); err != nil {
+		t.Fatalf("OpenReader's Close closed the caller's file: %v", err)
+	}
+	if _, err := OpenReader(ctx, bytes.NewReader(data[:len(data)-1]), dir, 1<<20); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("damaged reader: got %v, want ErrCorrupt", err)
 	}
 }
 

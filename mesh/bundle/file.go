@@ -12,10 +12,12 @@ import (
 	"github.com/tributary-sync/tributary/core/replica"
 )
 
-// File is a verified bundle on disk, ready to apply: the first pass is
-// done, the second runs in Import (or Apply).
+// File is a verified bundle, ready to apply: the first pass is done, the
+// second runs in Import (or Apply).
 type File struct {
-	f      *os.File
+	r      io.ReadSeeker
+	start  int64     // where the bundle starts in r
+	closer io.Closer // what Close closes: nil when the caller owns r
 	name   string
 	remove bool // a spool whose path could not be unlinked while open
 	v      *Verified
@@ -33,7 +35,31 @@ func OpenFile(ctx context.Context, path string) (*File, error) {
 		f.Close()
 		return nil, fmt.Errorf("read bundle %s: %w", path, err)
 	}
-	return &File{f: f, name: path, v: v}, nil
+	return &File{r: f, closer: f, name: path, v: v}, nil
+}
+
+// OpenReader verifies the bundle r holds, wherever it comes from: in place
+// when r can seek (an open file, read from where it stands), otherwise by
+// spooling it (Spool into spoolDir, at most maxBytes). Closing the File
+// does not close r.
+func OpenReader(ctx context.Context, r io.Reader, spoolDir string, maxBytes int64) (*File, error) {
+	rs, ok := r.(io.ReadSeeker)
+	if !ok {
+		return Spool(ctx, r, spoolDir, maxBytes)
+	}
+	start, err := rs.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return Spool(ctx, r, spoolDir, maxBytes) // a pipe or a terminal: not seekable after all
+	}
+	v, err := Verify(ctx, rs)
+	if err != nil {
+		return nil, err
+	}
+	name := "stream"
+	if f, ok := r.(interface{ Name() string }); ok {
+		name = f.Name()
+	}
+	return &File{r: rs, start: start, name: name, v: v}, nil
 }
 
 // Spool takes a bundle from a stream that cannot be read twice (an HTTP
@@ -48,7 +74,7 @@ func Spool(ctx context.Context, r io.Reader, dir string, maxBytes int64) (*File,
 	if err != nil {
 		return nil, fmt.Errorf("spool bundle: %w", err)
 	}
-	sf := &File{f: f, name: f.Name(), remove: os.Remove(f.Name()) != nil}
+	sf := &File{r: f, closer: f, name: f.Name(), remove: os.Remove(f.Name()) != nil}
 	bw := bufio.NewWriterSize(f, 64<<10)
 	capped := &capReader{r: r, left: maxBytes}
 	v, err := Verify(ctx, io.TeeReader(capped, bw))
@@ -99,15 +125,18 @@ func (f *File) Verified() *Verified { return f.v }
 
 // Apply runs the second pass (Verified.Apply) over the file.
 func (f *File) Apply(ctx context.Context, fn func(ctx context.Context, batch [][]byte) error) error {
-	if _, err := f.f.Seek(0, io.SeekStart); err != nil {
+	if _, err := f.r.Seek(f.start, io.SeekStart); err != nil {
 		return fmt.Errorf("read bundle %s again: %w", f.name, err)
 	}
-	return f.v.Apply(ctx, f.f, fn)
+	return f.v.Apply(ctx, f.r, fn)
 }
 
 // Close closes the file, removing it if it was a spool.
 func (f *File) Close() error {
-	err := f.f.Close()
+	if f.closer == nil {
+		return nil
+	}
+	err := f.closer.Close()
 	if f.remove {
 		if rerr := os.Remove(f.name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, rerr)
@@ -144,13 +173,15 @@ type Result struct {
 }
 
 // Err is nil when the replica refused nothing; otherwise it wraps
-// ErrRefused, naming how many changes were refused and the first reason.
+// ErrRefused, naming how many changes were refused, the first reason, and
+// what became of the rest.
 func (r Result) Err() error {
 	if r.Refused == 0 {
 		return nil
 	}
 	first := r.Rejected[0]
-	return fmt.Errorf("%w: %d of %d changes, the first %s: %s", ErrRefused, r.Refused, r.Changes, first.ID, first.Msg)
+	return fmt.Errorf("%w: %d of %d changes (%d applied, %d already held, %d waiting for parents); the first, %s: %s",
+		ErrRefused, r.Refused, r.Changes, r.Applied, r.Duplicates, r.Held, first.ID, first.Msg)
 }
 
 func (r *Result) add(rep replica.Report) {

@@ -102,22 +102,31 @@ type Source interface {
 	ExportTo(ctx context.Context, since []core.ID, fn func(env []byte) error) error
 }
 
-// ExportFile writes to path a bundle of what src holds beyond h.Since,
-// atomically (temporary file in the same directory, fsync, rename), and
+// Export writes to out a bundle of what src holds beyond h.Since and
 // returns the number of changes written. Memory stays bounded whatever the
-// size of the export.
+// size of the export. On an error out holds a bundle without its trailer,
+// which every reader refuses.
+func Export(ctx context.Context, out io.Writer, h Header, src Source) (int64, error) {
+	w, err := NewWriter(out, h)
+	if err != nil {
+		return 0, err
+	}
+	if err := src.ExportTo(ctx, h.Since, w.Add); err != nil {
+		return 0, err
+	}
+	if err := w.Close(); err != nil {
+		return 0, err
+	}
+	return w.Count(), nil
+}
+
+// ExportFile is Export to path, atomically (temporary file in the same
+// directory, fsync, rename).
 func ExportFile(ctx context.Context, path string, h Header, src Source) (int64, error) {
 	var n int64
-	err := writeFileAtomic(path, func(f io.Writer) error {
-		w, err := NewWriter(f, h)
-		if err != nil {
-			return err
-		}
-		if err := src.ExportTo(ctx, h.Since, w.Add); err != nil {
-			return err
-		}
-		n = w.Count()
-		return w.Close()
+	err := writeFileAtomic(path, func(f io.Writer) (err error) {
+		n, err = Export(ctx, f, h, src)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("export bundle %s: %w", path, err)
