@@ -44,16 +44,20 @@ func (b Bundle) writeTo(out io.Writer) error {
 // Decode parses and fully verifies bundle bytes of either version (see
 // Verify for what is checked and the errors).
 func Decode(data []byte) (Bundle, error) {
-	v, err := Verify(context.Background(), bytes.NewReader(data))
+	ctx := context.Background()
+	v, err := Verify(ctx, bytes.NewReader(data))
 	if err != nil {
 		return Bundle{}, err
 	}
-	return v.collect(context.Background(), bytes.NewReader(data))
+	return collect(ctx, v.Header, func(ctx context.Context, fn func(context.Context, [][]byte) error) error {
+		return v.Apply(ctx, bytes.NewReader(data), fn)
+	})
 }
 
-func (v *Verified) collect(ctx context.Context, r io.Reader) (Bundle, error) {
-	b := Bundle{Space: v.Header.Space, Since: v.Header.Since}
-	err := v.Apply(ctx, r, func(_ context.Context, batch [][]byte) error {
+// collect gathers what a second pass hands out.
+func collect(ctx context.Context, h Header, apply func(context.Context, func(context.Context, [][]byte) error) error) (Bundle, error) {
+	b := Bundle{Space: h.Space, Since: h.Since}
+	err := apply(ctx, func(_ context.Context, batch [][]byte) error {
 		b.Changes = append(b.Changes, batch...)
 		return nil
 	})
@@ -79,14 +83,9 @@ func ReadFile(path string) (Bundle, error) {
 		return Bundle{}, err
 	}
 	defer f.Close()
-	var b Bundle
-	err = f.Apply(ctx, func(_ context.Context, batch [][]byte) error {
-		b.Changes = append(b.Changes, batch...)
-		return nil
-	})
+	b, err := collect(ctx, f.Header(), f.Apply)
 	if err != nil {
 		return Bundle{}, fmt.Errorf("read bundle %s: %w", path, err)
 	}
-	b.Space, b.Since = f.Header().Space, f.Header().Since
 	return b, nil
 }

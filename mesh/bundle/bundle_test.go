@@ -53,7 +53,9 @@ func TestRoundTrip(t *testing.T) {
 			if v.Changes != 31 || v.Bytes != int64(len(data)) || !v.Header.equal(Header{Space: b.Space, Since: b.Since}) {
 				t.Fatalf("verified %+v", v)
 			}
-			got, err = v.collect(context.Background(), oneByteReader{bytes.NewReader(data)})
+			got, err = collect(context.Background(), v.Header, func(ctx context.Context, fn func(context.Context, [][]byte) error) error {
+				return v.Apply(ctx, oneByteReader{bytes.NewReader(data)}, fn)
+			})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -103,7 +103,7 @@ func (rd *Reader) classify(err error) error {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("%w: truncated or altered: the file ends at byte %d, %s", ErrCorrupt, rd.off, rd.where())
 	case errors.As(err, &p):
-		return rd.explain(fmt.Errorf("%w: %v", ErrCorrupt, p))
+		return rd.explain(p, fmt.Errorf("%w: %v", ErrCorrupt, p))
 	default:
 		return fmt.Errorf("read bundle: %w", err)
 	}
@@ -122,15 +122,16 @@ func (rd *Reader) where() string {
 }
 
 // explain reads the rest of the file to see whether its checksum holds.
-// If not, the file was damaged and that is the error, with err as the
-// first symptom; if it does, err stands (the file was built that way).
-func (rd *Reader) explain(err error) error {
+// If not, the file was damaged and that is the error, naming symptom as
+// the first problem seen; if it does, err stands (the file was built that
+// way).
+func (rd *Reader) explain(symptom, err error) error {
 	intact, rerr := rd.sum.drain()
 	if rerr != nil {
 		return fmt.Errorf("read bundle: %w", rerr)
 	}
 	if !intact {
-		return fmt.Errorf("%w: checksum mismatch (truncated or altered file); first problem: %v", ErrCorrupt, err)
+		return fmt.Errorf("%w: checksum mismatch (truncated or altered file); first problem: %v", ErrCorrupt, symptom)
 	}
 	return err
 }

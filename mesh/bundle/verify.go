@@ -137,12 +137,12 @@ func Verify(ctx context.Context, r io.Reader) (*Verified, error) {
 				return nil, err
 			}
 		}
-		s, c, err := checkChange(v.Header.Space, n, env)
+		id, s, c, err := checkChange(v.Header.Space, n, env)
 		if err == nil {
-			err = sc.add(n, c.Author, s.ID(), s.Sig)
+			err = sc.add(n, c.Author, id, s.Sig)
 		}
 		if err != nil {
-			return nil, rd.explain(err)
+			return nil, rd.explain(err, err)
 		}
 		if !b.fits(env) {
 			sum, _ := b.cut()
@@ -162,19 +162,20 @@ func Verify(ctx context.Context, r io.Reader) (*Verified, error) {
 }
 
 // checkChange is everything but the signature check of change n.
-func checkChange(space core.ID, n int64, env []byte) (core.Signed, *core.Change, error) {
+func checkChange(space core.ID, n int64, env []byte) (core.ID, core.Signed, *core.Change, error) {
 	s, err := core.DecodeSigned(env)
 	if err != nil {
-		return s, nil, fmt.Errorf("%w: change %d: %w", ErrBadChange, n, err)
+		return core.ID{}, s, nil, fmt.Errorf("%w: change %d: %w", ErrBadChange, n, err)
 	}
+	id := s.ID()
 	c, err := s.Check()
 	if err != nil {
-		return s, nil, fmt.Errorf("%w: change %d (%s): %w", ErrBadChange, n, s.ID(), err)
+		return id, s, nil, fmt.Errorf("%w: change %d (%s): %w", ErrBadChange, n, id, err)
 	}
-	if !c.IsGenesis() && c.Space != space || c.IsGenesis() && s.ID() != space {
-		return s, nil, fmt.Errorf("%w: change %d (%s) belongs to another space than the bundle's %s", ErrBadChange, n, s.ID(), space)
+	if !c.IsGenesis() && c.Space != space || c.IsGenesis() && id != space {
+		return id, s, nil, fmt.Errorf("%w: change %d (%s) belongs to another space than the bundle's %s", ErrBadChange, n, id, space)
 	}
-	return s, c, nil
+	return id, s, c, nil
 }
 
 // Apply reads the verified bundle again from r (from its start) and hands

@@ -39,7 +39,10 @@ func NewWriter(w io.Writer, h Header) (*Writer, error) {
 	bw.write(append([]byte(magicPrefix), Version))
 	bw.write(binary.BigEndian.AppendUint32(nil, uint32(len(head))))
 	bw.write(head)
-	return bw, bw.err
+	if bw.err != nil {
+		return nil, bw.err
+	}
+	return bw, nil
 }
 
 func (w *Writer) write(b []byte) {
