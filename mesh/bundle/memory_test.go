@@ -39,6 +39,7 @@ const (
 	memBundleEnv   = "TRIBUTARY_BUNDLE_MEMORY_BUNDLE"
 	memDBEnv       = "TRIBUTARY_BUNDLE_MEMORY_DB"
 	memSeedEnv     = "TRIBUTARY_BUNDLE_MEMORY_SEED"
+	memBytesEnv    = "TRIBUTARY_BUNDLE_MEMORY_BYTES" // bundle size; bigBundleBytes when unset
 	statsPrefix    = "BUNDLE-MEMORY-STATS "
 )
 
@@ -76,14 +77,22 @@ type childStats struct {
 //
 // With memChildEnv set, the same test is a child: it generates the bundle
 // (so that a parent built with the race detector need not) or imports it.
+// To measure another size by hand, set memBytesEnv, e.g. to 1073741824.
 func TestImportMemoryIsBounded(t *testing.T) {
+	size := int64(bigBundleBytes)
+	if s := os.Getenv(memBytesEnv); s != "" {
+		var err error
+		if size, err = strconv.ParseInt(s, 10, 64); err != nil || size <= 0 {
+			t.Fatalf("%s=%q: want a size in bytes", memBytesEnv, s)
+		}
+	}
 	switch os.Getenv(memChildEnv) {
 	case "generate":
 		seed, err := strconv.ParseUint(os.Getenv(memSeedEnv), 10, 64)
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, last := writeBigBundle(t, os.Getenv(memBundleEnv), seed)
+		n, last := writeBigBundle(t, os.Getenv(memBundleEnv), seed, size)
 		report(t, childStats{Written: n, LastHead: last})
 		return
 	case "import":
@@ -98,7 +107,7 @@ func TestImportMemoryIsBounded(t *testing.T) {
 	child := func(mode string) (childStats, *os.ProcessState, int64) {
 		cmd := exec.Command(bin, "-test.run=^TestImportMemoryIsBounded$", "-test.v")
 		cmd.Env = append(os.Environ(), memChildEnv+"="+mode, memBundleEnv+"="+path, memDBEnv+"="+db,
-			memSeedEnv+"="+strconv.FormatUint(seed, 10))
+			memSeedEnv+"="+strconv.FormatUint(seed, 10), memBytesEnv+"="+strconv.FormatInt(size, 10))
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
@@ -206,8 +215,8 @@ func childBinary(t *testing.T, dir string) string {
 }
 
 // writeBigBundle writes a chain of changes with bigValueBytes of random
-// text each, up to bigBundleBytes, and returns the count and the last ID.
-func writeBigBundle(t *testing.T, path string, seed uint64) (int64, core.ID) {
+// text each, up to size bytes, and returns the count and the last ID.
+func writeBigBundle(t *testing.T, path string, seed uint64, size int64) (int64, core.ID) {
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +234,7 @@ func writeBigBundle(t *testing.T, path string, seed uint64) (int64, core.ID) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 	value := make([]byte, bigValueBytes)
-	for size := 0; size < bigBundleBytes; size += len(value) {
+	for written := int64(0); written < size; written += int64(len(value)) {
 		for i := 0; i < len(value); i += 8 {
 			r := rng.Uint64()
 			for j := range 8 {
