@@ -14,8 +14,9 @@
 // (ErrChanged otherwise). Importing the same bundle again changes nothing.
 //
 //	n, err := bundle.ExportFile(ctx, "out.trb", bundle.Header{Space: space, Since: peerHeads}, rep)
+//	n, err = bundle.Export(ctx, w, header, rep) // to any io.Writer (an HTTP response)
 //
-//	f, err := bundle.OpenFile(ctx, "out.trb") // or bundle.Spool(ctx, req.Body, tmpDir, maxBytes)
+//	f, err := bundle.OpenFile(ctx, "out.trb") // or OpenReader(ctx, req.Body, spoolDir, bundle.MaxSize)
 //	if err != nil { ... }                     // names the first problem; nothing applied
 //	defer f.Close()
 //	res, err := f.Import(ctx, rep, progress)  // err: the store, or the file changed
