@@ -97,11 +97,13 @@ type Joined struct {
 	Checked   string         `json:"checked"` // whether a peer admitted the use yet
 }
 
-// Imported is what an import did.
+// Imported is what an import did. Report.Rejected lists the first
+// bundle.MaxRejections refusals; Refused counts them all.
 type Imported struct {
-	Space  core.ID        `json:"space"`
-	Total  int            `json:"changes"`
-	Report replica.Report `json:"report"`
+	Space   core.ID        `json:"space"`
+	Total   int            `json:"changes"`
+	Report  replica.Report `json:"report"`
+	Refused int            `json:"refused"`
 }
 
 // Exported is what an export wrote.
