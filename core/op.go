@@ -83,6 +83,45 @@ type Op struct {
 	// Expires is the wall-clock millisecond after which a use of the
 	// invite is refused (OpInvite).
 	Expires uint64 `cbor:"14,keyasint,omitempty"`
+	// Reads is the attestation of a data op that starts an action a rule
+	// guards: the facts the author's replica relied on when it judged the
+	// rule (see Fact). Replicas re-judge the rule themselves; the
+	// attestation records what the author saw. Absent in older changes.
+	Reads []Fact `cbor:"15,keyasint,omitempty"`
+}
+
+// Fact is one thing a rule relied on: a document read by id and the
+// version seen (Doc set; Version is the change of the document's newest
+// write, zero when it did not exist), or the set of documents of Coll
+// whose Field equals Value (Field set).
+type Fact struct {
+	Coll    string `cbor:"1,keyasint,omitempty" json:"collection"`
+	Doc     string `cbor:"2,keyasint,omitempty" json:"id,omitempty"`
+	Field   string `cbor:"3,keyasint,omitempty" json:"field,omitempty"`
+	Value   any    `cbor:"4,keyasint,omitempty" json:"value,omitempty"`
+	Version ID     `cbor:"5,keyasint,omitzero" json:"version,omitzero"`
+}
+
+// MaxFacts bounds the facts of one op's attestation.
+const MaxFacts = 1024
+
+func (f *Fact) checkShape() error {
+	if f.Coll == "" || len(f.Coll) > maxNameLen || len(f.Field) > maxNameLen {
+		return errors.New("a fact names a collection (and at most 256 bytes of names)")
+	}
+	if (f.Doc == "") == (f.Field == "") {
+		return errors.New("a fact names a document or a field, not both")
+	}
+	if f.Doc != "" {
+		if f.Value != nil {
+			return errors.New("a document fact holds no value")
+		}
+		return CheckDocID(f.Doc)
+	}
+	if f.Value == nil || !f.Version.IsZero() {
+		return errors.New("a field fact holds a value and no version")
+	}
+	return nil
 }
 
 // MaxRoleLen bounds a role name.
@@ -112,6 +151,17 @@ const maxNameLen = 256
 func (o *Op) checkShape() error {
 	if err := o.checkText(); err != nil {
 		return err
+	}
+	if len(o.Reads) > 0 && !o.Kind.IsData() {
+		return fmt.Errorf("%s carries an attestation: only data ops do", o.Kind)
+	}
+	if len(o.Reads) > MaxFacts {
+		return fmt.Errorf("attestation of %d facts, limit %d", len(o.Reads), MaxFacts)
+	}
+	for i := range o.Reads {
+		if err := o.Reads[i].checkShape(); err != nil {
+			return fmt.Errorf("attestation fact %d: %v", i, err)
+		}
 	}
 	needDoc := func() error {
 		if o.Coll == "" || o.Doc == "" {

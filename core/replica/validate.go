@@ -179,7 +179,7 @@ func (w *writeTxn) build(author core.PublicKey, ops []core.Op, nowMillis uint64)
 	return &core.Change{
 		Version: core.ChangeVersion, Space: r.genesisID, Author: author,
 		Seq: seq + 1, Prev: prev, Parents: parents, Height: maxH + 1,
-		HLC: core.NextHLC(maxC, nowMillis, r.maxAhead), Ops: ops,
+		HLC: core.NextHLC(maxC, nowMillis, r.maxAhead), Ops: slices.Clone(ops),
 	}, nil
 }
 
@@ -234,14 +234,8 @@ func (w *writeTxn) precheck(c *core.Change, id core.ID) error {
 		}
 		return nil
 	}
-	role, err := w.r.members.Authorize(c.Author, id, precheckAncestry{w, c})
-	if err != nil {
-		return err
-	}
-	if role == core.RoleInvite {
-		return fmt.Errorf("%w: an invite key may only grant", core.ErrUnauthorized)
-	}
-	return nil
+	_, err := w.authorizeData(c, id, precheckAncestry{w, c})
+	return err
 }
 
 // precheckAncestry answers ancestry for a change not stored yet.

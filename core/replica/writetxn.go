@@ -25,6 +25,9 @@ type writeTxn struct {
 	pending int // bytes the documents held until commit will add (an estimate)
 	done    bool
 	planned bool // ops come from the planner, which checked them (Mutate)
+
+	pre     *ruleResult              // rules of the change being written, judged before signing
+	decoded map[core.ID]*core.Change // changes read by rules
 }
 
 type docEntry struct {
@@ -40,7 +43,7 @@ const (
 )
 
 func (r *Replica) begin() *writeTxn {
-	return &writeTxn{r: r, txn: r.db.NewTransaction(true), docs: map[string]*docEntry{}}
+	return &writeTxn{r: r, txn: r.db.NewTransaction(true), docs: map[string]*docEntry{}, decoded: map[core.ID]*core.Change{}}
 }
 
 // full reports whether the transaction should commit before taking more:
@@ -204,18 +207,47 @@ func (w *writeTxn) apply(s core.Signed, c *core.Change, id core.ID) (valid bool,
 	} else {
 		w.indexCreates(c, id)
 	}
+	w.indexValues(c)
 	if m.Admin {
 		return w.applyAdmin(c, id, m)
 	}
-	role, err := r.members.Authorize(c.Author, id, w.anc())
-	if err == nil && role == core.RoleInvite {
-		err = fmt.Errorf("%w: an invite key may only grant", core.ErrUnauthorized)
+	role, err := w.authorizeData(c, id, w.anc())
+	m.AuthErr = errText(err)
+	if m.SchemaErr == "" && m.AuthErr == "" {
+		if err := w.applyRules(c, id, m, role); err != nil {
+			return false, err
+		}
 	}
-	w.setVerdict(id, m, err)
+	w.setVerdict(id, m)
 	if m.Valid {
 		w.merge(c, id)
 	}
 	return m.Valid, nil
+}
+
+// authorizeData is the authorization verdict of a data change: its
+// author holds a role at it (core.Membership.Authorize), not an invite
+// key's, that may write every collection it writes under the schema in
+// force at it. It returns the role.
+func (w *writeTxn) authorizeData(c *core.Change, id core.ID, anc core.Ancestry) (string, error) {
+	role, err := w.r.members.Authorize(c.Author, id, anc)
+	if err != nil {
+		return "", err
+	}
+	if role == core.RoleInvite {
+		return "", fmt.Errorf("%w: an invite key may only grant", core.ErrUnauthorized)
+	}
+	if err := checkAccess(w.schemaAt(c.Parents), c, role); err != nil {
+		return "", err
+	}
+	return role, nil
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // clockBound is how far c's clock may run past its parents': the space's
@@ -260,6 +292,9 @@ func (w *writeTxn) applyGenesis(s core.Signed, c *core.Change, id core.ID) (bool
 	if err := r.setGenesis(id, c); err != nil {
 		return false, err
 	}
+	if err := w.ensureIndexed(r.current); err != nil {
+		return false, err
+	}
 	ix := w.authorIndex(c.Author)
 	vv := make([]uint64, ix+1)
 	vv[ix] = 1
@@ -300,13 +335,19 @@ func (w *writeTxn) store(s core.Signed, c *core.Change, id core.ID, m *meta, vv 
 	}
 }
 
-func (w *writeTxn) setVerdict(id core.ID, m *meta, authErr error) {
+// setVerdict derives a change's verdict from its schema, authorization,
+// rules and conflict verdicts, counts it and stores it.
+func (w *writeTxn) setVerdict(id core.ID, m *meta) {
 	wasInvalid := !m.fresh && !m.Valid // a fresh meta is not counted yet
 	switch {
 	case m.SchemaErr != "":
 		m.Valid, m.Reason = false, m.SchemaErr
-	case authErr != nil:
-		m.Valid, m.Reason = false, authErr.Error()
+	case m.AuthErr != "":
+		m.Valid, m.Reason = false, m.AuthErr
+	case m.RuleErr != "":
+		m.Valid, m.Reason = false, m.RuleErr
+	case m.Lost != "":
+		m.Valid, m.Reason = false, m.Lost
 	default:
 		m.Valid, m.Reason = true, ""
 	}

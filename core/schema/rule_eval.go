@@ -39,17 +39,28 @@ type Env struct {
 	New    *Doc   // after it; nil for a delete
 }
 
-// Eval decides the rule. When it is false, why says which part failed,
-// in the rule's own words (with the document that made a "not exists"
-// fail). An error is the Source's.
-func (r *Rule) Eval(env Env, src Source) (ok bool, why string, err error) {
-	e := &evaluator{r: r, env: env, src: src, docs: map[string]*Doc{}, witness: map[*existsNode]string{}}
-	ok, err = e.truth(r.root)
-	if err != nil || ok {
-		return ok, "", err
+// Outcome is a rule's verdict and what it relied on.
+type Outcome struct {
+	OK  bool
+	Why string // when false: which part failed, in the rule's own words
+	// Relied lists the documents the verdict rests on, as [collection,
+	// id]: those looked up by id (found or not) and those an exists found.
+	// With the Source's Lookups they are the rule's attestation.
+	Relied [][2]string
+}
+
+// Eval decides the rule. An error is the Source's.
+func (r *Rule) Eval(env Env, src Source) (Outcome, error) {
+	e := &evaluator{r: r, env: env, src: src, docs: map[string]*Doc{}, witness: map[*existsNode]string{}, relied: map[[2]string]bool{}}
+	ok, err := e.truth(r.root)
+	if err != nil {
+		return Outcome{}, err
 	}
-	why, err = e.explain(r.root)
-	return false, why, err
+	out := Outcome{OK: ok, Relied: e.order}
+	if !ok {
+		out.Why, err = e.explain(r.root)
+	}
+	return out, err
 }
 
 type evaluator struct {
@@ -58,6 +69,16 @@ type evaluator struct {
 	src     Source
 	docs    map[string]*Doc // aliases bound by enclosing exists
 	witness map[*existsNode]string
+	relied  map[[2]string]bool
+	order   [][2]string
+}
+
+func (e *evaluator) rely(coll, id string) {
+	k := [2]string{coll, id}
+	if !e.relied[k] {
+		e.relied[k] = true
+		e.order = append(e.order, k)
+	}
 }
 
 func (e *evaluator) text(n node) string {
@@ -258,6 +279,7 @@ func (e *evaluator) evalExists(n *existsNode) (any, error) {
 			return false, nil
 		}
 		ids = []string{s}
+		e.rely(n.coll, s)
 	} else {
 		key, ok := IndexValue(n.driveKind, v)
 		if !ok {
@@ -283,6 +305,7 @@ func (e *evaluator) evalExists(n *existsNode) (any, error) {
 		}
 		if ok {
 			e.witness[n] = n.coll + "/" + id
+			e.rely(n.coll, id)
 			return true, nil
 		}
 	}

@@ -210,10 +210,11 @@ func TestRuleEvalLending(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ok, why, err := tc.rule.Eval(tc.env, src)
+			out, err := tc.rule.Eval(tc.env, src)
 			if err != nil {
 				t.Fatal(err)
 			}
+			ok, why := out.OK, out.Why
 			if ok != tc.ok {
 				t.Fatalf("Eval = %v (%s), want %v", ok, why, tc.ok)
 			}
@@ -240,13 +241,13 @@ func TestRuleEvalValues(t *testing.T) {
 	env := Env{Now: uint64(time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC).UnixMilli()), New: &Doc{Fields: map[string]any{
 		"n": int64(2), "f": 1.5, "s": "b", "tags": []any{"green", "red"}, "d": "2024-05-01T12:00:00Z",
 	}}}
-	ok, why, err := x.Rule(ActionCreate).Eval(env, &mapSource{})
-	if err != nil || !ok {
-		t.Fatalf("Eval = %v, %q, %v; want true", ok, why, err)
+	out, err := x.Rule(ActionCreate).Eval(env, &mapSource{})
+	if err != nil || !out.OK {
+		t.Fatalf("Eval = %+v, %v; want true", out, err)
 	}
 	env.New.Fields["n"] = int64(3)
-	if ok, why, _ := x.Rule(ActionCreate).Eval(env, &mapSource{}); ok || !strings.Contains(why, "new.n + 1 == 3 is false") {
-		t.Fatalf("with n=3: Eval = %v, %q; want false naming new.n + 1 == 3", ok, why)
+	if out, _ := x.Rule(ActionCreate).Eval(env, &mapSource{}); out.OK || !strings.Contains(out.Why, "new.n + 1 == 3 is false") {
+		t.Fatalf("with n=3: Eval = %+v; want false naming new.n + 1 == 3", out)
 	}
 }
 
@@ -254,8 +255,12 @@ func TestRuleLookupIsIndexed(t *testing.T) {
 	s := lendingSchema(t)
 	loan, _ := s.Collection("Loan")
 	src := &mapSource{docs: map[string]map[string]*Doc{"Book": {"b1": {ID: "b1"}}}}
-	if ok, _, _ := loan.Rule(ActionCreate).Eval(Env{Author: "a", New: &Doc{Fields: map[string]any{"book": "b1", "borrower": "a"}}}, src); !ok {
+	out, _ := loan.Rule(ActionCreate).Eval(Env{Author: "a", New: &Doc{Fields: map[string]any{"book": "b1", "borrower": "a"}}}, src)
+	if !out.OK {
 		t.Fatal("loan refused")
+	}
+	if want := [][2]string{{"Book", "b1"}}; !slices.Equal(out.Relied, want) {
+		t.Errorf("relied on %q, want %q", out.Relied, want)
 	}
 	// One Doc for the book by id, one Lookup for the open loans: no scan.
 	if src.gets != 1 || src.lookups != 1 {
