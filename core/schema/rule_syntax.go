@@ -275,7 +275,7 @@ func parseExpr(src string) (node, error) {
 }
 
 func (p *ruleParser) peek() token { return p.toks[p.i] }
-func (p *ruleParser) next() token  { t := p.toks[p.i]; p.i++; return t }
+func (p *ruleParser) next() token { t := p.toks[p.i]; p.i++; return t }
 
 func (p *ruleParser) errAt(t token, format string, args ...any) error {
 	return posError(p.src, t.pos, format, args...)
