@@ -42,12 +42,13 @@ func (w *writeTxn) applyAdmin(c *core.Change, id core.ID, m *meta) (bool, error)
 	if !r.members.Accepted(id) {
 		m.AuthErr = r.members.Rejected[id]
 	}
-	if m.SchemaErr == "" && m.AuthErr == "" && hasData(c) {
+	if hasData(c) {
 		if err := w.applyRules(c, id, m, core.RoleAdmin); err != nil {
 			return false, err
 		}
+	} else {
+		w.setVerdict(id, m)
 	}
-	w.setVerdict(id, m)
 	if m.Valid {
 		w.merge(c, id)
 	}
@@ -129,7 +130,11 @@ func (w *writeTxn) rejudge(before *core.Membership, skip core.ID) error {
 	case r.rulesOn && data:
 		return w.rejudgeRules()
 	case len(r.edges) > 0:
-		return w.resettle(core.ID{})
+		flipped, err := w.resettle(core.ID{})
+		if err != nil {
+			return err
+		}
+		return w.recascade(flipped)
 	}
 	return nil
 }

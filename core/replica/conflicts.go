@@ -155,18 +155,20 @@ func (w *writeTxn) lostReason(loser, winner core.ID) string {
 // resettle applies the winner rule to every conflict known and gives the
 // changes whose standing changed their new verdict, rebuilding their
 // documents. fresh is the change being applied: only its meta is
-// updated (apply sets its verdict and merges it).
-func (w *writeTxn) resettle(fresh core.ID) error {
+// updated (apply sets its verdict and merges it). It returns the changes
+// whose verdict changed.
+func (w *writeTxn) resettle(fresh core.ID) ([]core.ID, error) {
 	r := w.r
 	losers := w.settle(func(core.ID) bool { return true })
 	nodes := map[core.ID]bool{}
 	for e := range r.edges {
 		nodes[e.a], nodes[e.b] = true, true
 	}
+	var flipped []core.ID
 	for _, id := range core.SortIDs(slices.Collect(mapKeysID(nodes))) {
 		m, err := r.meta(w.txn, id)
 		if err != nil {
-			return storeError{err}
+			return nil, storeError{err}
 		}
 		lost := ""
 		if win, ok := losers[id]; ok {
@@ -182,12 +184,145 @@ func (w *writeTxn) resettle(fresh core.ID) error {
 		was := m.Valid
 		w.setVerdict(id, m)
 		if m.Valid != was {
+			flipped = append(flipped, id)
 			if err := w.rebuildChange(id, "change verdict changed by a conflict", m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return flipped, nil
+}
+
+// setUndone decides whether stored change id (ok, with its conflicts
+// settled) is undone: its rules are false at its past as this replica's
+// verdicts leave it, where changes rolled back are undone. Only a past
+// holding a change in conflict or undone can differ from its view.
+func (w *writeTxn) setUndone(c *core.Change, id core.ID, m *meta) error {
+	r := w.r
+	m.Undone = ""
+	defer func() {
+		if m.Undone != "" {
+			r.undone[id] = true
+		} else {
+			delete(r.undone, id)
+		}
+	}()
+	if !m.Ruled || !m.ok() || m.Lost != "" || !w.pastTouched(id) {
+		return nil
+	}
+	role := core.RoleAdmin
+	if !m.Admin {
+		var err error
+		if role, err = r.members.Authorize(c.Author, id, w.anc()); err != nil {
+			return nil
+		}
+	}
+	res, err := w.judgeRules(c, role, w.finalView(c, id))
+	if err != nil {
+		return err
+	}
+	if res.err != nil {
+		m.Undone = fmt.Sprintf("%v: once the changes rolled back in its causal past are undone, %s", core.ErrRolledBack,
+			strings.TrimPrefix(res.err.Error(), core.ErrRuleViolation.Error()+": "))
+	}
+	return nil
+}
+
+// pastTouched reports whether a change in conflict, or undone, is in the
+// causal past of id.
+func (w *writeTxn) pastTouched(id core.ID) bool {
+	anc := w.anc()
+	for e := range w.r.edges {
+		if anc.IsAncestor(e.a, id) || anc.IsAncestor(e.b, id) {
+			return true
+		}
+	}
+	for u := range w.r.undone {
+		if anc.IsAncestor(u, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// recascade re-decides, in (height, ID) order, whether the later changes
+// whose rules read what the flipped changes wrote are undone, following
+// every verdict that changes.
+func (w *writeTxn) recascade(flipped []core.ID) error {
+	r := w.r
+	anc := w.anc()
+	queued := map[core.ID]bool{}
+	var queue []core.ID
+	follow := func(f core.ID) error {
+		c, err := w.change(f)
+		if err != nil {
+			return err
+		}
+		keys, err := w.writeKeys(c)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			err := w.readers(k, func(y core.ID) {
+				if !queued[y] && anc.IsAncestor(f, y) {
+					queued[y] = true
+					queue = append(queue, y)
+				}
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, f := range flipped {
+		if err := follow(f); err != nil {
+			return err
+		}
+	}
+	for len(queue) > 0 {
+		slices.SortFunc(queue, w.byOrder)
+		x := queue[0]
+		queue = queue[1:]
+		m, err := r.meta(w.txn, x)
+		if err != nil {
+			return storeError{err}
+		}
+		c, err := w.change(x)
+		if err != nil {
+			return err
+		}
+		was, wasUndone := m.Valid, m.Undone
+		if err := w.setUndone(c, x, m); err != nil {
+			return err
+		}
+		if m.Undone == wasUndone {
+			continue
+		}
+		w.setVerdict(x, m)
+		if m.Valid != was {
+			if err := w.rebuildChange(x, "change verdict changed by a rollback in its past", m); err != nil {
+				return err
+			}
+			if err := follow(x); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// byOrder orders stored changes by (height, ID), a causal order.
+func (w *writeTxn) byOrder(a, b core.ID) int {
+	ma, _ := w.r.meta(w.txn, a)
+	mb, _ := w.r.meta(w.txn, b)
+	if ma != nil && mb != nil && ma.Height != mb.Height {
+		if ma.Height < mb.Height {
+			return -1
+		}
+		return 1
+	}
+	return a.Compare(b)
 }
 
 func mapKeysID(m map[core.ID]bool) func(func(core.ID) bool) {
@@ -276,21 +411,10 @@ func (w *writeTxn) findEdges(c *core.Change, id core.ID, m *meta, reads []readKe
 		}
 	}
 	found := false
-	byOrder := func(a, b core.ID) int {
-		ma, _ := r.meta(w.txn, a)
-		mb, _ := r.meta(w.txn, b)
-		if ma != nil && mb != nil && ma.Height != mb.Height {
-			if ma.Height < mb.Height {
-				return -1
-			}
-			return 1
-		}
-		return a.Compare(b)
-	}
 	for len(queue) > 0 {
 		// In (height, ID) order: a conflict's check reads the conflicts of
 		// id with the other side's past, found before it.
-		slices.SortFunc(queue, byOrder)
+		slices.SortFunc(queue, w.byOrder)
 		x := queue[0]
 		queue = queue[1:]
 		mx, err := r.meta(w.txn, x)
@@ -386,9 +510,8 @@ func (w *writeTxn) writers(k readKey, fn func(core.ID)) error {
 	docs := []string{k.doc}
 	if k.field != "" {
 		docs = nil
-		prefix := valuePrefix(k.coll, k.field, k.val)
-		err := scanKeys(w.txn, prefix, func(key []byte) error {
-			docs = append(docs, string(key[len(prefix):]))
+		err := w.scanIndex(valuePrefix(k.coll, k.field, k.val), func(sfx []byte) error {
+			docs = append(docs, string(sfx))
 			return nil
 		})
 		if err != nil {
@@ -396,7 +519,7 @@ func (w *writeTxn) writers(k readKey, fn func(core.ID)) error {
 		}
 	}
 	for _, d := range docs {
-		err := scanKeys(w.txn, docIndexPrefix(k.coll, d), func(key []byte) error {
+		err := w.scanIndex(docIndexPrefix(k.coll, d), func(key []byte) error {
 			var id core.ID
 			copy(id[:], key[len(key)-len(id):])
 			fn(id)
@@ -411,7 +534,7 @@ func (w *writeTxn) writers(k readKey, fn func(core.ID)) error {
 
 // readers calls fn with every change whose rules read k.
 func (w *writeTxn) readers(k readKey, fn func(core.ID)) error {
-	err := scanKeys(w.txn, readerPrefix(k.String()), func(key []byte) error {
+	err := w.scanIndex(readerPrefix(k.String()), func(key []byte) error {
 		var id core.ID
 		copy(id[:], key[len(key)-len(id):])
 		fn(id)
@@ -438,9 +561,7 @@ func (w *writeTxn) writeKeys(c *core.Change) ([]readKey, error) {
 		if len(w.r.indexed[op.Coll]) == 0 {
 			continue
 		}
-		prefix := docValuePrefix(op.Coll, op.Doc)
-		err := scanKeys(w.txn, prefix, func(key []byte) error {
-			rest := key[len(prefix):]
+		err := w.scanIndex(docValuePrefix(op.Coll, op.Doc), func(rest []byte) error {
 			f, v, ok := strings.Cut(string(rest), "\x00")
 			if ok && len(v) >= 4 {
 				out = append(out, readKey{coll: op.Coll, field: f, val: []byte(v[4:])})
@@ -507,7 +628,10 @@ func (w *writeTxn) rejudgeRules() error {
 		}
 		heads[id] = true
 	}
+	// The winner rule, then, in order, what is undone by the rollbacks in
+	// each change's past.
 	losers := w.settle(func(core.ID) bool { return true })
+	clear(r.undone)
 	for _, id := range data {
 		m, err := r.meta(w.txn, id)
 		if err != nil {
@@ -516,6 +640,13 @@ func (w *writeTxn) rejudgeRules() error {
 		m.Lost = ""
 		if win, ok := losers[id]; ok {
 			m.Lost = w.lostReason(id, win)
+		}
+		c, err := w.change(id)
+		if err != nil {
+			return err
+		}
+		if err := w.setUndone(c, id, m); err != nil {
+			return err
 		}
 		w.setVerdict(id, m)
 		if m.Valid != was[id] {
@@ -544,9 +675,8 @@ func (w *writeTxn) rejudgeOne(c *core.Change, id core.ID, m *meta, i int, pos ma
 		m.RuleErr = res.err.Error()
 	}
 	for _, k := range res.reads {
-		key := readerKey(k.String(), id)
-		if _, err := w.txn.Get(key); errors.Is(err, badger.ErrKeyNotFound) {
-			w.txnSet(key, nil)
+		if _, err := w.txn.Get(readerKey(k.String(), id)); errors.Is(err, badger.ErrKeyNotFound) {
+			w.indexSet(readerPrefix(k.String()), id[:])
 		} else if err != nil {
 			return storeError{err}
 		}
@@ -571,18 +701,21 @@ func (w *writeTxn) rejudgeOne(c *core.Change, id core.ID, m *meta, i int, pos ma
 // Rollback is a change that passed its rules at its causal past but lost
 // a conflict with a concurrent change: it is kept, with no effect.
 type Rollback struct {
-	Change       core.ID  `json:"change"`
-	Author       string   `json:"author"`
-	HLC          string   `json:"hlc"`
-	Documents    []string `json:"documents"` // collection/id it wrote
-	Winner       core.ID  `json:"winner"`    // the concurrent change that stands
-	WinnerAuthor string   `json:"winner_author"`
-	WinnerDocs   []string `json:"winner_documents"`
+	Change    core.ID  `json:"change"`
+	Author    string   `json:"author"`
+	HLC       string   `json:"hlc"`
+	Documents []string `json:"documents"` // collection/id it wrote
+	// Winner is the concurrent change it lost to; zero for a change
+	// undone because changes its rules relied on were rolled back.
+	Winner       core.ID  `json:"winner,omitzero"`
+	WinnerAuthor string   `json:"winner_author,omitempty"`
+	WinnerDocs   []string `json:"winner_documents,omitempty"`
 	Reason       string   `json:"reason"`
 }
 
-// Rollbacks lists the changes rolled back by the winner rule, each with
-// the change it lost to, by (height, ID) of the loser.
+// Rollbacks lists the changes rolled back: those that lost a conflict by
+// the winner rule, each with the change it lost to, and those undone
+// because what their rules relied on was rolled back; by (height, ID).
 func (r *Replica) Rollbacks() ([]Rollback, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -592,13 +725,14 @@ func (r *Replica) Rollbacks() ([]Rollback, error) {
 	}
 	err := r.db.View(func(txn *badger.Txn) error {
 		losers := r.settle(txn, func(core.ID) bool { return true })
-		ids := slices.Collect(mapKeysID(func() map[core.ID]bool {
-			m := map[core.ID]bool{}
-			for id := range losers {
-				m[id] = true
-			}
-			return m
-		}()))
+		set := map[core.ID]bool{}
+		for id := range losers {
+			set[id] = true
+		}
+		for id := range r.undone {
+			set[id] = true
+		}
+		ids := slices.Collect(mapKeysID(set))
 		slices.SortFunc(ids, func(a, b core.ID) int {
 			ma, _ := r.meta(txn, a)
 			mb, _ := r.meta(txn, b)
@@ -628,20 +762,22 @@ func (r *Replica) Rollbacks() ([]Rollback, error) {
 			if err != nil {
 				return err
 			}
-			if m.Lost == "" || !m.ok() {
+			if (m.Lost == "" && m.Undone == "") || !m.ok() {
 				continue
 			}
-			win := losers[id]
-			mw, err := r.meta(txn, win)
-			if err != nil {
-				return err
-			}
-			rb := Rollback{Change: id, Author: m.Author.String(), HLC: m.HLC.String(), Winner: win, WinnerAuthor: mw.Author.String(), Reason: m.Reason}
+			rb := Rollback{Change: id, Author: m.Author.String(), HLC: m.HLC.String(), Reason: m.Reason}
 			if rb.Documents, err = docsOf(id); err != nil {
 				return err
 			}
-			if rb.WinnerDocs, err = docsOf(win); err != nil {
-				return err
+			if win, ok := losers[id]; ok && m.Lost != "" {
+				mw, err := r.meta(txn, win)
+				if err != nil {
+					return err
+				}
+				rb.Winner, rb.WinnerAuthor = win, mw.Author.String()
+				if rb.WinnerDocs, err = docsOf(win); err != nil {
+					return err
+				}
 			}
 			out = append(out, rb)
 		}

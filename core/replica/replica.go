@@ -87,6 +87,7 @@ type meta struct {
 	Ruled   bool   // holds an action a rule guards
 	RuleErr string // a rule is false at the change's view
 	Lost    string // rolled back: lost a conflict with a concurrent change
+	Undone  string // rolled back: its rules are false once the changes rolled back in its past are undone
 
 	fresh bool // judged for the first time (not yet in Replica.counts); never stored
 }
@@ -156,6 +157,7 @@ type Replica struct {
 	indexed map[string]map[string]bool // collection -> fields in the value index
 	rulesOn bool                       // some known schema has rules
 	edges   map[edge]string            // conflicts between concurrent changes, with why
+	undone  map[core.ID]bool           // changes whose meta has Undone set
 
 	view atomic.Pointer[view] // what readers see (see publish)
 
@@ -296,7 +298,7 @@ func (r *Replica) load() error {
 	r.adminLog = nil
 	r.counts = counts{}
 	r.genesis, r.current, r.members = nil, nil, nil
-	r.indexed, r.rulesOn, r.edges = map[string]map[string]bool{}, false, map[edge]string{}
+	r.indexed, r.rulesOn, r.edges, r.undone = map[string]map[string]bool{}, false, map[edge]string{}, map[core.ID]bool{}
 	defer r.publish()
 	return r.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(pGenesis))
@@ -403,6 +405,11 @@ func (r *Replica) loadAdminLog(txn *badger.Txn) error {
 			r.counts.invalid++
 		}
 		r.counts.maxHeight = max(r.counts.maxHeight, m.Height)
+		if m.Undone != "" {
+			var id core.ID
+			copy(id[:], k[len(pMeta):])
+			r.undone[id] = true
+		}
 		if m.Admin {
 			var id core.ID
 			copy(id[:], k[len(pMeta):])

@@ -88,6 +88,7 @@ type ruleView struct {
 	in      func(core.ID) bool
 	anc     core.Ancestry
 	losers  map[core.ID]core.ID
+	final   bool // the replica's verdicts decide, not the view's own
 	base    map[string]*core.DocState
 	pending map[string][]pendingOp
 	lookups []core.Fact // Lookups of the rule being evaluated
@@ -102,6 +103,20 @@ type pendingOp struct {
 // causal past, plus extra (a concurrent change, for a conflict check)
 // when extra is not zero.
 func (w *writeTxn) newView(c *core.Change, self, extra core.ID) *ruleView {
+	v := w.view(c, self, extra)
+	v.losers = w.settle(v.in)
+	return v
+}
+
+// finalView is the view of stored change c as the replica's verdicts
+// leave its past: changes rolled back there are undone.
+func (w *writeTxn) finalView(c *core.Change, self core.ID) *ruleView {
+	v := w.view(c, self, core.ID{})
+	v.final = true
+	return v
+}
+
+func (w *writeTxn) view(c *core.Change, self, extra core.ID) *ruleView {
 	v := &ruleView{w: w, s: w.schemaAt(c.Parents), self: self, base: map[string]*core.DocState{}, pending: map[string][]pendingOp{}}
 	if self == pendingID {
 		v.anc = precheckAncestry{w, c}
@@ -111,7 +126,6 @@ func (w *writeTxn) newView(c *core.Change, self, extra core.ID) *ruleView {
 		v.anc = anc
 		v.in = func(x core.ID) bool { return x == extra || anc.IsAncestor(x, self) }
 	}
-	v.losers = w.settle(v.in)
 	return v
 }
 
@@ -139,6 +153,9 @@ func (v *ruleView) contributes(id core.ID, m *meta) bool {
 	if id == v.self {
 		return false // its earlier ops come as pending ops
 	}
+	if v.final {
+		return m.Valid && v.in(id)
+	}
 	_, lost := v.losers[id]
 	return m.ok() && !lost && v.in(id)
 }
@@ -147,7 +164,7 @@ func (v *ruleView) contributes(id core.ID, m *meta) bool {
 func (v *ruleView) baseState(coll, doc string) (*core.DocState, error) {
 	w, r := v.w, v.w.r
 	var ids []core.ID
-	err := scanKeys(w.txn, docIndexPrefix(coll, doc), func(k []byte) error {
+	err := w.scanIndex(docIndexPrefix(coll, doc), func(k []byte) error {
 		var id core.ID
 		copy(id[:], k[len(k)-len(id):])
 		ids = append(ids, id)
@@ -237,10 +254,9 @@ func (v *ruleView) Lookup(coll, field string, value any) ([]string, error) {
 		return nil, err
 	}
 	v.lookups = append(v.lookups, core.Fact{Coll: coll, Field: field, Value: value})
-	prefix := valuePrefix(coll, field, b)
 	var ids []string
-	err = scanKeys(v.w.txn, prefix, func(k []byte) error {
-		ids = append(ids, string(k[len(prefix):]))
+	err = v.w.scanIndex(valuePrefix(coll, field, b), func(sfx []byte) error {
+		ids = append(ids, string(sfx))
 		return nil
 	})
 	if err != nil {
@@ -439,13 +455,15 @@ func checkAccess(s *schema.Schema, c *core.Change, role string) error {
 	return nil
 }
 
-// applyRules judges a stored data change whose schema and authorization
-// verdicts are clear, records what its rules read, and settles its
-// conflicts with concurrent changes.
+// applyRules judges a stored data change (when its schema and
+// authorization verdicts are clear), records what its rules read,
+// settles its conflicts with concurrent changes, and gives it its
+// verdict; the changes whose standing that changes get theirs.
 func (w *writeTxn) applyRules(c *core.Change, id core.ID, m *meta, role string) error {
 	r := w.r
-	m.Ruled, m.RuleErr = false, ""
-	if !r.rulesOn {
+	m.Ruled, m.RuleErr, m.Lost, m.Undone = false, "", "", ""
+	if !r.rulesOn || m.SchemaErr != "" || m.AuthErr != "" {
+		w.setVerdict(id, m)
 		return nil
 	}
 	res := w.pre
@@ -461,16 +479,25 @@ func (w *writeTxn) applyRules(c *core.Change, id core.ID, m *meta, role string) 
 		m.RuleErr = res.err.Error()
 	}
 	for _, k := range res.reads {
-		w.txnSet(readerKey(k.String(), id), nil)
+		w.indexSet(readerPrefix(k.String()), id[:])
 	}
-	if !m.ok() {
-		return nil
+	var flipped []core.ID
+	if m.ok() {
+		found, err := w.findEdges(c, id, m, res.reads, nil)
+		if err != nil {
+			return err
+		}
+		if found {
+			if flipped, err = w.resettle(id); err != nil {
+				return err
+			}
+		}
+		if err := w.setUndone(c, id, m); err != nil {
+			return err
+		}
 	}
-	found, err := w.findEdges(c, id, m, res.reads, nil)
-	if err != nil || !found {
-		return err
-	}
-	return w.resettle(id)
+	w.setVerdict(id, m)
+	return w.recascade(flipped)
 }
 
 // indexValues records the values c's ops write to the fields rules look
@@ -510,8 +537,8 @@ func (w *writeTxn) indexValue(coll, doc, field string, v any) {
 	if err != nil {
 		panic(storeError{err})
 	}
-	w.txnSet(append(valuePrefix(coll, field, b), doc...), nil)
-	w.txnSet(docValueKey(coll, doc, field, b), nil)
+	w.indexSet(valuePrefix(coll, field, b), []byte(doc))
+	w.indexSet(docValuePrefix(coll, doc), appendValue([]byte(field+"\x00"), b))
 }
 
 // ensureIndexed indexes the fields the rules of s look documents up by,

@@ -28,6 +28,12 @@ type writeTxn struct {
 
 	pre     *ruleResult              // rules of the change being written, judged before signing
 	decoded map[core.ID]*core.Change // changes read by rules
+	// Rules scan indexes often. A Badger write transaction sorts all its
+	// pending writes for every iterator, so they scan a read snapshot
+	// taken with it instead, plus the keys this transaction added under
+	// each prefix scanned (see scanIndex).
+	snap  *badger.Txn
+	added map[string][][]byte // scan prefix -> suffixes set in this transaction
 }
 
 type docEntry struct {
@@ -77,7 +83,52 @@ func (w *writeTxn) setValue(k []byte, v any) {
 	w.txnSet(k, b)
 }
 
+// indexSet sets key prefix+suffix (a key of an index rules scan by
+// prefix) and notes it for scanIndex.
+func (w *writeTxn) indexSet(prefix, suffix []byte) {
+	w.txnSet(append(slices.Clip(prefix), suffix...), nil)
+	if w.added == nil {
+		w.added = map[string][][]byte{}
+	}
+	w.added[string(prefix)] = append(w.added[string(prefix)], slices.Clone(suffix))
+}
+
+// scanIndex calls fn with the suffix of every key under prefix (one that
+// indexSet writes): those committed, then those this transaction added.
+func (w *writeTxn) scanIndex(prefix []byte, fn func(suffix []byte) error) error {
+	if w.snap == nil {
+		w.snap = w.r.db.NewTransaction(false)
+	}
+	added := w.added[string(prefix)]
+	var seen map[string]bool
+	if len(added) > 0 {
+		seen = map[string]bool{}
+	}
+	err := scanKeys(w.snap, prefix, func(k []byte) error {
+		if seen != nil {
+			seen[string(k[len(prefix):])] = true
+		}
+		return fn(k[len(prefix):])
+	})
+	if err != nil {
+		return err
+	}
+	for _, sfx := range added {
+		if !seen[string(sfx)] {
+			seen[string(sfx)] = true
+			if err := fn(sfx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (w *writeTxn) discard() {
+	if w.snap != nil {
+		w.snap.Discard()
+		w.snap = nil
+	}
 	if !w.done {
 		w.done = true
 		w.txn.Discard()
@@ -109,6 +160,10 @@ func (w *writeTxn) commit() (err error) {
 		return storeError{fmt.Errorf("commit: %w", err)}
 	}
 	w.done = true
+	if w.snap != nil {
+		w.snap.Discard()
+		w.snap = nil
+	}
 	w.r.publish()
 	if len(effects) > 0 && w.r.opts.Effects != nil {
 		w.r.opts.Effects.Committed()
@@ -213,12 +268,9 @@ func (w *writeTxn) apply(s core.Signed, c *core.Change, id core.ID) (valid bool,
 	}
 	role, err := w.authorizeData(c, id, w.anc())
 	m.AuthErr = errText(err)
-	if m.SchemaErr == "" && m.AuthErr == "" {
-		if err := w.applyRules(c, id, m, role); err != nil {
-			return false, err
-		}
+	if err := w.applyRules(c, id, m, role); err != nil {
+		return false, err
 	}
-	w.setVerdict(id, m)
 	if m.Valid {
 		w.merge(c, id)
 	}
@@ -330,7 +382,9 @@ func (w *writeTxn) store(s core.Signed, c *core.Change, id core.ID, m *meta, vv 
 	w.r.vvs[id] = vv
 	for i := range c.Ops {
 		if op := &c.Ops[i]; op.Kind.IsData() {
-			w.txnSet(docIndexKey(op.Coll, op.Doc, c.Height, id), nil)
+			k := docIndexKey(op.Coll, op.Doc, c.Height, id)
+			n := len(docIndexPrefix(op.Coll, op.Doc))
+			w.indexSet(k[:n], k[n:])
 		}
 	}
 }
@@ -348,6 +402,8 @@ func (w *writeTxn) setVerdict(id core.ID, m *meta) {
 		m.Valid, m.Reason = false, m.RuleErr
 	case m.Lost != "":
 		m.Valid, m.Reason = false, m.Lost
+	case m.Undone != "":
+		m.Valid, m.Reason = false, m.Undone
 	default:
 		m.Valid, m.Reason = true, ""
 	}
