@@ -29,7 +29,9 @@ import (
 //	j/<coll>\0<doc>\0<field>\0<value> the same, by document
 //	I/<coll>\0<field>              the field is indexed
 //	k/<read key><id>              changes whose rules read a key (see readKey)
-//	e/<id><id>                    a conflict between two concurrent changes
+//	w/<id><id>                    a conflict between two concurrent changes
+//
+// e/ (the effect log) and p/ (parked effects) belong to the node.
 //
 // <value> is the canonical CBOR of the value with a 4-byte length before it.
 const (
@@ -52,7 +54,7 @@ const (
 	pDocValue = "j/"
 	pIndexed  = "I/"
 	pReader   = "k/"
-	pEdge     = "e/"
+	pEdge     = "w/"
 )
 
 func idKey(prefix string, id core.ID) []byte {

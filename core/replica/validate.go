@@ -224,6 +224,17 @@ func (w *writeTxn) precheck(c *core.Change, id core.ID) error {
 			}
 		}
 	}
+	// A role granted or offered must be one the schema declares (a
+	// local check: membership accepts any role name, and a role the
+	// schema does not declare writes nothing).
+	for i := range c.Ops {
+		op := &c.Ops[i]
+		if (op.Kind == core.OpGrant && op.Role != core.RoleInvite) || op.Kind == core.OpInvite {
+			if err := w.schemaAt(c.Parents).CheckGrant(op.Role, op.Kind == core.OpInvite); err != nil {
+				return fmt.Errorf("%w: op %d (%s): %v", core.ErrSchemaViolation, i, op.Kind, err)
+			}
+		}
+	}
 	if core.IsAdminChange(c) {
 		role, err := w.r.members.Authorize(c.Author, id, precheckAncestry{w, c})
 		if err != nil {
