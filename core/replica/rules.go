@@ -597,6 +597,9 @@ func (w *writeTxn) change(id core.ID) (*core.Change, error) {
 	if err != nil {
 		return nil, storeError{err}
 	}
+	if w.decoded == nil {
+		w.decoded = map[core.ID]*core.Change{}
+	}
 	if len(w.decoded) >= 4096 {
 		clear(w.decoded)
 	}

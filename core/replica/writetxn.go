@@ -32,8 +32,9 @@ type writeTxn struct {
 	// pending writes for every iterator, so they scan a read snapshot
 	// taken with it instead, plus the keys this transaction added under
 	// each prefix scanned (see scanIndex).
-	snap  *badger.Txn
-	added map[string][][]byte // scan prefix -> suffixes set in this transaction
+	snap      *badger.Txn
+	added     map[string][][]byte // scan prefix -> suffixes set in this transaction
+	untracked bool                // index keys were set before rules were on: scan the transaction itself
 }
 
 type docEntry struct {
@@ -49,7 +50,7 @@ const (
 )
 
 func (r *Replica) begin() *writeTxn {
-	return &writeTxn{r: r, txn: r.db.NewTransaction(true), docs: map[string]*docEntry{}, decoded: map[core.ID]*core.Change{}}
+	return &writeTxn{r: r, txn: r.db.NewTransaction(true), docs: map[string]*docEntry{}}
 }
 
 // full reports whether the transaction should commit before taking more:
@@ -87,6 +88,10 @@ func (w *writeTxn) setValue(k []byte, v any) {
 // prefix) and notes it for scanIndex.
 func (w *writeTxn) indexSet(prefix, suffix []byte) {
 	w.txnSet(append(slices.Clip(prefix), suffix...), nil)
+	if !w.r.rulesOn { // nothing scans them: spare rule-free writes the bookkeeping
+		w.untracked = true
+		return
+	}
 	if w.added == nil {
 		w.added = map[string][][]byte{}
 	}
@@ -96,6 +101,9 @@ func (w *writeTxn) indexSet(prefix, suffix []byte) {
 // scanIndex calls fn with the suffix of every key under prefix (one that
 // indexSet writes): those committed, then those this transaction added.
 func (w *writeTxn) scanIndex(prefix []byte, fn func(suffix []byte) error) error {
+	if w.untracked {
+		return scanKeys(w.txn, prefix, func(k []byte) error { return fn(k[len(prefix):]) })
+	}
 	if w.snap == nil {
 		w.snap = w.r.db.NewTransaction(false)
 	}
