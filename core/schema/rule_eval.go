@@ -210,24 +210,35 @@ func (e *evaluator) evalBin(n *binNode) (any, error) {
 		if n.op == "-" {
 			sign = -1
 		}
+		// Values have the types the checker inferred; anything else (which
+		// a schema-valid document never holds) yields null, never a panic.
+		li, lok := l.(int64)
+		ri, rok := r.(int64)
 		switch n.cmp {
 		case tInt:
-			return l.(int64) + sign*r.(int64), nil
+			if lok && rok {
+				return li + sign*ri, nil
+			}
 		case tFloat:
-			return toFloat(l) + float64(sign)*toFloat(r), nil
+			if isNumber(l) && isNumber(r) {
+				return toFloat(l) + float64(sign)*toFloat(r), nil
+			}
 		case tDuration:
 			if lt, ok := parseTime(l); ok { // DateTime - DateTime
-				rt, _ := parseTime(r)
-				return lt.Sub(rt).Milliseconds(), nil
-			}
-			return l.(int64) + sign*r.(int64), nil
-		case tTime:
-			t, ok := parseTime(l)
-			if !ok {
+				if rt, ok := parseTime(r); ok {
+					return lt.Sub(rt).Milliseconds(), nil
+				}
 				return nil, nil
 			}
-			return formatTime(t.Add(time.Duration(sign*r.(int64)) * time.Millisecond)), nil
+			if lok && rok {
+				return li + sign*ri, nil
+			}
+		case tTime:
+			if t, ok := parseTime(l); ok && rok {
+				return formatTime(t.Add(time.Duration(sign*ri) * time.Millisecond)), nil
+			}
 		}
+		return nil, nil
 	}
 	return nil, fmt.Errorf("operator %s", n.op)
 }

@@ -267,3 +267,44 @@ func TestRuleLookupIsIndexed(t *testing.T) {
 		t.Errorf("%d gets and %d lookups, want 1 and 1", src.gets, src.lookups)
 	}
 }
+
+// FuzzRuleCondition: any condition text either compiles or is refused with
+// a position, and a compiled one evaluates on any documents without
+// panicking.
+func FuzzRuleCondition(f *testing.F) {
+	for _, seed := range []string{
+		"exists(Book b where b.id == new.book) and not exists(Loan l where l.book == new.book and l.returned == false)",
+		"creator(old) == author or role in ['librarian', 'admin']",
+		"new.due - now < days(3) + hours(2) and new.n + 1.5 > 2",
+		"contains(new.tags, 'x') and (new.missing == null or new.missing != 'y')",
+		"exists(Loan l where l.book == new.book and exists(Book b where b.id == l.book and b.n >= -3))",
+		"not not (1 == 1.0)", "'a' < \"b\"", "((((", "new.", "exists(", "a = b", "'\\u00e9' == new.s",
+	} {
+		f.Add(seed)
+	}
+	base, err := Parse(`type Book { title: String n: Int tags: [String!] @set } type Loan { book: Book returned: Boolean due: DateTime n: Float s: String missing: String tags: [String!] @set }`)
+	if err != nil {
+		f.Fatal(err)
+	}
+	docs := &mapSource{docs: map[string]map[string]*Doc{
+		"Book": {"b1": {ID: "b1", Fields: map[string]any{"title": "x", "n": int64(2), "tags": []any{"x"}}}},
+		"Loan": {"l1": {ID: "l1", Fields: map[string]any{"book": "b1", "returned": false, "due": "2024-01-01T00:00:00Z", "n": 1.5}}},
+	}}
+	f.Fuzz(func(t *testing.T, text string) {
+		r, err := base.compileRule("Loan", ActionUpdate, text)
+		if err != nil {
+			var re *ruleError
+			if !errors.As(err, &re) {
+				t.Fatalf("error without a position: %v", err)
+			}
+			return
+		}
+		d := docs.docs["Loan"]["l1"]
+		if _, err := r.Eval(Env{Author: "a", Role: "r", Now: 1_700_000_000_000, Old: d, New: d}, docs); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Eval(Env{}, docs); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
