@@ -616,11 +616,17 @@ func (w *writeTxn) rejudgeRules() error {
 		if slices.ContainsFunc(c.Ops, func(o core.Op) bool { return o.Kind.IsData() }) {
 			data = append(data, id)
 			was[id] = m.Valid
+			ruled, ruleErr := m.Ruled, m.RuleErr
 			m.Ruled, m.RuleErr = false, ""
 			if m.SchemaErr == "" && m.AuthErr == "" && r.rulesOn {
 				if err := w.rejudgeOne(c, id, m, i, pos, heads, anc); err != nil {
 					return err
 				}
+			}
+			if m.Ruled != ruled || m.RuleErr != ruleErr {
+				// Stored now (Valid is not, yet): later changes read it,
+				// and the meta cache may be cleared meanwhile.
+				w.setValue(idKey(pMeta, id), m)
 			}
 		}
 		for _, p := range c.Parents {
@@ -674,6 +680,7 @@ func (w *writeTxn) rejudgeOne(c *core.Change, id core.ID, m *meta, i int, pos ma
 	if res.err != nil {
 		m.RuleErr = res.err.Error()
 	}
+	w.setValue(idKey(pMeta, id), m) // the conflict checks below read it back
 	for _, k := range res.reads {
 		if _, err := w.txn.Get(readerKey(k.String(), id)); errors.Is(err, badger.ErrKeyNotFound) {
 			w.indexSet(readerPrefix(k.String()), id[:])

@@ -478,6 +478,9 @@ func (w *writeTxn) applyRules(c *core.Change, id core.ID, m *meta, role string) 
 	if res.err != nil {
 		m.RuleErr = res.err.Error()
 	}
+	// Stored at once: the conflict checks below read it back, and the
+	// meta cache may be cleared meanwhile.
+	w.setValue(idKey(pMeta, id), m)
 	for _, k := range res.reads {
 		w.indexSet(readerPrefix(k.String()), id[:])
 	}
