@@ -10,7 +10,7 @@ import (
 	"github.com/tributary-sync/tributary/core"
 )
 
-func book(title string) core.Op {
+func titledBook(title string) core.Op {
 	return core.Op{Kind: core.OpCreate, Coll: "Book", Doc: title, Fields: map[string]any{"title": title}}
 }
 
@@ -38,7 +38,7 @@ func TestExportToHeightOrderSinceAndOrphans(t *testing.T) {
 	src := found(t, admin)
 	var written []core.ID
 	for i := range 5 {
-		written = append(written, mustWrite(t, src, admin, clk, book(fmt.Sprintf("b%d", i))))
+		written = append(written, mustWrite(t, src, admin, clk, titledBook(fmt.Sprintf("b%d", i))))
 	}
 	all := exportIDs(t, src, nil)
 	if len(all) != 6 || all[0] != src.Space() || all[5] != written[4] {
@@ -88,13 +88,13 @@ func TestExportToDoesNotBlockWriters(t *testing.T) {
 	clk := &clock{}
 	r := found(t, admin)
 	for i := range 3 {
-		mustWrite(t, r, admin, clk, book(fmt.Sprintf("b%d", i)))
+		mustWrite(t, r, admin, clk, titledBook(fmt.Sprintf("b%d", i)))
 	}
 	var during core.ID
 	n := 0
 	err := r.ExportTo(context.Background(), nil, func([]byte) error {
 		if n++; n == 2 {
-			during = mustWrite(t, r, admin, clk, book("during"))
+			during = mustWrite(t, r, admin, clk, titledBook("during"))
 		}
 		return nil
 	})
@@ -112,7 +112,7 @@ func TestExportToDoesNotBlockWriters(t *testing.T) {
 func TestExportToStopsOnError(t *testing.T) {
 	admin := key(t, 1)
 	r := found(t, admin)
-	mustWrite(t, r, admin, &clock{}, book("b"))
+	mustWrite(t, r, admin, &clock{}, titledBook("b"))
 	stop := errors.New("disk full")
 	n := 0
 	err := r.ExportTo(context.Background(), nil, func([]byte) error { n++; return stop })

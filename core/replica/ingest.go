@@ -314,6 +314,16 @@ func (w *writeTxn) write(key core.PrivateKey, ops []core.Op, nowMillis uint64) (
 	if err := c.CheckShape(); err != nil {
 		return core.ID{}, err
 	}
+	// Judged before signing: the attestation of the rules goes into the
+	// signed change. The change's own ID is not known yet, and nothing
+	// judged here depends on it.
+	if err := w.precheck(c, pendingID); err != nil {
+		return core.ID{}, err
+	}
+	pre, err := w.prejudge(c)
+	if err != nil {
+		return core.ID{}, err
+	}
 	s, id, err := core.Sign(c, key)
 	if err != nil {
 		return core.ID{}, err
@@ -321,10 +331,9 @@ func (w *writeTxn) write(key core.PrivateKey, ops []core.Op, nowMillis uint64) (
 	if _, err := s.Check(); err != nil { // exactly what a receiver runs
 		return core.ID{}, err
 	}
-	if err := w.precheck(c, id); err != nil {
-		return core.ID{}, err
-	}
+	w.pre = pre
 	valid, err := w.apply(s, c, id)
+	w.pre = nil
 	if err != nil {
 		return core.ID{}, err
 	}
@@ -333,8 +342,13 @@ func (w *writeTxn) write(key core.PrivateKey, ops []core.Op, nowMillis uint64) (
 		if err != nil {
 			return core.ID{}, storeError{err}
 		}
-		if m.SchemaErr != "" {
+		switch {
+		case m.SchemaErr != "":
 			return core.ID{}, fmt.Errorf("%w (%s)", core.ErrSchemaViolation, m.Reason)
+		case m.AuthErr == "" && m.RuleErr != "":
+			return core.ID{}, fmt.Errorf("%w (%s)", core.ErrRuleViolation, m.Reason)
+		case m.AuthErr == "" && m.Lost != "":
+			return core.ID{}, fmt.Errorf("%w (%s)", core.ErrRolledBack, m.Reason)
 		}
 		return core.ID{}, fmt.Errorf("%w (%s)", core.ErrUnauthorized, m.Reason)
 	}

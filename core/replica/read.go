@@ -176,6 +176,9 @@ type OpView struct {
 	Delta  int64          `json:"delta,omitempty"`
 	Member string         `json:"member,omitempty"`
 	Role   string         `json:"role,omitempty"`
+	// Reads is the attestation: what the rules guarding this op's action
+	// relied on when its author wrote it.
+	Reads []core.Fact `json:"reads,omitempty"`
 }
 
 func (r *Replica) entry(txn *badger.Txn, id core.ID, filter func(*core.Op) bool) (Entry, error) {
@@ -193,7 +196,7 @@ func (r *Replica) entry(txn *badger.Txn, id core.ID, filter func(*core.Op) bool)
 		if filter != nil && !filter(op) {
 			continue
 		}
-		v := OpView{Kind: op.Kind.String(), Coll: op.Coll, Doc: op.Doc, Field: op.Field, Value: op.Value, Fields: op.Fields, Delta: op.Delta, Role: op.Role}
+		v := OpView{Kind: op.Kind.String(), Coll: op.Coll, Doc: op.Doc, Field: op.Field, Value: op.Value, Fields: op.Fields, Delta: op.Delta, Role: op.Role, Reads: op.Reads}
 		if !op.Member.IsZero() {
 			v.Member = op.Member.String()
 		}

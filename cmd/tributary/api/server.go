@@ -109,6 +109,7 @@ type server struct {
 //	POST   /v1/spaces/{space}/batch                      atomic batch (NDJSON or JSON array)
 //	GET    /v1/spaces/{space}/log?limit=N                changes, newest last
 //	GET    /v1/spaces/{space}/conflicts                  open conflicts
+//	GET    /v1/spaces/{space}/rollbacks                  changes the rules rolled back
 //	GET    /v1/spaces/{space}/effects?from=LSN&limit=N   effects (JSON; SSE with Accept: text/event-stream)
 //	GET    /v1/spaces/{space}/export?since=ID,ID         bundle of the changes a peer lacks
 //	GET    /v1/spaces/{space}/members                    members
@@ -206,6 +207,7 @@ func (s *server) routes() []route {
 		{"POST /v1/spaces/{space}/batch", s.batch},
 		{"GET /v1/spaces/{space}/log", s.log},
 		{"GET /v1/spaces/{space}/conflicts", s.conflicts},
+		{"GET /v1/spaces/{space}/rollbacks", s.rollbacks},
 		{"GET /v1/spaces/{space}/effects", s.effects},
 		{"GET /v1/spaces/{space}/export", s.export},
 		{"GET /v1/spaces/{space}/members", s.members},
@@ -578,6 +580,14 @@ func (s *server) conflicts(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
+func (s *server) rollbacks(w http.ResponseWriter, r *http.Request) error {
+	out, err := s.svc.Rollbacks(r.Context(), spaceOf(r))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
 // Follower streams a space's effect log: fn gets every effect from from
 // on, in order, and Follow returns when ctx ends or fn fails.
 type Follower interface {
@@ -722,6 +732,7 @@ func (s *server) invites(w http.ResponseWriter, r *http.Request) error {
 type inviteRequest struct {
 	TTL   string   `json:"ttl"`
 	Addrs []string `json:"addrs,omitempty"`
+	Role  string   `json:"role,omitempty"`
 }
 
 func (s *server) invite(w http.ResponseWriter, r *http.Request) error {
@@ -733,7 +744,7 @@ func (s *server) invite(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("%w: ttl %q: %v", service.ErrInvalidInput, req.TTL, err)
 	}
-	out, err := s.svc.Invite(r.Context(), spaceOf(r), service.InviteRequest{TTL: ttl, Addrs: req.Addrs})
+	out, err := s.svc.Invite(r.Context(), spaceOf(r), service.InviteRequest{TTL: ttl, Addrs: req.Addrs, Role: req.Role})
 	if err != nil {
 		return err
 	}

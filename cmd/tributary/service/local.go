@@ -381,6 +381,16 @@ func (l *Local) Conflicts(ctx context.Context, space string) ([]replica.Conflict
 	return out, err
 }
 
+func (l *Local) Rollbacks(ctx context.Context, space string) ([]replica.Rollback, error) {
+	var out []replica.Rollback
+	err := l.with(ctx, space, true, func(sp *node.Space) error {
+		var err error
+		out, err = sp.Replica.Rollbacks()
+		return err
+	})
+	return out, err
+}
+
 func (l *Local) Effects(ctx context.Context, space string, from uint64, limit int) ([]eventstream.Effect, error) {
 	var out []eventstream.Effect
 	err := l.with(ctx, space, false, func(sp *node.Space) error {
@@ -461,8 +471,8 @@ func (l *Local) Members(ctx context.Context, space string) ([]core.Member, error
 }
 
 func (l *Local) Grant(ctx context.Context, space, key, role string) (Written, error) {
-	if role != core.RoleWriter && role != core.RoleAdmin {
-		return Written{}, fmt.Errorf("%w: role %q: want writer or admin", ErrInvalidInput, role)
+	if err := core.CheckRoleName(role); err != nil { // the space's schema decides the rest
+		return Written{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
 	return l.memberOp(ctx, space, key, core.Op{Kind: core.OpGrant, Role: role})
 }
@@ -501,7 +511,11 @@ func (l *Local) Invite(ctx context.Context, space string, req InviteRequest) (In
 			addrs = info.Bootstrap
 		}
 		now := l.ms()
-		key, env, err := sp.Replica.CreateInvite(ctx, l.Home.Key, now+uint64(req.TTL.Milliseconds()), now)
+		role := req.Role
+		if role == "" {
+			role = core.RoleWriter
+		}
+		key, env, err := sp.Replica.CreateRoleInvite(ctx, l.Home.Key, role, now+uint64(req.TTL.Milliseconds()), now)
 		if err != nil {
 			return err
 		}
