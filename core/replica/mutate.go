@@ -367,14 +367,19 @@ func (p *planner) doc(coll, id string) (*plannedDoc, error) {
 	}
 	p.undoDocs[name] = nil // not planned before this batch
 	d := &plannedDoc{}
-	var st core.DocState
-	switch err := getValue(p.w.txn, docKey(coll, id), &st); {
+	st := &core.DocState{}
+	switch err := getValue(p.w.txn, docKey(coll, id), st); {
 	case errors.Is(err, ErrNotFound):
+		st = nil
 	case err != nil:
 		return nil, storeError{err}
 	case st.Alive():
-		d.alive, d.fields = true, image(p.s, coll, &st)
+		d.alive, d.fields = true, image(p.s, coll, st)
 	}
+	if p.w.read == nil {
+		p.w.read = map[string]*core.DocState{}
+	}
+	p.w.read[name] = st // the merge starts from it (writeTxn.doc)
 	p.docs[name] = d
 	return d, nil
 }

@@ -16,10 +16,13 @@ import (
 // view is updated as it goes; if the commit fails, Replica.load restores
 // it from the store.
 type writeTxn struct {
-	r       *Replica
-	txn     *badger.Txn
-	docs    map[string]*docEntry
-	order   []string
+	r     *Replica
+	txn   *badger.Txn
+	docs  map[string]*docEntry
+	order []string
+	// read holds document states the planner read in this transaction
+	// (nil: none stored), so doc need not read and decode them again.
+	read    map[string]*core.DocState
 	entries int
 	bytes   int
 	pending int // bytes the documents held until commit will add (an estimate)
@@ -525,9 +528,18 @@ func (w *writeTxn) doc(coll, id string) *docEntry {
 	if d, ok := w.docs[name]; ok {
 		return d
 	}
-	st := &core.DocState{}
-	if err := getValue(w.txn, docKey(coll, id), st); err != nil && !errors.Is(err, ErrNotFound) {
-		panic(storeError{fmt.Errorf("load document %s/%s: %w", coll, id, err)})
+	st, read := w.read[name]
+	switch {
+	case read:
+		delete(w.read, name)
+		if st == nil {
+			st = &core.DocState{}
+		}
+	default:
+		st = &core.DocState{}
+		if err := getValue(w.txn, docKey(coll, id), st); err != nil && !errors.Is(err, ErrNotFound) {
+			panic(storeError{fmt.Errorf("load document %s/%s: %w", coll, id, err)})
+		}
 	}
 	d := &docEntry{coll: coll, id: id, state: st, hadConflicts: st.HasConflicts()}
 	w.docs[name] = d
