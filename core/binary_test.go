@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 )
 
@@ -51,5 +52,38 @@ func TestBinaryEncodingUnchanged(t *testing.T) {
 	}{A: id[:31], B: pk[:]})
 	if err := Unmarshal(short, &back); err == nil {
 		t.Fatal("a 31-byte id decoded")
+	}
+}
+
+func TestOpenBatch(t *testing.T) {
+	k1, _ := PrivateKeyFromSeed(bytes.Repeat([]byte{1}, 32))
+	k2, _ := PrivateKeyFromSeed(bytes.Repeat([]byte{2}, 32))
+	var envs [][]byte
+	var want []ID
+	for i, k := range []PrivateKey{k1, k2, k1} {
+		c := &Change{Version: ChangeVersion, Author: k.Public(), Seq: 1, Height: 1, HLC: HLC{Wall: uint64(1000 + i)},
+			Ops: []Op{{Kind: OpGenesis, Schema: "type Book { title: String }", Name: "x"}}}
+		s, id, err := Sign(c, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 { // signed by another key than its author's
+			s.Sig = k2.SignID(id)
+		}
+		b, _ := s.Encode()
+		envs, want = append(envs, b), append(want, id)
+	}
+	envs = append(envs, []byte{0xff})
+	vs, errs := OpenBatch(envs)
+	for i := range 2 {
+		if errs[i] != nil || vs[i].Change() == nil || vs[i].ID() != want[i] {
+			t.Fatalf("envelope %d: %v %v", i, vs[i].ID(), errs[i])
+		}
+	}
+	if !errors.Is(errs[2], ErrBadSignature) || vs[2].Change() != nil {
+		t.Fatalf("forged envelope: %v", errs[2])
+	}
+	if !errors.Is(errs[3], ErrMalformed) || vs[3].Change() != nil {
+		t.Fatalf("garbage: %v", errs[3])
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -36,19 +38,18 @@ type Rejection struct {
 }
 
 // Receive takes changes from any untrusted source (a peer, a bundle file):
-// decodes, verifies signatures in one batch, checks structure, holds those
-// whose parents are missing, and stores and materializes the rest in
-// causal order. It returns an error only when the store fails; bad input is
+// decodes, verifies signatures in batches spread over every core, checks
+// structure, holds those whose parents are missing, and stores and
+// materializes the rest in causal order. Decoding and verification run
+// before the writer's lock is taken, so one batch verifies while another
+// commits. It returns an error only when the store fails; bad input is
 // reported per change in Report.Rejected.
 func (r *Replica) Receive(ctx context.Context, envelopes [][]byte) (Report, error) {
 	var rep Report
-	type item struct {
-		s  core.Signed
-		c  *core.Change
-		id core.ID
-	}
-	var items []item
-	seen := map[core.ID]bool{}
+	// Envelope and ID first (cheap), so duplicates cost no verification.
+	ids := make([]core.ID, 0, len(envelopes))
+	fresh := make([][]byte, 0, len(envelopes))
+	seen := make(map[core.ID]bool, len(envelopes))
 	for _, b := range envelopes {
 		s, err := core.DecodeSigned(b)
 		if err != nil {
@@ -61,73 +62,140 @@ func (r *Replica) Receive(ctx context.Context, envelopes [][]byte) (Report, erro
 			continue
 		}
 		seen[id] = true
-		c, err := s.Decode()
-		if err != nil {
-			rep.reject(id, err)
-			continue
-		}
-		items = append(items, item{s, c, id})
+		ids, fresh = append(ids, id), append(fresh, b)
 	}
 	if err := r.guard(); err != nil {
 		return rep, err
 	}
-	// Drop what is already stored, then verify signatures, before taking
-	// the writer's lock: a batch verifies while another applies.
-	fresh := items[:0]
-	err := r.db.View(func(txn *badger.Txn) error {
-		for _, it := range items {
-			if _, err := txn.Get(idKey(pChange, it.id)); err == nil {
-				rep.Duplicates++
-				continue
-			} else if !errors.Is(err, badger.ErrKeyNotFound) {
-				return err
-			}
-			fresh = append(fresh, it)
-		}
-		return nil
-	})
+	stored, err := r.storedAmong(ids)
 	if err != nil {
 		return rep, fmt.Errorf("receive: %w", err)
 	}
-	pubs := make([]core.PublicKey, len(fresh))
-	ids := make([]core.ID, len(fresh))
-	sigs := make([][]byte, len(fresh))
-	for i, it := range fresh {
-		pubs[i], ids[i], sigs[i] = it.c.Author, it.id, it.s.Sig
-	}
-	ok := core.VerifyBatch(pubs, ids, sigs)
-	verified := fresh[:0]
-	for i, it := range fresh {
-		if !ok[i] {
-			rep.reject(it.id, fmt.Errorf("change %s: %w", it.id, core.ErrBadSignature))
+	keep, keepIDs := fresh[:0], ids[:0]
+	for i, b := range fresh {
+		if stored[i] {
+			rep.Duplicates++
 			continue
 		}
-		if err := it.c.CheckShape(); err != nil {
-			rep.reject(it.id, fmt.Errorf("change %s: %w", it.id, err))
+		keep, keepIDs = append(keep, b), append(keepIDs, ids[i])
+	}
+	vs, errs := openParallel(keep)
+	verified := make([]core.Verified, 0, len(vs))
+	for i, v := range vs {
+		if err := errs[i]; err != nil {
+			if !errors.Is(err, core.ErrBadSignature) {
+				err = fmt.Errorf("change %s: %w", keepIDs[i], err)
+			}
+			rep.reject(keepIDs[i], err)
 			continue
 		}
-		verified = append(verified, it)
+		verified = append(verified, v)
 	}
+	return r.receiveVerified(ctx, verified, rep)
+}
+
+// ReceiveVerified is Receive for changes a transport already opened and
+// verified at its door (core.OpenBatch): the same path less decoding and
+// signature verification, so each change is verified once.
+func (r *Replica) ReceiveVerified(ctx context.Context, changes []core.Verified) (Report, error) {
+	var rep Report
+	if err := r.guard(); err != nil {
+		return rep, err
+	}
+	ids := make([]core.ID, 0, len(changes))
+	keep := make([]core.Verified, 0, len(changes))
+	seen := make(map[core.ID]bool, len(changes))
+	for _, v := range changes {
+		if v.Change() == nil {
+			rep.reject(core.ID{}, fmt.Errorf("%w: not an opened change", core.ErrMalformed))
+			continue
+		}
+		if seen[v.ID()] {
+			rep.Duplicates++
+			continue
+		}
+		seen[v.ID()] = true
+		ids, keep = append(ids, v.ID()), append(keep, v)
+	}
+	stored, err := r.storedAmong(ids)
+	if err != nil {
+		return rep, fmt.Errorf("receive: %w", err)
+	}
+	fresh := keep[:0]
+	for i, v := range keep {
+		if stored[i] {
+			rep.Duplicates++
+			continue
+		}
+		fresh = append(fresh, v)
+	}
+	return r.receiveVerified(ctx, fresh, rep)
+}
+
+// storedAmong reports which of ids are stored already.
+func (r *Replica) storedAmong(ids []core.ID) ([]bool, error) {
+	out := make([]bool, len(ids))
+	err := r.db.View(func(txn *badger.Txn) error {
+		for i, id := range ids {
+			if _, err := txn.Get(idKey(pChange, id)); err == nil {
+				out[i] = true
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// openParallel is core.OpenBatch over every core: decoding (with its
+// canonical re-encoding) and verification are most of a received change's
+// CPU, and they need no lock.
+func openParallel(envs [][]byte) ([]core.Verified, []error) {
+	const minPart = 64 // smaller batches are not worth a goroutine
+	parts := min(runtime.GOMAXPROCS(0), len(envs)/minPart)
+	if parts <= 1 {
+		return core.OpenBatch(envs)
+	}
+	vs := make([]core.Verified, len(envs))
+	errs := make([]error, len(envs))
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := p*len(envs)/parts, (p+1)*len(envs)/parts
+		wg.Go(func() {
+			v, e := core.OpenBatch(envs[lo:hi])
+			copy(vs[lo:hi], v)
+			copy(errs[lo:hi], e)
+		})
+	}
+	wg.Wait()
+	return vs, errs
+}
+
+// receiveVerified stores verified changes not yet stored: it holds those
+// whose parents are missing and applies the rest under the writer's lock.
+func (r *Replica) receiveVerified(ctx context.Context, verified []core.Verified, rep Report) (Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return rep, ErrClosed
 	}
 	pending := map[core.ID]pendingChange{}
-	err = r.db.View(func(txn *badger.Txn) error {
-		for _, it := range verified {
-			if _, held := r.orphans[it.id]; held {
+	err := r.db.View(func(txn *badger.Txn) error {
+		for _, v := range verified {
+			id := v.ID()
+			if _, held := r.orphans[id]; held {
 				rep.Duplicates++
 				continue
 			}
 			// Stored by a concurrent Receive since the check above.
-			if _, err := txn.Get(idKey(pChange, it.id)); err == nil {
+			if _, err := txn.Get(idKey(pChange, id)); err == nil {
 				rep.Duplicates++
 				continue
 			} else if !errors.Is(err, badger.ErrKeyNotFound) {
 				return err
 			}
-			pending[it.id] = pendingChange{s: it.s, c: it.c, id: it.id}
+			pending[id] = pendingChange{s: v.Signed(), c: v.Change(), id: id}
 		}
 		return nil
 	})
