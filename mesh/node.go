@@ -135,8 +135,15 @@ type Node struct {
 }
 
 type pushed struct {
-	from PeerID
-	envs [][]byte
+	from     PeerID
+	envs     [][]byte
+	verified []core.Verified // when the transport verified them (PushedVerified)
+}
+
+// VerifiedStore is implemented by stores that take changes verified
+// already (replica.ReceiveVerified), sparing the second verification.
+type VerifiedStore interface {
+	ReceiveVerified(ctx context.Context, changes []core.Verified) (replica.Report, error)
 }
 
 var (
@@ -286,7 +293,16 @@ func (n *Node) publishLoop(ctx context.Context) {
 
 // Pushed implements Handler: rate-limited per peer, queued, applied by
 // applyLoop.
-func (n *Node) Pushed(from PeerID, envs [][]byte) {
+func (n *Node) Pushed(from PeerID, envs [][]byte) { n.push(pushed{from: from, envs: envs}) }
+
+// PushedVerified implements VerifiedHandler: Pushed for changes the
+// transport verified.
+func (n *Node) PushedVerified(from PeerID, envs [][]byte, changes []core.Verified) {
+	n.push(pushed{from: from, envs: envs, verified: changes})
+}
+
+func (n *Node) push(p pushed) {
+	from, envs := p.from, p.envs
 	n.metrics.PushesReceived.Add(1)
 	if n.isBanned(from) {
 		return
@@ -298,7 +314,7 @@ func (n *Node) Pushed(from PeerID, envs [][]byte) {
 		return
 	}
 	select {
-	case n.inbound <- pushed{from, envs}:
+	case n.inbound <- p:
 	default:
 		n.metrics.PushQueueFull.Add(1)
 		n.log.Warn("push dropped: inbound queue full", "peer", from, "changes", len(envs))
@@ -361,7 +377,7 @@ func (n *Node) applyLoop(ctx context.Context) {
 			if n.isBanned(p.from) {
 				continue
 			}
-			rep, err := n.receive(ctx, p.from, p.envs)
+			rep, err := n.receivePushed(ctx, p)
 			if err != nil {
 				if ctx.Err() == nil {
 					n.log.Error("apply pushed changes", "peer", p.from, "err", err)
@@ -375,11 +391,27 @@ func (n *Node) applyLoop(ctx context.Context) {
 	}
 }
 
+// receivePushed applies a push, without verifying again what the
+// transport verified.
+func (n *Node) receivePushed(ctx context.Context, p pushed) (replica.Report, error) {
+	if vs, ok := n.store.(VerifiedStore); ok && len(p.verified) == len(p.envs) && len(p.envs) > 0 {
+		n.metrics.ChangesReceived.Add(uint64(len(p.envs)))
+		rep, err := vs.ReceiveVerified(ctx, p.verified)
+		return n.settle(p.from, rep, err)
+	}
+	return n.receive(ctx, p.from, p.envs)
+}
+
 // receive applies envelopes from a peer; forged or malformed ones get the
 // peer banned.
 func (n *Node) receive(ctx context.Context, from PeerID, envs [][]byte) (replica.Report, error) {
 	n.metrics.ChangesReceived.Add(uint64(len(envs)))
 	rep, err := n.store.Receive(ctx, envs)
+	return n.settle(from, rep, err)
+}
+
+// settle counts what Receive did and bans a peer that sent bad changes.
+func (n *Node) settle(from PeerID, rep replica.Report, err error) (replica.Report, error) {
 	if err != nil {
 		return rep, err
 	}
@@ -532,3 +564,8 @@ func (n *Node) snapshot() ([]Item, error) {
 	n.items, n.dirty = items, false
 	return items, nil
 }
+
+var (
+	_ VerifiedHandler = (*Node)(nil)
+	_ VerifiedStore   = (*replica.Replica)(nil)
+)

@@ -208,9 +208,63 @@ func (n *Node) syncWith(ctx context.Context, peer PeerID, st *SyncStats) error {
 	return n.pushItems(ctx, peer, have, st)
 }
 
-// fetch gets need (sorted by height: parents first) in batches.
+// fetch gets need (sorted by height: parents first) in batches. It is a
+// pipeline: a goroutine requests the next batch and verifies it
+// (core.OpenBatch) while this one applies the batch before, so the
+// network, verification and the store's commit overlap.
 func (n *Node) fetch(ctx context.Context, peer PeerID, need []Item, st *SyncStats) error {
 	sortItems(need)
+	ctx, cancel := context.WithCancel(ctx)
+	batches := make(chan fetched, 1)
+	go n.fetchBatches(ctx, peer, need, st, batches)
+	defer func() {
+		cancel()
+		for range batches { // the goroutine has returned once it is closed
+		}
+	}()
+	for b := range batches {
+		if b.err != nil {
+			return fmt.Errorf("fetch: %w", b.err)
+		}
+		var rep replica.Report
+		var err error
+		if vs, ok := n.store.(VerifiedStore); ok && b.verified != nil {
+			n.metrics.ChangesReceived.Add(uint64(len(b.envs)))
+			rep, err = vs.ReceiveVerified(ctx, b.verified)
+			rep, err = n.settle(peer, rep, err)
+		} else {
+			rep, err = n.receive(ctx, peer, b.envs)
+		}
+		if err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		st.Fetched += len(b.envs)
+		st.Applied += rep.Applied
+	}
+	return nil
+}
+
+// fetched is one batch of a fetch: the envelopes, and the changes opened
+// and verified when every one of them was (else nil: Receive judges them
+// and the peer).
+type fetched struct {
+	envs     [][]byte
+	verified []core.Verified
+	err      error
+}
+
+// fetchBatches requests need batch by batch and sends each, verified, to
+// out, which it closes when done. It touches only the byte counts of st.
+func (n *Node) fetchBatches(ctx context.Context, peer PeerID, need []Item, st *SyncStats, out chan<- fetched) {
+	defer close(out)
+	send := func(b fetched) bool {
+		select {
+		case out <- b:
+			return b.err == nil
+		case <-ctx.Done():
+			return false
+		}
+	}
 	for len(need) > 0 {
 		k := min(len(need), n.cfg.FetchBatch)
 		ids := make([]core.ID, k)
@@ -219,24 +273,30 @@ func (n *Node) fetch(ctx context.Context, peer PeerID, need []Item, st *SyncStat
 		}
 		resp, err := n.call(ctx, peer, &request{Kind: reqFetch, IDs: ids}, st)
 		if err != nil {
-			return fmt.Errorf("fetch: %w", err)
+			send(fetched{err: err})
+			return
 		}
 		if len(resp.Envelopes) == 0 {
-			return errors.New("fetch: peer sent none of the changes it listed")
+			send(fetched{err: errors.New("peer sent none of the changes it listed")})
+			return
 		}
 		if len(resp.Envelopes) > k {
 			n.ban(peer, "sent more changes than asked")
-			return fmt.Errorf("%w: %d changes for %d asked", ErrBadPeer, len(resp.Envelopes), k)
+			send(fetched{err: fmt.Errorf("%w: %d changes for %d asked", ErrBadPeer, len(resp.Envelopes), k)})
+			return
 		}
-		rep, err := n.receive(ctx, peer, resp.Envelopes)
-		if err != nil {
-			return fmt.Errorf("fetch: %w", err)
+		b := fetched{envs: resp.Envelopes}
+		if _, ok := n.store.(VerifiedStore); ok {
+			vs, errs := core.OpenBatch(resp.Envelopes)
+			if !slices.ContainsFunc(errs, func(err error) bool { return err != nil }) {
+				b.verified = vs
+			}
 		}
-		st.Fetched += len(resp.Envelopes)
-		st.Applied += rep.Applied
+		if !send(b) {
+			return
+		}
 		need = need[len(resp.Envelopes):]
 	}
-	return nil
 }
 
 // pushItems sends the peer the changes it lacks, in height order, in

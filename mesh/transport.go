@@ -142,6 +142,13 @@ func (AdmitFunc) Proof() []byte { return nil }
 // Presented implements Admission.
 func (AdmitFunc) Presented(PeerID, error) {}
 
+// VerifiedHandler is implemented by Handlers that take pushes a transport
+// opened and verified at its door (core.OpenBatch, as the libp2p gossip
+// validator does), so a change is verified once on its way in.
+type VerifiedHandler interface {
+	PushedVerified(from PeerID, envelopes [][]byte, changes []core.Verified)
+}
+
 // Relayer is implemented by Handlers that tell a transport which pushes
 // it may relay to other peers (gossip forwarding). A push may be relayed
 // only when it holds no admin change, the parents of its changes are

@@ -475,12 +475,12 @@ func (t *Transport) readLoop(ctx context.Context, j *joined) {
 		if msg.Local || msg.ReceivedFrom == t.self {
 			continue
 		}
-		envs, ok := msg.ValidatorData.([][]byte)
+		opened, ok := msg.ValidatorData.(*openedPush)
 		if !ok {
 			continue
 		}
 		if from, ok := senderOf(msg); ok {
-			j.h.Pushed(from, envs)
+			opened.deliver(j.h, from)
 		}
 	}
 }
@@ -517,17 +517,19 @@ func (t *Transport) validator(space core.ID) func(context.Context, peer.ID, *pub
 		}
 		ids := make([]core.ID, len(envs))
 		changes := make([]*core.Change, len(envs))
-		for i, env := range envs {
-			c, id, _, err := core.Open(env)
-			if err != nil {
-				return reject(err.Error())
+		verified, errs := core.OpenBatch(envs) // one batch verification; the replica does not verify again
+		for i, v := range verified {
+			if errs[i] != nil {
+				return reject(errs[i].Error())
 			}
+			c, id := v.Change(), v.ID()
 			if c.Space != space && !(c.IsGenesis() && id == space) {
 				return reject(fmt.Sprintf("change %s is for space %s", id.Short(), c.Space.Short()))
 			}
 			ids[i], changes[i] = id, c
 		}
-		msg.ValidatorData = envs
+		opened := &openedPush{envs: envs, verified: verified}
+		msg.ValidatorData = opened
 		t.mu.Lock()
 		j := t.spaces[space]
 		t.mu.Unlock()
@@ -536,12 +538,28 @@ func (t *Transport) validator(space core.ID) func(context.Context, peer.ID, *pub
 		}
 		if r, ok := j.h.(mesh.Relayer); ok && !r.Relayable(ids, changes) {
 			if sender, ok := senderOf(msg); ok {
-				j.h.Pushed(sender, envs)
+				opened.deliver(j.h, sender)
 			}
 			return pubsub.ValidationIgnore
 		}
 		return pubsub.ValidationAccept
 	}
+}
+
+// openedPush is a gossip message the validator opened and verified.
+type openedPush struct {
+	envs     [][]byte
+	verified []core.Verified
+}
+
+// deliver hands the push to h, with the proof of verification when h
+// takes it (mesh.VerifiedHandler).
+func (p *openedPush) deliver(h mesh.Handler, from mesh.PeerID) {
+	if vh, ok := h.(mesh.VerifiedHandler); ok {
+		vh.PushedVerified(from, p.envs, p.verified)
+		return
+	}
+	h.Pushed(from, p.envs)
 }
 
 // senderOf names who a gossip message comes from: its origin, else the
