@@ -140,3 +140,48 @@ func BenchRate(b *testing.B, h Harness) float64 {
 	b.StartTimer()
 	return float64(applied) / elapsed.Seconds()
 }
+
+// BenchCatchUpRate is a sink catching up on a backlog: backlog effects
+// (new documents, BenchEffects rounds) wait in the log, and a new runner
+// with the given batch size applies them all (CatchUp). It returns the
+// effects applied per second and checks that the target holds them.
+func BenchCatchUpRate(b *testing.B, h Harness, backlog, batch int) float64 {
+	b.Helper()
+	b.StopTimer()
+	sch, err := schema.Parse(BenchSchema)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var elapsed time.Duration
+	for range b.N {
+		l := openLog(b)
+		for n := 0; n < backlog; n += BenchBatch {
+			es := BenchEffects(0)[:min(BenchBatch, backlog-n)]
+			for i := range es {
+				es[i].DocID = fmt.Sprintf("c%d", n+i)
+			}
+			appendLog(b, l, es)
+		}
+		name := fmt.Sprintf("bench_%d", benchSeq.Add(1))
+		s := h.Open(b, name)
+		cfg := config(batch)
+		cfg.Linger = 0
+		r, err := checkpoint.New(cfg, l, s, staticSchema{sch}, checkpoint.NewMemoryParking())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		if err := r.CatchUp(context.Background()); err != nil {
+			b.Fatalf("%s: %v", h.Name(), err)
+		}
+		elapsed += time.Since(start)
+		b.StopTimer()
+		if got := len(h.Read(b, name, BenchCollection)); got != backlog {
+			b.Fatalf("%s: %d documents after catching up, want %d", h.Name(), got, backlog)
+		}
+		s.Close(context.Background())
+	}
+	b.StartTimer()
+	return float64(b.N*backlog) / elapsed.Seconds()
+}

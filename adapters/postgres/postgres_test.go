@@ -670,3 +670,15 @@ func TestTableDroppedByHand(t *testing.T) {
 		t.Fatalf("rows %+v", rows)
 	}
 }
+
+// BenchmarkCatchUp is a sink catching up on a backlog of 100k effects
+// (a node that was offline), by the runner's batch size: the default
+// (1000) and larger ones.
+func BenchmarkCatchUp(b *testing.B) {
+	h := newHarness(b)
+	for _, batch := range []int{1000, 10_000, 50_000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			b.ReportMetric(adaptertest.BenchCatchUpRate(b, h, 100_000, batch), "rows/s")
+		})
+	}
+}
