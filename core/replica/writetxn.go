@@ -550,6 +550,7 @@ func (w *writeTxn) doc(coll, id string) *docEntry {
 func (w *writeTxn) flushDocs() ([]core.Effect, error) {
 	var effects []core.Effect
 	cur := w.r.current
+	var names textNames // the documents of a transaction share few changes and authors
 	for _, name := range w.order {
 		d := w.docs[name]
 		if d.state.Empty() { // every write to it lost its effect
@@ -565,9 +566,9 @@ func (w *writeTxn) flushDocs() ([]core.Effect, error) {
 		}
 		last := d.state.Last
 		e := core.Effect{Collection: d.coll, DocID: d.id, Kind: core.Delete, Changes: make([]string, len(d.changes)),
-			Author: last.Author.String(), HLC: last.HLC.String(), LastChange: last.Change.String(), SchemaID: cur.ID}
+			Author: names.author(last.Author), HLC: last.HLC.String(), LastChange: names.change(last.Change), SchemaID: cur.ID}
 		for i, c := range d.changes {
-			e.Changes[i] = c.String()
+			e.Changes[i] = names.change(c)
 		}
 		if d.state.Alive() {
 			e.Kind, e.Doc = core.Upsert, image(cur, d.coll, d.state)
@@ -576,6 +577,38 @@ func (w *writeTxn) flushDocs() ([]core.Effect, error) {
 	}
 	w.docs, w.order = map[string]*docEntry{}, nil
 	return effects, nil
+}
+
+// textNames remembers the text forms of IDs and keys (a CID's text costs
+// a multihash and a base32 encoding; a bulk write names one change in a
+// thousand effects).
+type textNames struct {
+	changes map[core.ID]string
+	authors map[core.PublicKey]string
+}
+
+func (n *textNames) change(id core.ID) string {
+	s, ok := n.changes[id]
+	if !ok {
+		if n.changes == nil {
+			n.changes = map[core.ID]string{}
+		}
+		s = id.String()
+		n.changes[id] = s
+	}
+	return s
+}
+
+func (n *textNames) author(k core.PublicKey) string {
+	s, ok := n.authors[k]
+	if !ok {
+		if n.authors == nil {
+			n.authors = map[core.PublicKey]string{}
+		}
+		s = k.String()
+		n.authors[k] = s
+	}
+	return s
 }
 
 // classify maps a field to its CRDT by the current schema; a field's kind
