@@ -12,6 +12,15 @@ func CheckUpgrade(prev, next *Schema) error {
 	if prev.ID == next.ID {
 		return fmt.Errorf("%w: upgrade to the schema already in force (%s)", ErrInvalid, next.ID)
 	}
+	for _, pt := range prev.Types {
+		nt, ok := next.Type(pt.Name)
+		if !ok {
+			return fmt.Errorf("%w: upgrade drops type %s (scalars and enums may only be added)", ErrInvalid, pt.Name)
+		}
+		if err := checkTypeUpgrade(pt, nt); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
 	for _, pc := range prev.Collections {
 		nc, ok := next.Collection(pc.Name)
 		if !ok {
@@ -22,7 +31,7 @@ func CheckUpgrade(prev, next *Schema) error {
 			if !ok {
 				return fmt.Errorf("%w: upgrade drops field %s.%s (fields may only be added)", ErrInvalid, pc.Name, pf.Name)
 			}
-			if nf.Kind != pf.Kind || nf.Elem != pf.Elem || nf.Ref != pf.Ref {
+			if nf.Kind != pf.Kind || nf.Elem != pf.Elem || nf.Ref != pf.Ref || typeName(nf) != typeName(pf) {
 				return fmt.Errorf("%w: upgrade changes the type of %s.%s from %s to %s", ErrInvalid, pc.Name, pf.Name, pf.describe(), nf.describe())
 			}
 		}
@@ -33,4 +42,11 @@ func CheckUpgrade(prev, next *Schema) error {
 		}
 	}
 	return nil
+}
+
+func typeName(f *Field) string {
+	if f.Type == nil {
+		return ""
+	}
+	return f.Type.Name
 }
