@@ -111,7 +111,7 @@ func TestEnumUpgradeAddsAValue(t *testing.T) {
 		t.Fatalf("a change from before the upgrade: valid=%v reason=%q, want refused", valid, reason)
 	}
 	_, err := r.Write(ctx, admin, []core.Op{{Kind: core.OpSchema, Schema: typedSchema + "\n# LOST dropped again"}}, clk.now())
-	if !errors.Is(err, core.ErrSchemaViolation) || !strings.Contains(err.Error(), "removes value LOST from enum LoanStatus") {
+	if !errors.Is(err, core.ErrSchemaViolation) || !strings.Contains(err.Error(), "enum LoanStatus loses value LOST") {
 		t.Fatalf("upgrade removing an enum value: %v", err)
 	}
 }

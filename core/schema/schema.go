@@ -61,8 +61,12 @@ type Field struct {
 	MinLen   *int     // @length
 	MaxLen   *int
 	Pattern  *regexp.Regexp
-	Default  any   // canonical value, nil when none
-	Type     *Type // operator-defined type of the values (Kind or Elem its base), nil for built-ins
+	Default  any // canonical value, nil when none
+	// Former are the names the field had in earlier schema versions
+	// (@renamed(from: ...)); values written under them are its values.
+	Former   []string
+	Existing Policy // @existing(policy: ...): documents written before a tightened rule
+	Type     *Type  // operator-defined type of the values (Kind or Elem its base), nil for built-ins
 }
 
 // ScalarKind is the kind of one value of the field: Elem for lists and sets,
@@ -228,6 +232,9 @@ func Parse(text string) (s *Schema, err error) {
 			c.byName[f.Name] = f
 			c.Fields = append(c.Fields, f)
 		}
+		if err := checkFormerNames(c); err != nil {
+			return nil, err
+		}
 	}
 	// Access and rules read the fields of every collection, so they come
 	// once all are known.
@@ -322,8 +329,16 @@ func (s *Schema) field(coll string, fd *ast.FieldDefinition) (*Field, error) {
 				return nil, errors.New("@default wants one argument value: ...")
 			}
 			defaultValue = v.Value
+		case "renamed":
+			if f.Former, err = renamedArg(args); err != nil {
+				return nil, err
+			}
+		case "existing":
+			if f.Existing, err = existingArg(args); err != nil {
+				return nil, err
+			}
 		default:
-			return nil, fmt.Errorf("unknown directive @%s (known: @set @counter @length @range @pattern @default)", dir.Name)
+			return nil, fmt.Errorf("unknown directive @%s (known: @set @counter @length @range @pattern @default @renamed @existing)", dir.Name)
 		}
 	}
 	sk := f.ScalarKind()

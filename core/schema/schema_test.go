@@ -806,14 +806,14 @@ type Book {
 type Shelf { books: [Book!] }`, ""},
 		{"change rules and order", `
 type Book {
-  ids: [Int!] @range(min: 0)
+  ids: [Int!] @range(min: 0) @existing(policy: keep)
   likes: Int @counter
   tags: [String!] @set
   author: Author
-  year: Int @range(min: 0, max: 3000)
+  year: Int @range(min: 0, max: 3000) @existing(policy: flag)
   title: String! @length(max: 200)
 }
-type Author { name: String! @length(min: 1) }`, ""},
+type Author { name: String! @length(min: 1) @existing(policy: keep) }`, ""},
 		{"add required field with default", `
 type Author { name: String! }
 type Book {

@@ -34,7 +34,10 @@ type Type struct {
 	Min, Max       *float64
 	MinLen, MaxLen *int
 	Pattern        *regexp.Regexp
-	values         map[string]bool
+	// Existing is @existing(policy: ...) on the declaration: what an
+	// upgrade that tightens the type does to documents written before.
+	Existing Policy
+	values   map[string]bool
 }
 
 // IsEnum tells an enum from a named scalar.
@@ -84,8 +87,18 @@ func (s *Schema) declareType(d *ast.Definition) error {
 }
 
 func parseEnum(d *ast.Definition) (*Type, error) {
-	if len(d.Directives) > 0 {
-		return nil, fmt.Errorf("unknown directive @%s (an enum takes none: its values are its rule)", d.Directives[0].Name)
+	var existing Policy
+	for i, dir := range d.Directives {
+		if dir.Name != "existing" || i > 0 {
+			return nil, fmt.Errorf("unknown directive @%s (an enum takes only @existing(policy: ...) once: its values are its rule)", dir.Name)
+		}
+		args, err := directiveArgs(dir)
+		if err != nil {
+			return nil, err
+		}
+		if existing, err = existingArg(args); err != nil {
+			return nil, err
+		}
 	}
 	if len(d.EnumValues) == 0 {
 		return nil, errors.New("an enum needs at least one value")
@@ -93,7 +106,7 @@ func parseEnum(d *ast.Definition) (*Type, error) {
 	if len(d.EnumValues) > MaxEnumValues {
 		return nil, fmt.Errorf("%d values, at most %d allowed", len(d.EnumValues), MaxEnumValues)
 	}
-	t := &Type{Name: d.Name, Kind: String, Values: make([]string, 0, len(d.EnumValues)), values: map[string]bool{}}
+	t := &Type{Name: d.Name, Kind: String, Values: make([]string, 0, len(d.EnumValues)), values: map[string]bool{}, Existing: existing}
 	for _, v := range d.EnumValues {
 		switch {
 		case v.Name == "true" || v.Name == "false" || v.Name == "null":
@@ -144,8 +157,12 @@ func parseScalar(d *ast.Definition) (*Type, error) {
 			if t.Pattern, err = patternArg(args); err != nil {
 				return nil, err
 			}
+		case "existing":
+			if t.Existing, err = existingArg(args); err != nil {
+				return nil, err
+			}
 		default:
-			return nil, fmt.Errorf("unknown directive @%s (a scalar takes @base @length @range @pattern)", dir.Name)
+			return nil, fmt.Errorf("unknown directive @%s (a scalar takes @base @length @range @pattern @existing)", dir.Name)
 		}
 	}
 	if err := checkRuleKinds(t.Kind, t.MinLen != nil || t.MaxLen != nil, t.Min != nil || t.Max != nil, t.Pattern != nil); err != nil {
@@ -226,39 +243,59 @@ func (t *Type) valueList() string {
 	return fmt.Sprintf("%s and %d more", strings.Join(t.Values[:show], ", "), len(t.Values)-show)
 }
 
-// checkTypeUpgrade decides whether next may replace prev: an enum keeps
-// every value (and may gain some), a scalar keeps its base kind and its
-// rules may only loosen (a bound dropped or widened, a pattern dropped),
-// so that every value valid before stays valid.
+// checkTypeUpgrade decides whether next may replace prev: the same sort
+// (enum or scalar) and base kind, and rules that accept every value they
+// accepted before (an enum keeps its values and may gain more, a scalar's
+// bounds only widen, a pattern is only dropped), unless next declares
+// @existing(policy: keep|flag) for the documents written before.
 func checkTypeUpgrade(prev, next *Type) error {
 	if prev.IsEnum() != next.IsEnum() || prev.Kind != next.Kind {
 		return fmt.Errorf("upgrade changes type %s from %s to %s", prev.Name, prev.describe(), next.describe())
 	}
-	if prev.IsEnum() {
-		for _, v := range prev.Values {
-			if !next.values[v] {
-				return fmt.Errorf("upgrade removes value %s from enum %s (values may only be added: documents may hold it)", v, prev.Name)
-			}
-		}
+	why := TypeTightened(prev, next)
+	if why == "" || next.Existing != PolicyNone {
 		return nil
 	}
-	tight := func(rule string) error {
-		return fmt.Errorf("upgrade tightens %s of scalar %s (a type's rules may only loosen: documents may hold values the new rule refuses)", rule, prev.Name)
+	return fmt.Errorf("type %s: %s; declare what happens to documents written before on the type: %s %s @existing(policy: keep) or @existing(policy: flag)",
+		prev.Name, why, map[bool]string{true: "enum", false: "scalar"}[next.IsEnum()], next.Name)
+}
+
+// TypeTightened says how next accepts fewer values than prev, "" when it
+// does not. A changed pattern counts as tightened (regular languages are
+// not compared). Every field of the type is concerned.
+func TypeTightened(prev, next *Type) string {
+	if prev.IsEnum() {
+		var gone []string
+		for _, v := range prev.Values {
+			if !next.values[v] {
+				gone = append(gone, v)
+			}
+		}
+		if len(gone) > 0 {
+			return fmt.Sprintf("enum %s loses value %s", prev.Name, strings.Join(gone, ", "))
+		}
+		return ""
 	}
 	switch {
-	case prev.Min == nil && next.Min != nil, prev.Min != nil && next.Min != nil && *next.Min > *prev.Min:
-		return tight("@range(min)")
-	case prev.Max == nil && next.Max != nil, prev.Max != nil && next.Max != nil && *next.Max < *prev.Max:
-		return tight("@range(max)")
-	case prev.MinLen == nil && next.MinLen != nil, prev.MinLen != nil && next.MinLen != nil && *next.MinLen > *prev.MinLen:
-		return tight("@length(min)")
-	case prev.MaxLen == nil && next.MaxLen != nil, prev.MaxLen != nil && next.MaxLen != nil && *next.MaxLen < *prev.MaxLen:
-		return tight("@length(max)")
+	case lowerRaised(prev.Min, next.Min):
+		return fmt.Sprintf("@range min goes from %s to %v", bound(prev.Min), *next.Min)
+	case upperLowered(prev.Max, next.Max):
+		return fmt.Sprintf("@range max goes from %s to %v", bound(prev.Max), *next.Max)
+	case lowerRaised(intf(prev.MinLen), intf(next.MinLen)):
+		return fmt.Sprintf("@length min goes from %s to %d", bound(intf(prev.MinLen)), *next.MinLen)
+	case upperLowered(intf(prev.MaxLen), intf(next.MaxLen)):
+		return fmt.Sprintf("@length max goes from %s to %d", bound(intf(prev.MaxLen)), *next.MaxLen)
 	case next.Pattern != nil && (prev.Pattern == nil || prev.Pattern.String() != next.Pattern.String()):
-		// Whether one pattern accepts all another does is not decided here.
-		return fmt.Errorf("upgrade tightens @pattern of scalar %s (a pattern may be dropped, never added or changed: documents may hold values the new one refuses)", prev.Name)
+		return fmt.Sprintf("@pattern becomes %q", next.Pattern.String())
 	}
-	return nil
+	return ""
+}
+
+func typeName(f *Field) string {
+	if f.Type == nil {
+		return ""
+	}
+	return f.Type.Name
 }
 
 func (t *Type) describe() string {

@@ -147,7 +147,7 @@ func TestParseTypeErrors(t *testing.T) {
 		{"enum value true", "enum E { true } type T { x: E }", []string{"enum E", "true, false and null"}},
 		{"enum value null", "enum E { A null } type T { x: E }", []string{"enum E", "true, false and null"}},
 		{"enum without values", "enum E type T { x: E }", []string{"enum E", "at least one value"}},
-		{"enum with directive", "enum E @x { A } type T { x: E }", []string{"enum E", "unknown directive @x"}},
+		{"enum with directive", "enum E @x { A } type T { x: E }", []string{"enum E", "unknown directive @x", "only @existing"}},
 		{"enum value with directive", "enum E { A @deprecated } type T { x: E }", []string{"enum E", "value A", "no directives"}},
 		{"huge enum", "enum E { " + strings.Join(many, " ") + " } type T { x: E }", []string{"enum E", "1025 values, at most 1024"}},
 		{"enum shadows a collection", "type E { x: String } enum E { A }", []string{"type E is defined twice"}},
@@ -170,6 +170,9 @@ func TestParseTypeErrors(t *testing.T) {
 		{"length on Float base", `scalar S @base(type: Float) @length(max: 1) type T { x: S }`, []string{"scalar S", "@length applies to String and Bytes"}},
 		{"range min above max", `scalar S @base(type: Int) @range(min: 2, max: 1) type T { x: S }`, []string{"scalar S", "min 2 is above max 1"}},
 		{"scalar directive twice", `scalar S @length(max: 1) @length(max: 2) type T { x: S }`, []string{"scalar S", "@length given twice"}},
+		{"enum bad policy", "enum E @existing(policy: drop) { A } type T { x: E }", []string{"enum E", "@existing wants policy: keep or policy: flag"}},
+		{"enum other directive", "enum E @existing(policy: keep) @x { A } type T { x: E }", []string{"enum E", "unknown directive @x"}},
+		{"scalar bad policy", "scalar S @existing type T { x: S }", []string{"scalar S", "@existing wants policy"}},
 		{"scalar unknown directive", `scalar S @default(value: "a") type T { x: S }`, []string{"scalar S", "unknown directive @default"}},
 		{"counter of a named scalar", `scalar S @base(type: Int) @range(max: 5) type T { x: S @counter }`, []string{"T.x", "@counter applies to Int, not S"}},
 		{"enum field with pattern", `enum E { A } type T { x: E @pattern(regex: "A") }`, []string{"T.x", "E takes no @length, @range or @pattern"}},
@@ -237,36 +240,51 @@ scalar Email @length(max: 60)
 scalar Year @base(type: Int) @range(min: 1000)
 enum Status { OPEN RETURNED }
 type Loan { status: Status email: Email year: Year }`, ""},
+		{"remove enum value under a policy", `
+scalar Email @pattern(regex: "^[^@]+@[^@]+$") @length(max: 50)
+scalar Year @base(type: Int) @range(min: 1450, max: 2100)
+enum Status @existing(policy: flag) { OPEN }
+type Loan { status: Status email: Email year: Year }`, ""},
+		{"tighten scalar rules under a policy", `
+scalar Email @pattern(regex: "^[a-z]+@[^@]+$") @length(min: 3, max: 40) @existing(policy: keep)
+scalar Year @base(type: Int) @range(min: 1500, max: 2000) @existing(policy: flag)
+enum Status { OPEN RETURNED }
+type Loan { status: Status email: Email year: Year }`, ""},
+		{"a field's policy does not cover its type", `
+scalar Email @pattern(regex: "^[^@]+@[^@]+$") @length(max: 50)
+scalar Year @base(type: Int) @range(min: 1450, max: 2100)
+enum Status { OPEN }
+type Loan { status: Status @existing(policy: keep) email: Email year: Year }`, "enum Status loses value RETURNED"},
 		{"remove enum value", `
 scalar Email @pattern(regex: "^[^@]+@[^@]+$") @length(max: 50)
 scalar Year @base(type: Int) @range(min: 1450, max: 2100)
 enum Status { OPEN }
-type Loan { status: Status email: Email year: Year }`, "removes value RETURNED from enum Status"},
+type Loan { status: Status email: Email year: Year }`, "type Status: enum Status loses value RETURNED; declare what happens to documents written before on the type: enum Status @existing(policy: keep)"},
 		{"tighten max length", `
 scalar Email @pattern(regex: "^[^@]+@[^@]+$") @length(max: 40)
 scalar Year @base(type: Int) @range(min: 1450, max: 2100)
 enum Status { OPEN RETURNED }
-type Loan { status: Status email: Email year: Year }`, "tightens @length(max) of scalar Email"},
+type Loan { status: Status email: Email year: Year }`, "type Email: @length max goes from 50 to 40"},
 		{"add min length", `
 scalar Email @pattern(regex: "^[^@]+@[^@]+$") @length(min: 3, max: 50)
 scalar Year @base(type: Int) @range(min: 1450, max: 2100)
 enum Status { OPEN RETURNED }
-type Loan { status: Status email: Email year: Year }`, "tightens @length(min) of scalar Email"},
+type Loan { status: Status email: Email year: Year }`, "type Email: @length min goes from none to 3"},
 		{"raise range min", `
 scalar Email @pattern(regex: "^[^@]+@[^@]+$") @length(max: 50)
 scalar Year @base(type: Int) @range(min: 1500, max: 2100)
 enum Status { OPEN RETURNED }
-type Loan { status: Status email: Email year: Year }`, "tightens @range(min) of scalar Year"},
+type Loan { status: Status email: Email year: Year }`, "type Year: @range min goes from 1450 to 1500"},
 		{"lower range max", `
 scalar Email @pattern(regex: "^[^@]+@[^@]+$") @length(max: 50)
 scalar Year @base(type: Int) @range(min: 1450, max: 2000)
 enum Status { OPEN RETURNED }
-type Loan { status: Status email: Email year: Year }`, "tightens @range(max) of scalar Year"},
+type Loan { status: Status email: Email year: Year }`, "type Year: @range max goes from 2100 to 2000; declare what happens to documents written before on the type: scalar Year @existing"},
 		{"change pattern", `
 scalar Email @pattern(regex: "^[^@]+@[^@]+\\.[a-z]+$") @length(max: 50)
 scalar Year @base(type: Int) @range(min: 1450, max: 2100)
 enum Status { OPEN RETURNED }
-type Loan { status: Status email: Email year: Year }`, "tightens @pattern of scalar Email"},
+type Loan { status: Status email: Email year: Year }`, "type Email: @pattern becomes"},
 		{"change base", `
 scalar Email @pattern(regex: "^[^@]+@[^@]+$") @length(max: 50)
 scalar Year @base(type: Float) @range(min: 1450, max: 2100)
