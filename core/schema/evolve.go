@@ -105,6 +105,18 @@ func (f *Field) Names() []string {
 	return append([]string{f.Name}, f.Former...)
 }
 
+// HasRenames reports whether some field has a former name.
+func (s *Schema) HasRenames() bool {
+	for _, c := range s.Collections {
+		for _, f := range c.Fields {
+			if len(f.Former) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // FieldByAnyName looks a field up by its name or a former name.
 func (c *Collection) FieldByAnyName(name string) (*Field, bool) {
 	if f, ok := c.byName[name]; ok {
@@ -123,7 +135,10 @@ func (c *Collection) FieldByAnyName(name string) (*Field, bool) {
 // (@renamed(from: ...) listing every name it ever had), with the same
 // kind, element kind and reference target: the CRDT that merges a field
 // never changes. A field added as required needs a @default for existing
-// documents. A default may change (it applies to documents created under
+// documents. Scalars and enums are only added, keep their base, and
+// tighten (an enum loses a value, a scalar's rule accepts less) only when
+// the type declares @existing(policy: keep|flag) (checkTypeUpgrade). A
+// default may change (it applies to documents created under
 // next). A rule may loosen freely; a field whose rules tighten (a
 // narrower @range or @length, a new or changed @pattern, optional made
 // required) must declare @existing(policy: keep|flag) for the documents
@@ -131,6 +146,15 @@ func (c *Collection) FieldByAnyName(name string) (*Field, bool) {
 func CheckUpgrade(prev, next *Schema) error {
 	if prev.ID == next.ID {
 		return fmt.Errorf("%w: upgrade to the schema already in force (%s)", ErrInvalid, next.ID)
+	}
+	for _, pt := range prev.Types {
+		nt, ok := next.Type(pt.Name)
+		if !ok {
+			return fmt.Errorf("%w: upgrade drops type %s (scalars and enums may only be added)", ErrInvalid, pt.Name)
+		}
+		if err := checkTypeUpgrade(pt, nt); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
 	}
 	for _, pc := range prev.Collections {
 		nc, ok := next.Collection(pc.Name)
@@ -219,7 +243,7 @@ func checkCollectionUpgrade(pc, nc *Collection) error {
 }
 
 func sameType(coll string, pf, nf *Field) error {
-	if nf.Kind != pf.Kind || nf.Elem != pf.Elem || nf.Ref != pf.Ref {
+	if nf.Kind != pf.Kind || nf.Elem != pf.Elem || nf.Ref != pf.Ref || typeName(nf) != typeName(pf) {
 		return fmt.Errorf("upgrade changes the type of %s.%s from %s to %s", coll, pf.Name, pf.describe(), nf.describe())
 	}
 	return nil
