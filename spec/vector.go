@@ -11,9 +11,51 @@ type Vector struct {
 	// Deliveries are orders in which to hand the changes, one at a time,
 	// to a fresh replica; every order must give the same Expect (but
 	// Receive, which is for the first order).
-	Deliveries [][]string `json:"deliveries"`
-	Bundle     *Bundle    `json:"bundle,omitempty"`
-	Expect     Expect     `json:"expect"`
+	Deliveries  [][]string       `json:"deliveries"`
+	Bundle      *Bundle          `json:"bundle,omitempty"`
+	InviteCodes []InviteCodeCase `json:"invite_codes,omitempty"`
+	Reconcile   *Reconcile       `json:"reconcile,omitempty"`
+	Expect      Expect           `json:"expect"`
+}
+
+// InviteCodeCase is an invite code's text and what decoding it gives
+// (SPEC §16.3).
+type InviteCodeCase struct {
+	Name string `json:"name"`
+	Text string `json:"text"`
+	// Outcome is "ok", or the refusal: "damaged", "forged" or "old".
+	Outcome string `json:"outcome"`
+	// For "ok": what the code carries and the invite's terms.
+	Space     string   `json:"space,omitempty"`
+	SpaceName string   `json:"space_name,omitempty"`
+	Key       string   `json:"key,omitempty"`    // the invite key's public key
+	Invite    string   `json:"invite,omitempty"` // name of the change making the invite
+	Bootstrap []string `json:"bootstrap,omitempty"`
+	Role      string   `json:"role,omitempty"`
+	Expires   uint64   `json:"expires,omitempty"`
+}
+
+// Reconcile is a run of range-based reconciliation (SPEC §14.2) between
+// an initiator holding A and a responder holding B, with the default
+// parameters (16 branches, lists of up to 64 items).
+type Reconcile struct {
+	A []Item `json:"a"`
+	B []Item `json:"b"`
+	// Fingerprints of A and of B (SPEC §14.1), hex.
+	FingerprintA string `json:"fingerprint_a"`
+	FingerprintB string `json:"fingerprint_b"`
+	// Messages alternate initiator, responder, initiator, ...: each the
+	// hex of the canonical CBOR array of its ranges; the last initiator
+	// message is empty (the run is over).
+	Messages []string `json:"messages"`
+	Have     []Item   `json:"have"` // what A has that B lacks, in the order found
+	Need     []Item   `json:"need"` // what B has that A lacks, in the order found
+}
+
+// Item is a reconciliation item: height and change ID (hex).
+type Item struct {
+	Height uint64 `json:"height"`
+	ID     string `json:"id"`
 }
 
 // Key is a named Ed25519 key.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tributary-sync/tributary/core"
 	"github.com/tributary-sync/tributary/core/replica"
+	"github.com/tributary-sync/tributary/mesh"
 	"github.com/tributary-sync/tributary/mesh/bundle"
 )
 
@@ -64,6 +65,14 @@ func checkVector(t *testing.T, v *Vector) {
 	envs := checkChanges(t, v)
 	if v.Bundle != nil {
 		checkBundle(t, v, envs)
+	}
+	for _, c := range v.InviteCodes {
+		checkInviteCode(t, v, envs, c)
+	}
+	if v.Reconcile != nil {
+		if got := reconcile(t, v.Reconcile.A, v.Reconcile.B); canonicalAny(t, got) != canonicalAny(t, v.Reconcile) {
+			t.Errorf("reconciliation differs from the vector\n%s", lineDiff(canonicalAny(t, v.Reconcile), canonicalAny(t, got)))
+		}
 	}
 	want := canonical(t, v.Expect)
 	for i, order := range v.Deliveries {
@@ -402,6 +411,9 @@ func verdictClass(valid bool, reason string) string {
 	if valid {
 		return "valid"
 	}
+	if strings.HasPrefix(reason, "schema upgrade: ") { // a refused upgrade's reason wraps no sentinel
+		return "schema-violation"
+	}
 	for _, c := range []struct {
 		class string
 		err   error
@@ -433,7 +445,9 @@ func jsonRoundTrip(m map[string]any) (map[string]any, error) {
 }
 
 // canonical renders an outcome as indented JSON, for comparison and diffs.
-func canonical(t *testing.T, e Expect) string {
+func canonical(t *testing.T, e Expect) string { return canonicalAny(t, e) }
+
+func canonicalAny(t *testing.T, e any) string {
 	t.Helper()
 	b, err := json.MarshalIndent(e, "", "  ")
 	if err != nil {
@@ -505,4 +519,92 @@ func checkBundle(t *testing.T, v *Vector, envs map[string][]byte) {
 	if _, err := bundle.Decode(corrupt); !errors.Is(err, bundle.ErrCorrupt) {
 		t.Errorf("the corrupt bundle: error %v, want %v", err, bundle.ErrCorrupt)
 	}
+}
+
+// decodeInviteCode decodes a code as `join` does and names the outcome.
+func decodeInviteCode(v *Vector, envs map[string][]byte, name, text string) InviteCodeCase {
+	got := InviteCodeCase{Name: name, Text: text}
+	code, terms, err := core.DecodeInviteCode(text)
+	switch {
+	case errors.Is(err, core.ErrCodeDamaged):
+		got.Outcome = "damaged"
+	case errors.Is(err, core.ErrCodeForged):
+		got.Outcome = "forged"
+	case errors.Is(err, core.ErrCodeOld):
+		got.Outcome = "old"
+	case err != nil:
+		got.Outcome = "other: " + err.Error()
+	default:
+		got.Outcome = "ok"
+		got.Space, got.SpaceName, got.Bootstrap = code.Space.String(), code.Name, code.Bootstrap
+		got.Key = terms.Key.String()
+		got.Role, got.Expires = terms.Role, terms.Expires
+		for _, c := range v.Changes {
+			if bytes.Equal(envs[c.Name], code.Invite) {
+				got.Invite = c.Name
+			}
+		}
+	}
+	return got
+}
+
+func checkInviteCode(t *testing.T, v *Vector, envs map[string][]byte, want InviteCodeCase) {
+	if got := decodeInviteCode(v, envs, want.Name, want.Text); canonicalAny(t, got) != canonicalAny(t, want) {
+		t.Errorf("invite code %s: decoding differs from the vector\n%s", want.Name, lineDiff(canonicalAny(t, want), canonicalAny(t, got)))
+	}
+}
+
+func meshItems(t *testing.T, xs []Item) []mesh.Item {
+	out := make([]mesh.Item, len(xs))
+	for i, x := range xs {
+		b, err := hex.DecodeString(x.ID)
+		if err != nil || len(b) != 32 {
+			t.Fatalf("item %d: id %q is not 32 bytes of hex", i, x.ID)
+		}
+		out[i] = mesh.Item{Height: x.Height}
+		copy(out[i].ID[:], b)
+	}
+	return out
+}
+
+func specItems(xs []mesh.Item) []Item {
+	out := []Item{}
+	for _, x := range xs {
+		out = append(out, Item{Height: x.Height, ID: hex.EncodeToString(x.ID[:])})
+	}
+	return out
+}
+
+// reconcile runs a reconciliation of a (initiator) with b and records
+// every message.
+func reconcile(t *testing.T, a, b []Item) *Reconcile {
+	ma, mb := meshItems(t, a), meshItems(t, b)
+	fa, fb := mesh.Fingerprint(ma), mesh.Fingerprint(mb)
+	out := &Reconcile{A: a, B: b, FingerprintA: hex.EncodeToString(fa[:]), FingerprintB: hex.EncodeToString(fb[:])}
+	enc := func(rs []mesh.Range) string {
+		bs, err := core.Marshal(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hex.EncodeToString(bs)
+	}
+	rc := mesh.DefaultReconciler
+	msg := rc.Initiate(ma)
+	var have, need []mesh.Item
+	for round := 0; ; round++ {
+		out.Messages = append(out.Messages, enc(msg))
+		if len(msg) == 0 {
+			break
+		}
+		if round == 32 {
+			t.Fatal("reconciliation did not end in 32 rounds")
+		}
+		resp := rc.Respond(mb, msg)
+		out.Messages = append(out.Messages, enc(resp))
+		var h, n []mesh.Item
+		msg, h, n = rc.Step(ma, resp)
+		have, need = append(have, h...), append(need, n...)
+	}
+	out.Have, out.Need = specItems(have), specItems(need)
+	return out
 }
