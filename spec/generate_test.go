@@ -64,6 +64,8 @@ var generators = []struct {
 	{"placement", genPlacement},
 	{"invite-code", genInviteCode},
 	{"reconcile", genReconcile},
+	{"types", genTypes},
+	{"evolve", genEvolve},
 }
 
 func writeVectors(t *testing.T) {
@@ -295,6 +297,18 @@ func (g *gen) deliver(orders ...[]string) {
 	g.v.Deliveries = orders
 }
 
+// deliverBothWays delivers in the recording order and in its reverse
+// (everything held until the genesis arrives).
+func (g *gen) deliverBothWays() {
+	var all []string
+	for _, c := range g.v.Changes {
+		all = append(all, c.Name)
+	}
+	back := slices.Clone(all)
+	slices.Reverse(back)
+	g.deliver(all, back)
+}
+
 // withBody adds the decoded body and signature of a recorded change, so
 // the vector pins its encoding byte for byte.
 func (g *gen) withBody(name string) {
@@ -431,7 +445,7 @@ func genInvalidText(g *gen) {
 	bad("id-257", "a document id of 257 bytes", create("Note", strings.Repeat("é", 128)+"x", map[string]any{"title": "t"}))
 	bad("id-256", "a document id of 256 bytes (é is two bytes): the longest allowed", create("Note", strings.Repeat("é", 128), map[string]any{"title": "t"}))
 	g.expectDoc("Note", strings.Repeat("é", 128))
-	g.deliver()
+	g.deliverBothWays()
 }
 
 // genNonMember: a change by a key without a grant is stored without
@@ -451,7 +465,7 @@ func genNonMember(g *gen) {
 	g.write(r, "admin-create", "admin", "admin creates Note/a1", t0+3000, create("Note", "a1", map[string]any{"title": "Ours"}))
 	g.expectDoc("Note", "s1")
 	g.expectDoc("Note", "a1")
-	g.deliver()
+	g.deliverBothWays()
 }
 
 // genRevoked: a revoked member's concurrent write loses its effect.
@@ -702,7 +716,7 @@ func genBundle(g *gen) {
 	g.v.Bundle = &Bundle{File: hex.EncodeToString(raw), Space: space.String(), Since: nil,
 		Changes: []string{"genesis", "grant-ann", "ann-create"}, Corrupt: hex.EncodeToString(corrupt), CorruptByte: at}
 	g.expectDoc("Note", "n1")
-	g.deliver()
+	g.deliverBothWays()
 }
 
 // genPlacement: changes refused for their structure or placement, a
@@ -762,7 +776,7 @@ func genPlacement(g *gen) {
 	g.expectDoc("Note", "s1")
 	g.expectDoc("Note", "e1")
 	g.expectDoc("Note", "e2")
-	g.deliver()
+	g.deliverBothWays()
 }
 
 // genInviteCode: trib2 codes, decoded offline.
@@ -775,7 +789,7 @@ func genInviteCode(g *gen) {
 	expires := uint64(t0 + 86_400_000)
 	inv := g.invite(r, "invite", "invite-key", 0x22, t0+1000, expires)
 	invEnv := g.envelope(r, inv)
-	g.deliver()
+	g.deliverBothWays()
 	code := core.InviteCode{Space: r.Space(), Name: "spec", Seed: g.keys["invite-key"].Seed(), Invite: invEnv,
 		Bootstrap: []string{"/ip4/192.0.2.1/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN", "nats://192.0.2.2:4222"}}
 	text := func(c core.InviteCode) string {
@@ -841,4 +855,86 @@ func genReconcile(g *gen) {
 	g.describe(fmt.Sprintf("Range-based reconciliation with the default parameters (16 branches, lists of up to 64 items) between an initiator holding %d items and a responder holding %d, %d held by the initiator only and %d by the responder only: the fingerprints of both sets, every message (canonical CBOR of its ranges) in order, and what each side lacks. Item n is (n/7+1, SHA-256 of n as 8 bytes big-endian).",
 		len(a), len(b), len(g.v.Reconcile.Have), len(g.v.Reconcile.Need)),
 		"§14.1", "§14.2")
+}
+
+// typesSchema declares a named scalar and an enum.
+const typesSchema = `scalar Email @pattern(regex: "^[^@ ]+@[^@ ]+$") @length(max: 40)
+scalar Copies @base(type: Int) @range(min: 1, max: 9)
+enum Status { OPEN RETURNED }
+
+type Item @collection {
+  status: Status! @default(value: OPEN)
+  history: [Status!]
+  flags: [Status!] @set
+  contact: Email
+  copies: Copies
+}
+`
+
+// genTypes: named scalars and enums.
+func genTypes(g *gen) {
+	g.describe("Operator-defined types: a named scalar (pattern and length), a scalar based on Int (range) and an enum, in fields, lists and sets. Valid values are stored (an enum value is its name as text; the default shows in the post-image); a value outside the enum, in a list or a set, a string breaking the scalar's pattern or length and an integer outside its range are schema violations. An upgrade adding an enum value admits it from the changes that have the upgrade in their past.",
+		"§9.2", "§9.6", "§10.2")
+	g.key("admin", 1)
+	r := g.replica()
+	g.found(r, "admin", typesSchema)
+	g.write(r, "valid", "admin", "Item/i1 with a contact, copies, a history and a flag", t0+1000,
+		create("Item", "i1", map[string]any{"contact": "a@b", "copies": int64(2), "history": []any{"OPEN", "RETURNED"}, "flags": []any{"OPEN"}}))
+	seq := uint64(3)
+	prev := g.id("valid")
+	bad := func(name, note string, op core.Op) {
+		c := g.build(r, "admin", seq, prev, t0+2000+seq, op)
+		g.record(name, note, g.sign(c, "admin"))
+		g.receive(r, name)
+		seq, prev = seq+1, g.id(name)
+	}
+	bad("enum-value", `status "LOST", not a value of Status`, set("Item", "i1", "status", "LOST"))
+	bad("enum-case", `status "open": values are case-sensitive`, set("Item", "i1", "status", "open"))
+	bad("enum-list", `history ["OPEN", "GONE"]`, set("Item", "i1", "history", []any{"OPEN", "GONE"}))
+	bad("enum-set", `add "MAYBE" to flags`, core.Op{Kind: core.OpAdd, Coll: "Item", Doc: "i1", Field: "flags", Value: "MAYBE"})
+	bad("scalar-pattern", `contact "nobody"`, set("Item", "i1", "contact", "nobody"))
+	bad("scalar-length", "contact of 42 characters", set("Item", "i1", "contact", strings.Repeat("a", 40)+"@b"))
+	bad("scalar-range", "copies 10", set("Item", "i1", "copies", int64(10)))
+	bad("early-lost", `status "LOST" before the upgrade that adds it is in its past`, set("Item", "i1", "history", []any{"LOST"}))
+	up := strings.Replace(typesSchema, "enum Status { OPEN RETURNED }", "enum Status { OPEN RETURNED LOST }", 1)
+	g.write(r, "upgrade", "admin", "upgrade: Status gains LOST", t0+3000, core.Op{Kind: core.OpSchema, Schema: up})
+	g.write(r, "lost", "admin", `status "LOST" after the upgrade`, t0+4000, set("Item", "i1", "status", "LOST"))
+	g.expectDoc("Item", "i1")
+	g.deliverBothWays()
+}
+
+// genEvolve: an upgrade that renames a field, adds one with a default and
+// tightens a rule under a policy.
+func genEvolve(g *gen) {
+	g.describe("Schema evolution: Note.body is written, then an upgrade renames it to text (@renamed(from: \"body\")), adds a field with a default, and narrows stars' range under @existing(policy: keep). The post-image shows the old value under the new name; a write under the new name wins over it; a write naming the old name after the upgrade is a schema violation, before it is valid; stars 5 written before stays, written after is a schema violation; the new field's default shows on the old document.",
+		"§9.4", "§9.6", "§10.1", "§12.6")
+	g.key("admin", 1)
+	g.key("ann", 3)
+	r := g.replica()
+	g.found(r, "admin", notesSchema)
+	g.write(r, "grant-ann", "admin", "admin grants ann writer", t0+500, grant(g.keys["ann"], core.RoleWriter))
+	g.write(r, "create", "admin", "Note/n1 with body and stars 5", t0+1000, create("Note", "n1", map[string]any{"title": "t", "body": "old body", "stars": int64(5)}))
+	b := g.clone(r)
+	up := strings.Replace(notesSchema, "  body: String\n", "  text: String @renamed(from: \"body\")\n  lang: String! @default(value: \"en\")\n", 1)
+	up = strings.Replace(up, "stars: Int @range(min: 0, max: 5)", "stars: Int @range(min: 0, max: 4) @existing(policy: keep)", 1)
+	if up == notesSchema {
+		g.t.Fatal("upgrade text unchanged")
+	}
+	g.write(r, "upgrade", "admin", "upgrade: body renamed text, lang added (default en), stars at most 4 (keep)", t0+2000, core.Op{Kind: core.OpSchema, Schema: up})
+	g.write(b, "old-name-before", "ann", "ann creates Note/n2 with body, without the upgrade in her past: valid", t0+2500, create("Note", "n2", map[string]any{"title": "t2", "body": "b2"}))
+	g.sync(r, b)
+	seq := uint64(5)
+	prev := g.id("upgrade")
+	hand := func(name, note string, op core.Op) {
+		c := g.build(r, "admin", seq, prev, t0+3000+seq, op)
+		g.record(name, note, g.sign(c, "admin"))
+		g.receive(r, name)
+		seq, prev = seq+1, g.id(name)
+	}
+	hand("old-name-after", "set body on Note/n1 after the upgrade: the field is now text", set("Note", "n1", "body", "late"))
+	hand("stars-after", "stars 5 after the upgrade narrowed the range", set("Note", "n1", "stars", int64(5)))
+	g.write(r, "new-name", "admin", "set text on Note/n2 after the upgrade", t0+4000, set("Note", "n2", "text", "new text"))
+	g.expectDoc("Note", "n1")
+	g.expectDoc("Note", "n2")
+	g.deliverBothWays()
 }

@@ -288,15 +288,16 @@ func forge(t *testing.T, from, signer, space string, ops ...core.Op) (file, id s
 	return file, cid.String()
 }
 
-// history is `tributary log COLL ID` on a home.
-func history(t *testing.T, home, space, coll, id string) []rollbackLogEntry {
+// history is `tributary log COLL ID` on a home: each change and its
+// verdict.
+func history(t *testing.T, home, space, coll, id string) []verdictEntry {
 	t.Helper()
-	var log []rollbackLogEntry
+	var log []verdictEntry
 	ok(t, home, &log, "log", "--space", space, coll, id)
 	return log
 }
 
-type rollbackLogEntry struct {
+type verdictEntry struct {
 	Change string `json:"change"`
 	Valid  bool   `json:"valid"`
 	Reason string `json:"reason"`
@@ -487,7 +488,7 @@ func TestLibraryAcrossPartitionedNodes(t *testing.T) {
 	for _, n := range nodes {
 		for _, rb := range rollbacks {
 			coll, id, _ := strings.Cut(rb.Documents[0], "/")
-			var entry *rollbackLogEntry
+			var entry *verdictEntry
 			for _, e := range history(t, n.home, space, coll, id) {
 				if e.Change == rb.Change {
 					entry = &e
