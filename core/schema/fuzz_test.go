@@ -25,8 +25,10 @@ func shapeOf(s *Schema) []shape {
 }
 
 func FuzzParse(f *testing.F) {
-	if text, err := os.ReadFile("../replica/testdata/library.graphql"); err == nil {
-		f.Add(string(text))
+	for _, name := range []string{"library", "lending"} {
+		if text, err := os.ReadFile("../replica/testdata/" + name + ".graphql"); err == nil {
+			f.Add(string(text))
+		}
 	}
 	for _, seed := range []string{
 		allKinds,
@@ -50,6 +52,8 @@ func FuzzParse(f *testing.F) {
 		"enum E { A } type A { x: E }",
 		"schema { query: A } type A { x: String }",
 		"type A { x: Int @range(min: 99999999999999999999) }",
+		`type A @create(if: "exists(A a where a.id == new.x and (a.n + 1 > 2 or not contains(a.t, 'q')))") { x: A n: Int t: [String!] @set }`,
+		`extend schema @roles(names: ["m"]) type A @write(roles: ["m"]) @delete(if: "creator(old) == author and now - days(1) < old.d") { d: DateTime }`,
 	} {
 		f.Add(seed)
 	}

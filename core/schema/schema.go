@@ -76,11 +76,24 @@ func (f *Field) ScalarKind() Kind {
 	return f.Kind
 }
 
-// Collection is a named set of fields, in declaration order.
+// Collection is a named set of fields, in declaration order, with who
+// may write it and the rules its writes obey.
 type Collection struct {
 	Name   string
 	Fields []*Field
-	byName map[string]*Field
+	// Writers are the roles @write(roles: [...]) lets write the
+	// collection (admin always may); nil when every role that writes may.
+	Writers []string
+	rules   [4]*Rule // by Action
+	byName  map[string]*Field
+}
+
+// Rule returns the collection's rule for an action, nil when it has none.
+func (c *Collection) Rule(a Action) *Rule {
+	if int(a) >= len(c.rules) {
+		return nil
+	}
+	return c.rules[a]
 }
 
 // Field looks a field up by name.
@@ -107,7 +120,12 @@ type Schema struct {
 	ID          string
 	Text        string
 	Collections []*Collection
-	byName      map[string]*Collection
+	// Roles are the roles the schema declares (extend schema
+	// @roles(names: [...])), besides the built-in admin, writer, reader.
+	Roles   []string
+	byName  map[string]*Collection
+	indexed map[string][]string // collection -> fields rules look documents up by
+	rules   int
 }
 
 // Collection looks a collection up by name.
@@ -143,10 +161,13 @@ func Parse(text string) (s *Schema, err error) {
 			s, err = nil, fmt.Errorf("%w: %v", ErrInvalid, p)
 		}
 	}()
-	if len(doc.Schema)+len(doc.SchemaExtension)+len(doc.Extensions)+len(doc.DirectiveExtensions) > 0 {
-		return nil, fmt.Errorf("%w: schema definitions and extensions are not supported", ErrInvalid)
+	if len(doc.Schema)+len(doc.Extensions)+len(doc.DirectiveExtensions) > 0 {
+		return nil, fmt.Errorf("%w: schema definitions and extensions are not supported (but extend schema @roles(names: [...]) declares roles)", ErrInvalid)
 	}
-	s = &Schema{ID: TextID(text), Text: text, byName: map[string]*Collection{}}
+	s = &Schema{ID: TextID(text), Text: text, byName: map[string]*Collection{}, indexed: map[string][]string{}}
+	if err := s.parseRoles(doc.SchemaExtension); err != nil {
+		return nil, err
+	}
 	var objects []*ast.Definition
 	for _, d := range doc.Definitions {
 		switch d.Kind {
@@ -161,8 +182,8 @@ func Parse(text string) (s *Schema, err error) {
 				return nil, err
 			}
 			for _, dir := range d.Directives {
-				if dir.Name != "collection" || len(dir.Arguments) > 0 {
-					return nil, fmt.Errorf("%w: type %s: unknown directive @%s (types take only @collection)", ErrInvalid, d.Name, dir.Name)
+				if !typeDirectives[dir.Name] || (dir.Name == "collection" && len(dir.Arguments) > 0) {
+					return nil, fmt.Errorf("%w: type %s: unknown directive @%s (types take @collection, @write, @create, @update, @delete)", ErrInvalid, d.Name, dir.Name)
 				}
 			}
 			c := &Collection{Name: d.Name, byName: map[string]*Field{}}
@@ -195,6 +216,13 @@ func Parse(text string) (s *Schema, err error) {
 			}
 			c.byName[f.Name] = f
 			c.Fields = append(c.Fields, f)
+		}
+	}
+	// Access and rules read the fields of every collection, so they come
+	// once all are known.
+	for i, d := range objects {
+		if err := s.typeDirectives(s.Collections[i], d); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
