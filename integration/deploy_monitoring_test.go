@@ -2,48 +2,143 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	tnode "github.com/tributary-sync/tributary/cmd/tributary/node"
 )
 
-// nodeSeries are the Prometheus series the node exports, with their labels
-// (Prometheus adds instance and job). The dashboard and the alerts may
-// name no other.
-var nodeSeries = map[string][]string{
-	"tributary_http_requests_total":           {"route", "method", "code"},
-	"tributary_http_request_duration_seconds": {"route", "method"},
-	"tributary_replica_changes":               {"space"},
-	"tributary_replica_invalid_changes":       {"space"},
-	"tributary_replica_orphans":               {"space"},
-	"tributary_replica_members":               {"space"},
-	"tributary_replica_contested_invites":     {"space"},
-	"tributary_effect_log_last_lsn":           {"space"},
-	"tributary_mesh_peers":                    {"space", "transport"},
-	"tributary_mesh_changes_received_total":   {"space", "transport"},
-	"tributary_mesh_changes_applied_total":    {"space", "transport"},
-	"tributary_mesh_changes_rejected_total":   {"space", "transport", "reason"},
-	"tributary_mesh_bytes_sent_total":         {"space", "transport"},
-	"tributary_mesh_bytes_received_total":     {"space", "transport"},
-	"tributary_mesh_reconcile_rounds_total":   {"space", "transport"},
-	"tributary_mesh_syncs_total":              {"space", "transport", "result"},
-	"tributary_transport_up":                  {"transport"},
-	"tributary_sink_up":                       {"sink", "space", "type"},
-	"tributary_sink_checkpoint_lsn":           {"sink"},
-	"tributary_sink_lag_effects":              {"sink"},
-	"tributary_sink_lag_seconds":              {"sink"},
-	"tributary_sink_applied_total":            {"sink"},
-	"tributary_sink_parked":                   {"sink"},
-	"tributary_sink_failures_total":           {"sink"},
-	"tributary_sink_batch_duration_seconds":   {"sink"},
-	"tributary_ready":                         nil,
+// exported is what the running node serves on /metrics: each series
+// with its labels (Prometheus adds instance and job), and which are
+// histograms. The dashboard and the alerts may name no other.
+type exported struct {
+	series     map[string][]string
+	histograms map[string]bool
 }
 
-var histograms = map[string]bool{"tributary_http_request_duration_seconds": true, "tributary_sink_batch_duration_seconds": true}
+var (
+	exportedOnce sync.Once
+	exportedErr  error
+	exportedSet  exported
+)
+
+// nodeExports starts the binary on a home with a space, a memory sink and
+// libp2p, writes a document so that every series has a sample (a sink
+// batch, HTTP requests, a mesh node per space), and reads /metrics with the
+// Prometheus text parser. Once per test binary.
+func nodeExports(t *testing.T) exported {
+	t.Helper()
+	exportedOnce.Do(func() { exportedSet, exportedErr = scrapeNode() })
+	if exportedErr != nil {
+		t.Fatalf("the series the node exports: %v", exportedErr)
+	}
+	return exportedSet
+}
+
+func scrapeNode() (exported, error) {
+	var ex exported
+	home, err := os.MkdirTemp("", "tributary-metrics-")
+	if err != nil {
+		return ex, err
+	}
+	defer os.RemoveAll(home)
+	schema, err := filepath.Abs(filepath.Join(repoDir, "cmd", "tributary", "demo_schema.graphql"))
+	if err != nil {
+		return ex, err
+	}
+	for _, args := range [][]string{{"init"}, {"space", "create", "--name", "library", "--schema", schema}} {
+		if _, err := cli(home, args...); err != nil {
+			return ex, err
+		}
+	}
+	cfg := filepath.Join(home, "config.yaml")
+	if err := os.WriteFile(cfg, []byte("sinks:\n  - {name: view, type: memory}\n"), 0o600); err != nil {
+		return ex, err
+	}
+	n, err := startRun(home, "--config", cfg, "--p2p", "/ip4/127.0.0.1/tcp/0")
+	if err != nil {
+		return ex, err
+	}
+	defer n.cmd.Process.Kill()
+	if _, err := cli(home, "put", "--id", "le-guin", "Author", `{"name": "Ursula K. Le Guin"}`); err != nil {
+		return ex, err
+	}
+	ri, ok := tnode.ReadRunInfo(home)
+	if !ok {
+		return ex, fmt.Errorf("no run.json in %s", home)
+	}
+	tok, err := os.ReadFile(filepath.Join(home, "api-token"))
+	if err != nil {
+		return ex, err
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if ex, err = scrapeMetrics(ri.HTTP, strings.TrimSpace(string(tok))); err != nil {
+			return ex, err
+		}
+		if _, ok := ex.series["tributary_sink_batch_duration_seconds"]; ok {
+			break // the sink has applied the document
+		}
+		if time.Now().After(deadline) {
+			return ex, fmt.Errorf("/metrics has no tributary_sink_batch_duration_seconds 30s after a write")
+		}
+	}
+	for _, want := range []string{"tributary_ready", "tributary_sink_lag_seconds", "tributary_sink_parked",
+		"tributary_mesh_peers", "tributary_http_requests_total"} {
+		if _, ok := ex.series[want]; !ok {
+			return ex, fmt.Errorf("/metrics lacks %s: %v", want, slices.Sorted(maps.Keys(ex.series)))
+		}
+	}
+	return ex, nil
+}
+
+// scrapeMetrics reads a node's /metrics with the Prometheus text parser.
+func scrapeMetrics(addr, token string) (exported, error) {
+	ex := exported{series: map[string][]string{}, histograms: map[string]bool{}}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ex, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return ex, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return ex, fmt.Errorf("/metrics does not parse: %w", err)
+	}
+	for name, f := range families {
+		if !strings.HasPrefix(name, "tributary_") {
+			continue
+		}
+		labels := map[string]bool{}
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = true
+			}
+		}
+		ex.series[name] = slices.Sorted(maps.Keys(labels))
+		if f.GetType().String() == "HISTOGRAM" {
+			ex.histograms[name] = true
+		}
+	}
+	return ex, nil
+}
 
 var (
 	seriesName = regexp.MustCompile(`\btributary_[a-zA-Z0-9_]+`)
@@ -60,19 +155,20 @@ var (
 // It returns the series named.
 func checkQuery(t *testing.T, where, query string) []string {
 	t.Helper()
+	ex := nodeExports(t)
 	var names []string
 	labels := map[string]bool{"instance": true, "job": true, "__name__": true}
 	for _, name := range seriesName.FindAllString(query, -1) {
 		base := name
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-			if b := strings.TrimSuffix(name, suffix); b != name && histograms[b] {
+			if b := strings.TrimSuffix(name, suffix); b != name && ex.histograms[b] {
 				base = b
 				if suffix == "_bucket" {
 					labels["le"] = true
 				}
 			}
 		}
-		ls, ok := nodeSeries[base]
+		ls, ok := ex.series[base]
 		if !ok {
 			t.Errorf("%s: %s is not a series the node exports (query: %s)", where, name, query)
 			continue
@@ -111,6 +207,7 @@ func checkQuery(t *testing.T, where, query string) []string {
 // exports, with their labels, use every one of them, and read the data
 // source chosen on import.
 func TestDeployGrafana(t *testing.T) {
+	ex := nodeExports(t)
 	path := filepath.Join(deployDir, "grafana", "tributary.json")
 	var dash map[string]any
 	if err := json.Unmarshal([]byte(readFile(t, path)), &dash); err != nil {
@@ -172,7 +269,7 @@ func TestDeployGrafana(t *testing.T) {
 				queries = append(queries, q)
 				for _, s := range checkQuery(t, path+": panel "+title, q) {
 					used[s] = true
-					if histograms[s] && strings.Contains(q, "histogram_quantile(") {
+					if ex.histograms[s] && strings.Contains(q, "histogram_quantile(") {
 						quantiles[s] = true
 					}
 				}
@@ -181,7 +278,7 @@ func TestDeployGrafana(t *testing.T) {
 	}
 	walk(asList(dash["panels"]))
 	var missing []string
-	for s := range nodeSeries {
+	for s := range ex.series {
 		if !used[s] {
 			missing = append(missing, s)
 		}
@@ -190,7 +287,7 @@ func TestDeployGrafana(t *testing.T) {
 	if len(missing) > 0 {
 		t.Errorf("the dashboard shows none of %v", missing)
 	}
-	for h := range histograms {
+	for h := range ex.histograms {
 		if !quantiles[h] {
 			t.Errorf("the dashboard shows no quantiles of %s", h)
 		}
@@ -207,8 +304,9 @@ func TestDeployGrafana(t *testing.T) {
 }
 
 // TestDeployAlerts: the rules parse as Prometheus rule groups, name only
-// series the node exports, and alert on a lagging sink (for 5m), a sink
-// down, a node not ready and rejected changes.
+// series the node exports (with their labels, annotations included), and
+// alert on a lagging sink (for 5m), a sink down, parked effects, a node not
+// ready, a space without peers and rejected changes.
 func TestDeployAlerts(t *testing.T) {
 	path := filepath.Join(deployDir, "prometheus", "alerts.yml")
 	doc := yamlDocs(t, path)[0]
@@ -240,7 +338,7 @@ func TestDeployAlerts(t *testing.T) {
 			series := checkQuery(t, where, expr)
 			labels := map[string]bool{"instance": true, "job": true}
 			for _, s := range series {
-				for _, l := range nodeSeries[s] {
+				for _, l := range nodeExports(t).series[s] {
 					labels[l] = true
 				}
 			}
@@ -261,10 +359,14 @@ func TestDeployAlerts(t *testing.T) {
 				have["not ready"] = true
 			case on("tributary_mesh_changes_rejected_total") && regexp.MustCompile(`(rate|increase)\(`).MatchString(expr):
 				have["rejected"] = true
+			case on("tributary_sink_parked") && regexp.MustCompile(`>\s*0\b`).MatchString(expr):
+				have["parked"] = true
+			case on("tributary_mesh_peers") && regexp.MustCompile(`==\s*0\b`).MatchString(expr):
+				have["no peers"] = true
 			}
 		}
 	}
-	for _, want := range []string{"lag", "sink down", "not ready", "rejected"} {
+	for _, want := range []string{"lag", "sink down", "not ready", "rejected", "parked", "no peers"} {
 		if !have[want] {
 			t.Errorf("%s has no alert for: %s", path, want)
 		}

@@ -103,13 +103,17 @@ func composeNATS(t *testing.T, cf composeFile) []natsServer {
 	return out
 }
 
-// composeStep is a command a compose file's comments tell users to run.
+// composeStep is a command a compose file's comments tell users to run:
+// `docker compose exec SERVICE tributary ARGS` in the running service, or
+// `docker compose run --rm SERVICE ARGS` in a fresh container of it before
+// the services are up (the image's entrypoint is tributary).
 type composeStep struct {
 	service string
 	args    []string
+	before  bool
 }
 
-var composeExec = regexp.MustCompile(`docker compose(?: -f (\S+))? exec (\S+) tributary (.*)$`)
+var composeExec = regexp.MustCompile(`docker compose(?: -f (\S+))? (?:exec (\S+) tributary|run --rm(?: --no-deps)? (\S+)) (.*)$`)
 
 func composeSteps(t *testing.T, cf composeFile) []composeStep {
 	t.Helper()
@@ -126,17 +130,46 @@ func composeSteps(t *testing.T, cf composeFile) []composeStep {
 			t.Errorf("%s: step %q runs against another compose file", cf.path, strings.TrimSpace(line))
 			continue
 		}
-		out = append(out, composeStep{service: m[2], args: shellWords(m[3])})
+		st := composeStep{service: m[2], args: shellWords(m[4])}
+		if m[3] != "" {
+			st.service, st.before = m[3], true
+			if len(out) > 0 && !out[len(out)-1].before {
+				t.Errorf("%s: step %q runs in a fresh container after the services are up", cf.path, strings.TrimSpace(line))
+			}
+		}
+		out = append(out, st)
 	}
 	return out
 }
 
+// founder makes a space in a home of its own, outside the compose file,
+// and returns an invite code to it: for a file whose steps join a space
+// founded elsewhere.
+func founder(t *testing.T) string {
+	t.Helper()
+	home := t.TempDir()
+	schema, err := filepath.Abs(filepath.Join(repoDir, "cmd", "tributary", "demo_schema.graphql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCLI(t, home, nil, "init")
+	mustCLI(t, home, nil, "space", "create", "--name", "library", "--schema", schema)
+	var inv struct{ Code string }
+	mustCLI(t, home, &inv, "invite")
+	if inv.Code == "" {
+		t.Fatal("tributary invite --json printed no code")
+	}
+	return inv.Code
+}
+
 // TestDeployRunCompose: each compose file's Tributary services start as
 // the file starts them (run --init on an empty volume, the secret token,
-// the mounted config, NATS by service name), answer their health check
-// and the API with the token, and the steps the file's comments give run
-// in order: a space is founded, an invite used, and a document written on
-// the founder's node reaches the joiner's.
+// the mounted config, NATS by service name) after the steps its comments
+// give for a fresh container (a join), answer their health check and the
+// API with the token, and the steps for the running services run in
+// order: a space is founded, an invite used, and a document written on the
+// founder's node reaches the joiner's. A node whose sinks' databases are
+// not run here says so on /readyz, naming each sink.
 func TestDeployRunCompose(t *testing.T) {
 	img := dockerImage(t)
 	for _, cf := range composeFiles(t) {
@@ -148,27 +181,28 @@ func TestDeployRunCompose(t *testing.T) {
 			}
 			nodes := map[string]*container{}
 			for _, name := range cf.names() {
-				if !cf.isTributary(cf.services[name]) {
-					continue
+				if cf.isTributary(cf.services[name]) {
+					nodes[name] = fromService(t, cf, name, img, hosts, secrets)
 				}
-				c := fromService(t, cf, name, img, hosts, secrets)
-				p := c.start(t)
-				p.probe(t, token(t, c))
-				nodes[name] = c
 			}
 			steps := composeSteps(t, cf)
 			if len(steps) == 0 {
 				t.Fatalf("%s shows no `docker compose exec` step", cf.path)
 			}
-			code, founder, joiner := "", "", ""
+			code, founded, joiner := "", "", ""
+			started := false
 			for _, st := range steps {
 				c := nodes[st.service]
 				if c == nil {
 					t.Fatalf("%s: a step runs in %q, no Tributary service", cf.path, st.service)
 				}
+				if !st.before && !started {
+					startCompose(t, cf, nodes)
+					started = true
+				}
 				if contains(st.args, "CODE") {
 					if code == "" {
-						continue // a code from another space's admin
+						code = founder(t) // an admin's of a space founded elsewhere
 					}
 					st.args = replaceWord(st.args, "CODE", code)
 					joiner = st.service
@@ -178,13 +212,22 @@ func TestDeployRunCompose(t *testing.T) {
 				case "invite":
 					code = strings.TrimSpace(out)
 				case "space":
-					founder = st.service
+					founded = st.service
 				}
 			}
-			if founder == "" || joiner == "" {
+			if !started {
+				startCompose(t, cf, nodes)
+			}
+			if joiner == "" {
+				t.Fatalf("%s: no step joins a space", cf.path)
+			}
+			if out := nodes[joiner].exec(t, nil, "--json", "space", "list"); !strings.Contains(out, "library") {
+				t.Errorf("%s: after the steps %s holds no space: %s", cf.path, joiner, out)
+			}
+			if founded == "" {
 				return
 			}
-			nodes[founder].exec(t, nil, "put", "--id", "le-guin", "Author", `{"name": "Ursula K. Le Guin"}`)
+			nodes[founded].exec(t, nil, "put", "--id", "le-guin", "Author", `{"name": "Ursula K. Le Guin"}`)
 			eventually(t, 90*time.Second, "the document reaches "+joiner, func() bool {
 				cmd := exec.Command(bin, "--json", "get", "Author", "le-guin")
 				cmd.Env = nodes[joiner].environ()
@@ -192,6 +235,26 @@ func TestDeployRunCompose(t *testing.T) {
 				return err == nil && strings.Contains(string(out), "Le Guin")
 			})
 		})
+	}
+}
+
+// startCompose starts the Tributary services (`docker compose up`) and
+// probes each: a node with database sinks reports them not ready, the
+// databases being absent here.
+func startCompose(t *testing.T, cf composeFile, nodes map[string]*container) {
+	t.Helper()
+	for _, name := range cf.names() {
+		c := nodes[name]
+		if c == nil {
+			continue
+		}
+		var sinks []string
+		for _, sc := range asList(c.config(t)["sinks"]) {
+			if asString(dig(sc, "type")) != "memory" { // a database's
+				sinks = append(sinks, asString(dig(sc, "name")))
+			}
+		}
+		c.start(t).probe(t, token(t, c), sinks...)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -95,6 +96,10 @@ func (c *container) environ() []string {
 // or `kubectl exec` would, and returns its stdout.
 func (c *container) exec(t *testing.T, stdin io.Reader, args ...string) string {
 	t.Helper()
+	args = slices.Clone(args)
+	for i, a := range args {
+		args[i] = c.rewrite(a) // paths of the container, as it sees them
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env, cmd.Stdin = c.environ(), stdin
 	var out, errb strings.Builder
@@ -127,14 +132,15 @@ func (c *container) start(t *testing.T) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.done <- cmd.Wait(); logf.Close() }()
+	exited := make(chan struct{}) // closed when the process has exited
+	go func() { p.done <- cmd.Wait(); logf.Close(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-p.done:
+		case <-exited:
 		case <-time.After(30 * time.Second):
 			cmd.Process.Kill()
-			<-p.done
+			<-exited
 			t.Errorf("%s did not stop on SIGTERM", c.where)
 		}
 	})
@@ -157,8 +163,9 @@ func (c *container) start(t *testing.T) *proc {
 	}
 }
 
-// get asks the node's API, with a token unless it is empty.
-func (p *proc) get(t *testing.T, path, token string) int {
+// get asks the node's API, with a token unless it is empty, and returns
+// the status and body.
+func (p *proc) get(t *testing.T, path, token string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", "http://"+p.addr+path, nil)
 	if token != "" {
@@ -168,26 +175,50 @@ func (p *proc) get(t *testing.T, path, token string) int {
 	if err != nil {
 		t.Fatalf("%s: GET %s: %v", p.c.where, path, err)
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // probe checks what the deploy files' probes and clients rely on: the
 // health routes answer without a token, the API only with the token the
-// node was given.
-func (p *proc) probe(t *testing.T, token string) {
+// node was given. /readyz turns 200, or, when the sinks named are given
+// (their databases are not run here), stays 503 naming each of them.
+func (p *proc) probe(t *testing.T, token string, unreachableSinks ...string) {
 	t.Helper()
-	if code := p.get(t, "/healthz", ""); code != 200 {
-		t.Errorf("%s: /healthz answers %d without a token", p.c.where, code)
+	if code, body := p.get(t, "/healthz", ""); code != 200 {
+		t.Errorf("%s: /healthz answers %d without a token: %s", p.c.where, code, body)
 	}
-	eventually(t, 30*time.Second, p.c.where+": /readyz answers 200", func() bool { return p.get(t, "/readyz", "") == 200 })
-	if code := p.get(t, "/v1/spaces", ""); code != 401 {
+	if len(unreachableSinks) == 0 {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			code, body := p.get(t, "/readyz", "")
+			if code == 200 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: /readyz answers %d after 30s: %s", p.c.where, code, body)
+			}
+		}
+	} else {
+		eventually(t, 60*time.Second, p.c.where+": /readyz answers 503 naming the sinks "+strings.Join(unreachableSinks, ", "), func() bool {
+			code, body := p.get(t, "/readyz", "")
+			if code != 503 {
+				return false
+			}
+			for _, s := range unreachableSinks {
+				if !strings.Contains(body, "sink "+s+":") {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	if code, _ := p.get(t, "/v1/spaces", ""); code != 401 {
 		t.Errorf("%s: /v1/spaces answers %d without a token, want 401", p.c.where, code)
 	}
 	for _, path := range []string{"/v1/spaces", "/metrics"} {
-		if code := p.get(t, path, token); code != 200 {
-			t.Errorf("%s: %s answers %d with the secret's token", p.c.where, path, code)
+		if code, body := p.get(t, path, token); code != 200 {
+			t.Errorf("%s: %s answers %d with the secret's token: %s", p.c.where, path, code, body)
 		}
 	}
 }
@@ -500,4 +531,21 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// config is the config the container's node loads (defaults filled in).
+func (c *container) config(t *testing.T) map[string]any {
+	t.Helper()
+	path := c.env["TRIBUTARY_CONFIG"]
+	for i, a := range c.args {
+		if v, ok := strings.CutPrefix(a, "--config="); ok {
+			path = v
+		} else if a == "--config" && i+1 < len(c.args) {
+			path = c.args[i+1]
+		}
+	}
+	if path == "" {
+		path = os.DevNull
+	}
+	return configCheck(t, path)
 }
