@@ -156,6 +156,7 @@ type Replica struct {
 	// Rules (rules.go, conflicts.go).
 	indexed map[string]map[string]bool // collection -> fields in the value index
 	rulesOn bool                       // some known schema has rules
+	renames bool                       // some accepted schema renames a field
 	edges   map[edge]string            // conflicts between concurrent changes, with why
 	undone  map[core.ID]bool           // changes whose meta has Undone set
 
@@ -375,6 +376,7 @@ func (r *Replica) loadRules(txn *badger.Txn) error {
 	}
 	for _, s := range r.schemas {
 		r.rulesOn = r.rulesOn || s.HasRules()
+		r.renames = r.renames || s.HasRenames()
 	}
 	if err := r.loadEdges(txn); err != nil {
 		return fmt.Errorf("load conflicts: %w", err)
@@ -466,6 +468,7 @@ func (r *Replica) evaluateMembership(txn *badger.Txn) error {
 				}
 				r.schemas[c.ID] = s
 			}
+			r.renames = r.renames || s.HasRenames()
 			r.current = s
 		}
 	}
