@@ -9,6 +9,13 @@
 //	[String!] @set                                 add-wins set (a CRDT field)
 //	Int @counter                                   counter (a CRDT field)
 //
+// Operator-defined types (types.go) name a scalar with rules or an enum,
+// and serve as field types like the built-ins (also in lists and sets):
+//
+//	scalar Email @pattern(regex: "^[^@ ]+@[^@ ]+$") @length(max: 254)
+//	scalar Percent @base(type: Float) @range(min: 0, max: 100)   base String unless @base says
+//	enum LoanStatus { OPEN RETURNED LOST }                        values stored as strings
+//
 // "!" makes a field required at creation. Rules are directives:
 // @length(min, max) on strings (characters), bytes and lists (elements);
 // @range(min, max) on numbers (and list elements); @pattern(regex) on
@@ -42,6 +49,12 @@
 // turns user JSON into the canonical values of core (see core/codec.go) and
 // Field.Check validates a canonical value; both are pure functions. A
 // schema's ID is the CIDv1 (raw, SHA-256) of its text. CheckUpgrade decides
-// whether a new schema may replace an old one: fields and collections are
-// only added, kinds never change, and a new required field needs a default.
+// whether a new schema may replace an old one (docs/SCHEMA.md, evolve.go):
+// collections are only added; a field lives on under its name or renamed
+// (@renamed(from: ["old", "older"]) lists every name it had, Field.Former),
+// its kind never changes; a new required field needs a default; a field
+// whose rules tighten declares @existing(policy: keep|flag); every refusal
+// names the field and the reason (coll.FieldByAnyName finds the field
+// values written under a former name belong to); types are only added, an enum only gains values and a named scalar's
+// rules only loosen.
 package schema

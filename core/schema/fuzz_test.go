@@ -41,6 +41,8 @@ func FuzzParse(f *testing.F) {
 		`type A { j: JSON @default(value: {z: [1, 2.5, "x"], a: null}) }`,
 		`type A { b: Bytes @length(max: 3) @default(value: "AQI") }`,
 		`type A { l: [Float!] @range(max: 1) @default(value: [0.5, 1]) }`,
+		typesSchema,
+		`scalar S @base(type: Int) @range(min: 0) enum E { A B } type T { s: [S!] e: E! @default(value: B) }`,
 		// Invalid ones.
 		"",
 		"type A {",
@@ -49,7 +51,8 @@ func FuzzParse(f *testing.F) {
 		"type A { x: Int! @counter }",
 		`type A { x: String @pattern(regex: "(") }`,
 		`type A { x: Int @default(value: "a") }`,
-		"enum E { A } type A { x: E }",
+		"enum E { A A } type A { x: E }",
+		"scalar S @base(type: S) type A { x: S }",
 		"schema { query: A } type A { x: String }",
 		"type A { x: Int @range(min: 99999999999999999999) }",
 		`type A @create(if: "exists(A a where a.id == new.x and (a.n + 1 > 2 or not contains(a.t, 'q')))") { x: A n: Int t: [String!] @set }`,
