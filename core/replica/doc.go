@@ -11,6 +11,7 @@
 //	id, err := r.Write(ctx, key, []core.Op{{Kind: core.OpCreate, Coll: "Book", Doc: "b1",
 //		Fields: map[string]any{"title": "Dune"}}}, nowMillis)          // refused if invalid
 //	report, err := r.Receive(ctx, envelopesFromAPeer)                 // untrusted input
+//	report, err = r.ReceiveVerified(ctx, opened) // a transport verified them (core.OpenBatch)
 //	doc, ok, _ := r.Get("Book", "b1")
 //	envs, _ := r.Export(peerHeads)                                    // what a peer lacks
 //
