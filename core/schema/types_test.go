@@ -332,3 +332,35 @@ type Loan { status: Status email: Other year: Year }`, "changes the type of Loan
 		t.Errorf("new field of an existing enum: %v", err)
 	}
 }
+
+// TestRulesOverTypedFields: conditions compare enum values as strings and
+// look documents up by a named scalar's field (the docs/RULES.md example).
+func TestRulesOverTypedFields(t *testing.T) {
+	s := mustParse(t, `
+scalar Email @pattern(regex: "^[^@ ]+@[^@ ]+$") @length(max: 254)
+scalar Isbn @pattern(regex: "^[0-9]{9}[0-9X]$|^97[89][0-9]{10}$")
+scalar Stars @base(type: Int) @range(min: 1, max: 5)
+enum Condition { NEW GOOD WORN DAMAGED }
+
+type Copy @collection {
+  isbn: Isbn!
+  condition: Condition! @default(value: GOOD)
+  history: [Condition!]
+  contacts: [Email!] @length(max: 3)
+}
+type Loan @create(if: "exists(Copy c where c.isbn == new.isbn and c.condition != 'DAMAGED') and new.stars >= 1") {
+  isbn: Isbn!
+  stars: Stars
+}`)
+	if got := s.Indexed("Copy"); len(got) != 1 || got[0] != "isbn" {
+		t.Errorf("Copy is looked up by %v, want [isbn]", got)
+	}
+	c, _ := s.Collection("Copy")
+	f, _ := c.Field("contacts")
+	if err := f.Check([]any{"a@b", "c@d", "e@f", "g@h"}); err == nil || !strings.Contains(err.Error(), "4 elements, at most 3") {
+		t.Errorf("contacts: %v", err)
+	}
+	if f, _ := c.Field("condition"); f.Check("LOST") == nil {
+		t.Error("condition LOST accepted")
+	}
+}
