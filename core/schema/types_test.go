@@ -179,6 +179,10 @@ func TestParseTypeErrors(t *testing.T) {
 		{"default not in enum", `enum E { A B } type T { x: E @default(value: C) }`, []string{"T.x", "@default", `"C" is not a value of enum E`}},
 		{"default breaks scalar", `scalar S @length(max: 1) type T { x: S @default(value: "ab") }`, []string{"T.x", "@default", "S: 2 characters, at most 1"}},
 		{"only types", "enum E { A } scalar S", []string{"no collections"}},
+		{"rule compares an enum with a non-value", `enum E { OPEN SHUT } type T @update(if: "old.e == 'OPNE'") { e: E }`, []string{"@update", `"OPNE" is not a value of enum E (OPEN, SHUT)`}},
+		{"rule compares a non-value with an enum", `enum E { OPEN SHUT } type T @update(if: "'open' != new.e") { e: E }`, []string{`"open" is not a value of enum E`}},
+		{"rule in-list with a non-value", `enum E { OPEN SHUT } type T @create(if: "new.e in ['OPEN', 'CLOSED']") { e: E }`, []string{`"CLOSED" is not a value of enum E`}},
+		{"rule contains a non-value", `enum E { OPEN SHUT } type T @create(if: "contains(new.h, 'GONE')") { h: [E!] }`, []string{`"GONE" is not a value of enum E`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
