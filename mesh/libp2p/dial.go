@@ -17,14 +17,23 @@ import (
 
 const dialTimeout = 10 * time.Second
 
-func parsePeers(addrs []string) ([]peer.AddrInfo, error) {
+// parseAddrs parses multiaddrs; what names them in errors.
+func parseAddrs(what string, addrs []string) ([]ma.Multiaddr, error) {
 	ms := make([]ma.Multiaddr, 0, len(addrs))
 	for _, a := range addrs {
 		m, err := ma.NewMultiaddr(a)
 		if err != nil {
-			return nil, fmt.Errorf("libp2p: peer address %q: %w", a, err)
+			return nil, fmt.Errorf("libp2p: %s address %q: %w", what, a, err)
 		}
 		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+func parsePeers(addrs []string) ([]peer.AddrInfo, error) {
+	ms, err := parseAddrs("peer", addrs)
+	if err != nil {
+		return nil, err
 	}
 	infos, err := peer.AddrInfosFromP2pAddrs(ms...)
 	if err != nil {

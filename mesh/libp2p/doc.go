@@ -6,7 +6,7 @@
 //	defer tr.Close()
 //	node := mesh.NewNode(replica, tr, mesh.Config{})
 //	_ = node.Start(ctx) // tells the gater who the space's members are
-//	invite.Addrs = tr.Addrs() // /ip4/…/tcp/4001/p2p/12D3Koo…, for others' Bootstrap
+//	invite.Addrs = tr.Addrs() // /ip4/…/tcp/7466/p2p/12D3Koo…, for others' Bootstrap
 //
 // The host's identity is the node's signing key, so a peer's libp2p ID and
 // its mesh.PeerID name the same Ed25519 key (ToPeerID, FromPeerID).

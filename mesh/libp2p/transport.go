@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,8 +25,12 @@ import (
 	"github.com/tributary-sync/tributary/mesh"
 )
 
+// DefaultPort is the default TCP and UDP (QUIC) port: not 4001, which
+// other libp2p software (IPFS) listens on by default.
+const DefaultPort = 7466
+
 // DefaultListen are the listen addresses when Config.Listen is empty.
-var DefaultListen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}
+var DefaultListen = []string{"/ip4/0.0.0.0/tcp/7466", "/ip4/0.0.0.0/udp/7466/quic-v1"}
 
 // MDNSService is the mDNS service name peers announce on the LAN.
 const MDNSService = "_tributary._udp"
@@ -153,11 +158,22 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, err
 	}
+	listen, err := parseAddrs("listen", cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
 	opts := []golibp2p.Option{
 		golibp2p.Identity(priv),
-		golibp2p.ListenAddrStrings(cfg.Listen...),
+		// Listening is done below, address by address, so that any one
+		// that fails stops the start (libp2p itself goes on if one works).
+		golibp2p.NoListenAddrs,
 		golibp2p.Security(noise.ID, noise.New),
-		golibp2p.Transport(tcp.NewTCPTransport),
+		// No SO_REUSEPORT: a second process on our port must fail to
+		// bind, not share (and split) our incoming connections. QUIC's
+		// reuse is not SO_REUSEPORT (its UDP socket is bound exclusively
+		// and only shared with our own dials), so it stays for hole
+		// punching.
+		golibp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		golibp2p.Transport(libp2pquic.NewTransport),
 		golibp2p.ConnectionGater(t.gater),
 		golibp2p.EnableRelay(),
@@ -170,6 +186,15 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 	h, err := golibp2p.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("libp2p: start host: %w", err)
+	}
+	for _, a := range listen {
+		if err := h.Network().Listen(a); err != nil {
+			h.Close()
+			if strings.Contains(err.Error(), "address already in use") {
+				return nil, fmt.Errorf("libp2p: listen on %s: the port is in use by another process (another node, or IPFS): choose another listen address: %w", a, err)
+			}
+			return nil, fmt.Errorf("libp2p: listen on %s: %w", a, err)
+		}
 	}
 	t.host = h
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))
