@@ -13,6 +13,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/mesh"
 )
 
 const dialTimeout = 10 * time.Second
@@ -75,8 +76,33 @@ func (t *Transport) connected(_ network.Network, c network.Conn) {
 	t.known[p] = true
 	t.peersMu.Unlock()
 	// While joining, our proof goes to every peer we connect to (the
-	// Admission tells; it reads the replica, so not on this goroutine).
-	t.spawn(func() { t.present(p) })
+	// Admission tells; it reads the replica, so not on this goroutine);
+	// then the spaces that admit the peer reconcile with it at once.
+	t.spawn(func() {
+		t.present(p)
+		t.greet(p)
+	})
+}
+
+// greet tells the nodes of the spaces that admit p that it appeared
+// (mesh.Greeter): they reconcile with it at once, rather than at their
+// next periodic sync.
+func (t *Transport) greet(p peer.ID) {
+	id, err := ToPeerID(p)
+	if err != nil || t.host.Network().Connectedness(p) != network.Connected {
+		return
+	}
+	t.mu.Lock()
+	handlers := make(map[core.ID]mesh.Handler, len(t.spaces))
+	for s, j := range t.spaces {
+		handlers[s] = j.h
+	}
+	t.mu.Unlock()
+	for space, h := range handlers {
+		if g, ok := h.(mesh.Greeter); ok && t.gater.admittedFor(space, p) {
+			g.Appeared(id)
+		}
+	}
 }
 
 // disconnected frees a probation place when the peer's last connection
