@@ -18,6 +18,10 @@ type Config struct {
 	RetryMin  time.Duration // first backoff after a failed batch (default 100ms)
 	RetryMax  time.Duration // backoff cap (default 10s)
 	Logger    *slog.Logger
+	// OnBatch, when set, is told of every batch the runner applied or
+	// failed to apply: how many effects it read, how long applying took,
+	// and the error (nil on success). It must return quickly (metrics).
+	OnBatch func(effects int, took time.Duration, err error)
 }
 
 // DefaultConfig returns the defaults.
@@ -237,7 +241,11 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 	}
 	through := effects[len(effects)-1].LSN
 	kept := Collapse(effects)
+	began := time.Now()
 	parked, err := r.apply(ctx, kept, through)
+	if r.cfg.OnBatch != nil {
+		r.cfg.OnBatch(len(effects), time.Since(began), err)
+	}
 	if err != nil {
 		return 0, r.fail(err)
 	}

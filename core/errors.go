@@ -19,6 +19,14 @@ var (
 	// ErrSchemaViolation: an op breaks the space's schema. The change is kept
 	// in the DAG with no effect.
 	ErrSchemaViolation = errors.New("schema violation")
+	// ErrRuleViolation: a rule of the schema (@create, @update, @delete)
+	// is false at the change's causal past. The change is kept in the DAG
+	// with no effect.
+	ErrRuleViolation = errors.New("rule violation")
+	// ErrRolledBack: the change passed its rules at its causal past but
+	// cannot stand with a concurrent change, and lost to it by the winner
+	// rule (docs/RULES.md). It is kept in the DAG with no effect.
+	ErrRolledBack = errors.New("rolled back")
 	// ErrTooLarge: a change whose encoding passes MaxChangeBytes (always
 	// wrapped together with ErrInvalidChange).
 	ErrTooLarge = errors.New("change too large")

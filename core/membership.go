@@ -39,6 +39,7 @@ func IsAdminChange(c *Change) bool {
 type Grant struct {
 	Change ID
 	Height uint64
+	Op     int // index among the change's admin ops
 	By     PublicKey
 	Member PublicKey
 	Role   string
@@ -71,6 +72,7 @@ type Membership struct {
 	inviteKeys map[PublicKey]bool
 	uses       map[ID][]ID // invite change -> its individually valid uses
 	standing   map[PublicKey]string
+	seniority  map[PublicKey]Seniority
 }
 
 // EvaluateMembership decides which admin changes are accepted.
@@ -107,6 +109,7 @@ func EvaluateMembership(genesis ID, founders []PublicKey, changes []MemberChange
 		m.Invites = invites
 	}
 	m.computeStanding(anc)
+	m.computeSeniority()
 	for _, c := range order {
 		if _, ok := m.accepted[c.ID]; ok && slices.ContainsFunc(c.Ops, func(o Op) bool { return o.Kind == OpSchema }) {
 			m.Schemas = append(m.Schemas, c)
@@ -176,16 +179,16 @@ func (m *Membership) checkRole(role string, c MemberChange) (ID, error) {
 
 func (m *Membership) accept(c MemberChange, invite ID) {
 	m.accepted[c.ID] = c
-	for _, op := range c.Ops {
+	for i, op := range c.Ops {
 		switch op.Kind {
 		case OpGrant, OpInvite:
 			if t, ok := InviteIn(c, op.Member); ok {
 				m.invites[c.ID] = t
 				m.inviteKeys[op.Member] = true
-				m.Grants[op.Member] = append(m.Grants[op.Member], Grant{Change: c.ID, Height: c.Height, By: c.Author, Member: op.Member, Role: RoleInvite})
+				m.Grants[op.Member] = append(m.Grants[op.Member], Grant{Change: c.ID, Height: c.Height, Op: i, By: c.Author, Member: op.Member, Role: RoleInvite})
 				continue
 			}
-			m.Grants[op.Member] = append(m.Grants[op.Member], Grant{Change: c.ID, Height: c.Height, By: c.Author, Member: op.Member, Role: op.Role, Invite: invite})
+			m.Grants[op.Member] = append(m.Grants[op.Member], Grant{Change: c.ID, Height: c.Height, Op: i, By: c.Author, Member: op.Member, Role: op.Role, Invite: invite})
 		case OpRevoke:
 			m.Revokes[op.Member] = append(m.Revokes[op.Member], Revocation{Change: c.ID, Height: c.Height, By: c.Author, Member: op.Member})
 		}
@@ -416,4 +419,94 @@ func (m *Membership) InviteOf(id ID) (Invite, bool) {
 func (m *Membership) TermsFor(id ID) (InviteTerms, bool) {
 	t, ok := m.invites[id]
 	return t, ok
+}
+
+// Seniority is an author's place in the order rules settle conflicts by
+// (docs/RULES.md, "The winner rule"): founders first, in genesis order,
+// then members by the place of their earliest accepted grant among admin
+// changes, (height, change ID, op index); a grant that used an invite
+// counts at the invite's place. Every part of it is chosen by an admin
+// (who placed the grant or the invite), never by the member it ranks, so
+// no member can improve its own seniority by choosing keys, clocks or
+// parents.
+type Seniority struct {
+	Founder bool
+	Index   int // among the founders
+	Height  uint64
+	Change  ID
+	Op      int
+}
+
+// Compare orders seniorities, more senior first.
+func (s Seniority) Compare(o Seniority) int {
+	switch {
+	case s.Founder != o.Founder:
+		if s.Founder {
+			return -1
+		}
+		return 1
+	case s.Founder:
+		return cmpInt(s.Index, o.Index)
+	case s.Height != o.Height:
+		if s.Height < o.Height {
+			return -1
+		}
+		return 1
+	}
+	if c := s.Change.Compare(o.Change); c != 0 {
+		return c
+	}
+	return cmpInt(s.Op, o.Op)
+}
+
+func cmpInt(a, b int) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// SeniorityOf returns key's seniority; ok is false for a key that holds
+// no accepted grant and is no founder.
+func (m *Membership) SeniorityOf(key PublicKey) (Seniority, bool) {
+	s, ok := m.seniority[key]
+	return s, ok
+}
+
+func (m *Membership) computeSeniority() {
+	m.seniority = map[PublicKey]Seniority{}
+	for i, f := range m.Founders {
+		if _, ok := m.seniority[f]; !ok {
+			m.seniority[f] = Seniority{Founder: true, Index: i}
+		}
+	}
+	for k, gs := range m.Grants {
+		if _, founder := m.seniority[k]; founder {
+			continue
+		}
+		for _, g := range gs {
+			place := Seniority{Height: g.Height, Change: g.Change, Op: g.Op}
+			if !g.Invite.IsZero() {
+				if t, ok := m.invites[g.Invite]; ok {
+					place = Seniority{Height: t.Height, Change: t.Change, Op: m.inviteOp(t)}
+				}
+			}
+			if have, ok := m.seniority[k]; !ok || place.Compare(have) < 0 {
+				m.seniority[k] = place
+			}
+		}
+	}
+}
+
+// inviteOp is the index of the invite's op among its change's admin ops.
+func (m *Membership) inviteOp(t InviteTerms) int {
+	for i, op := range m.all[t.Change].Ops {
+		if (op.Kind == OpInvite || op.Kind == OpGrant) && op.Member == t.Key {
+			return i
+		}
+	}
+	return 0
 }

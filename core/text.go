@@ -53,6 +53,16 @@ func (o *Op) checkText() error {
 	if err := checkValueText(o.Value); err != nil {
 		return fmt.Errorf("value: %w", err)
 	}
+	for i, f := range o.Reads {
+		for _, t := range []string{f.Coll, f.Doc, f.Field} {
+			if !utf8.ValidString(t) {
+				return fmt.Errorf("attestation fact %d: %q is not valid UTF-8", i, truncate(t))
+			}
+		}
+		if err := checkValueText(f.Value); err != nil {
+			return fmt.Errorf("attestation fact %d: %w", i, err)
+		}
+	}
 	for k, v := range o.Fields {
 		if !utf8.ValidString(k) {
 			return fmt.Errorf("field name %q is not valid UTF-8", truncate(k))

@@ -411,7 +411,7 @@ func (n *Node) receive(ctx context.Context, from PeerID, envs [][]byte) (replica
 	if err != nil {
 		return rep, err
 	}
-	n.metrics.ChangesApplied.Add(uint64(rep.Applied))
+	n.metrics.ChangesApplied.Add(uint64(rep.Applied + rep.Released))
 	n.metrics.OrphansHeld.Add(uint64(rep.Held))
 	var bad []replica.Rejection
 	for _, rj := range rep.Rejected {

@@ -62,21 +62,16 @@ func (c *cli) importCmd() *cobra.Command {
 				return fmt.Errorf("import %s: %w", args[0], err)
 			}
 			rep := im.Report
+			if im.Refused > 0 { // a failed command prints nothing on stdout
+				return fmt.Errorf("import %s: %d of %d changes refused (%d applied, %d already held, %d waiting for parents), first: %s",
+					args[0], im.Refused, im.Total, rep.Applied, rep.Duplicates, rep.Held, rep.Rejected[0].Msg)
+			}
 			if c.json {
-				if err := c.print(rep); err != nil {
-					return err
-				}
-			} else {
-				fmt.Fprintf(c.out, "%d changes: %d applied (%d without effect), %d already held, %d waiting for parents, %d refused\n",
-					im.Total, rep.Applied, rep.Invalid, rep.Duplicates, rep.Held, len(rep.Rejected))
-				for _, r := range rep.Rejected {
-					fmt.Fprintf(c.out, "refused %s: %s\n", r.ID, r.Msg)
-				}
+				return c.print(rep)
 			}
-			if n := len(rep.Rejected); n > 0 {
-				return fmt.Errorf("import %s: %d of %d changes refused, first: %s", args[0], n, im.Total, rep.Rejected[0].Msg)
-			}
-			return nil
+			_, err = fmt.Fprintf(c.out, "%d changes: %d applied (%d without effect), %d already held, %d waiting for parents\n",
+				im.Total, rep.Applied, rep.Invalid, rep.Duplicates, rep.Held)
+			return err
 		}),
 	}
 }

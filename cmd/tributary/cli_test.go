@@ -7,7 +7,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,6 +16,10 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/mesh/bundle"
 )
 
 // bin is the tributary binary built by TestMain.
@@ -248,6 +251,7 @@ func snap(t *testing.T, home, space string) snapshot {
 }
 
 type importOut struct {
+	Released   int `json:"released"`
 	Applied    int `json:"applied"`
 	Invalid    int `json:"invalid"`
 	Duplicates int `json:"duplicates"`
@@ -476,8 +480,8 @@ func twoPeers(t *testing.T) (alice, bob, space, dir string) {
 		t.Fatalf("alice imports bob's grant: %+v, want 1 applied", im)
 	}
 	// alice, an admin, acknowledged bob's use of the code on import.
-	if im := exchange(t, alice, bob, space, filepath.Join(dir, "alice-1.trb")); im.Applied != 4 {
-		t.Fatalf("bob imports alice's space: %+v, want 4 new (genesis, invite, acknowledgement) + his grant applied", im)
+	if im := exchange(t, alice, bob, space, filepath.Join(dir, "alice-1.trb")); im.Applied != 3 || im.Released != 1 || im.Duplicates != 1 {
+		t.Fatalf("bob imports alice's space: %+v, want 3 new (genesis, invite, acknowledgement), his own grant already held and released", im)
 	}
 	var sa, sb statusOut
 	ok(t, alice, &sa, "status", "--space", space)
@@ -629,12 +633,27 @@ func TestBadInputWritesNothing(t *testing.T) {
 	}
 	flipped := bytes.Clone(data)
 	flipped[len(flipped)/2] ^= 0x01
-	// Flip the last byte of the body and fix the checksum: the file is
-	// intact, but a change's signature no longer verifies.
-	forged := bytes.Clone(data[:len(data)-sha256.Size])
-	forged[len(forged)-1] ^= 0x01
-	sum := sha256.Sum256(forged)
-	forged = append(forged, sum[:]...)
+	// An intact file (its checksum holds) whose last change's signature
+	// does not verify.
+	b, err := bundle.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := core.DecodeSigned(b.Changes[len(b.Changes)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Sig[0] ^= 0x01
+	if b.Changes[len(b.Changes)-1], err = s.Encode(); err != nil {
+		t.Fatal(err)
+	}
+	forged, err := b.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A verified bundle whose change the replica refuses: its height does
+	// not follow its parent, the genesis.
+	refused := refusedChangeBundle(t, space)
 
 	carol, _ := newHome(t, "carol")
 	carolSpace := newSpace(t, carol, "elsewhere")
@@ -667,6 +686,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"delete unknown document", alice, []string{"Book/nothere", "not found"}, []string{"delete", "--space", space, "Book", "nothere"}},
 		{"corrupted bundle", bob, []string{"corrupt", "flipped.trb"}, []string{"import", writeFile("flipped.trb", flipped)}},
 		{"forged bundle", bob, []string{"fails verification", "forged.trb"}, []string{"import", writeFile("forged.trb", forged)}},
+		{"change refused by the replica", bob, []string{"refused", "1 of 1 changes", "height 5, want 2"}, []string{"import", writeFile("refused.trb", refused)}},
 		{"truncated bundle", bob, []string{"truncated", "truncated.trb"}, []string{"import", writeFile("truncated.trb", data[:len(data)*2/3])}},
 		{"tiny bundle", bob, []string{"not a tributary bundle"}, []string{"import", writeFile("tiny.trb", data[:10])}},
 		{"not a bundle", bob, []string{"not a tributary bundle"}, []string{"import", badSchema}},
@@ -697,6 +717,35 @@ func TestBadInputWritesNothing(t *testing.T) {
 			t.Fatalf("book after bad input: %v", d)
 		}
 	}
+}
+
+// refusedChangeBundle is a bundle of space holding one validly signed
+// change that every replica refuses: height 5 on a parent at height 1.
+func refusedChangeBundle(t *testing.T, space string) []byte {
+	t.Helper()
+	sid, err := core.ParseID(space)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := core.PrivateKeyFromSeed(bytes.Repeat([]byte{9}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &core.Change{Version: core.ChangeVersion, Space: sid, Author: k.Public(), Seq: 1, Parents: []core.ID{sid}, Height: 5,
+		HLC: core.HLC{Wall: uint64(time.Now().UnixMilli())}, Ops: []core.Op{{Kind: core.OpCreate, Coll: "Book", Doc: "x", Fields: map[string]any{"title": "t"}}}}
+	s, _, err := core.Sign(c, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := s.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := bundle.Bundle{Space: sid, Changes: [][]byte{env}}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // A home without a key fails cleanly and is not created by reads.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -541,6 +542,7 @@ func (c *cli) configCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			cfg.maskSecrets()
 			if c.json {
 				return c.print(cfg)
 			}
@@ -555,4 +557,29 @@ func (c *cli) configCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Check run config files"}
 	cmd.AddCommand(check)
 	return cmd
+}
+
+// maskSecrets hides passwords and tokens before a config is shown.
+func (c *Config) maskSecrets() {
+	mask := func(s *string) {
+		if *s != "" {
+			*s = "(set)"
+		}
+	}
+	mask(&c.NATS.Password)
+	mask(&c.NATS.Token)
+	for i := range c.Sinks {
+		s := &c.Sinks[i]
+		if u, err := url.Parse(s.URL); err == nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+				s.URL = u.String()
+			}
+		}
+		for k := range s.Options {
+			if strings.Contains(strings.ToLower(k), "password") || strings.Contains(strings.ToLower(k), "token") {
+				s.Options[k] = "(set)"
+			}
+		}
+	}
 }

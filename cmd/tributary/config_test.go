@@ -135,3 +135,25 @@ func TestConfigCheckCommand(t *testing.T) {
 	os.WriteFile(old, []byte("p2p: [/ip4/0.0.0.0/tcp/4001]\n"), 0o600)
 	fails(t, home, []string{"moved to libp2p.listen"}, "config", "check", old)
 }
+
+// TestConfigKeysDocumented: docs/CONFIG.md names every key of the config.
+func TestConfigKeysDocumented(t *testing.T) {
+	b, err := os.ReadFile("../../docs/CONFIG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	cfg := DefaultConfig()
+	walkConfig(reflect.ValueOf(&cfg).Elem(), "", func(name string, v reflect.Value) error {
+		section, key, _ := strings.Cut(strings.ToLower(name), "_")
+		if !strings.Contains(doc, key+":") {
+			t.Errorf("docs/CONFIG.md does not describe %s.%s", section, key)
+		}
+		return nil
+	})
+	for _, series := range exportedSeries {
+		if !strings.Contains(doc, series) {
+			t.Errorf("docs/CONFIG.md does not list the series %s", series)
+		}
+	}
+}

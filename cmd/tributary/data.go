@@ -181,11 +181,19 @@ func (c *cli) logCmd() *cobra.Command {
 }
 
 func (c *cli) conflictsCmd() *cobra.Command {
+	var rollbacks bool
 	cmd := &cobra.Command{
 		Use:   "conflicts",
-		Short: "List open conflicts: concurrent writes to one field (resolve with an ordinary put)",
+		Short: "List open conflicts: concurrent writes to one field (resolve with an ordinary put); --rollbacks: changes the rules rolled back",
 		Args:  cobra.NoArgs,
 		RunE: c.withService(func(cmd *cobra.Command, _ []string, svc service.Service) error {
+			if rollbacks {
+				rbs, err := svc.Rollbacks(cmd.Context(), c.space)
+				if err != nil {
+					return err
+				}
+				return c.print(rbs)
+			}
 			cs, err := svc.Conflicts(cmd.Context(), c.space)
 			if err != nil {
 				return err
@@ -193,6 +201,7 @@ func (c *cli) conflictsCmd() *cobra.Command {
 			return c.print(cs)
 		}),
 	}
+	cmd.Flags().BoolVar(&rollbacks, "rollbacks", false, "list the changes that passed their rules but lost to a concurrent change (or relied on one that did), with the reason")
 	c.spaceFlag(cmd)
 	return cmd
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -67,7 +69,7 @@ func newRoot(c *cli) *cobra.Command {
 		c.initCmd(), c.spaceCmd(), c.putCmd(), c.getCmd(), c.deleteCmd(), c.queryCmd(),
 		c.logCmd(), c.conflictsCmd(), c.inviteCmd(), c.joinCmd(), c.memberCmd(),
 		c.exportCmd(), c.importCmd(), c.statusCmd(), c.effectsCmd(), c.demoCmd(), c.runCmd(), c.sinksCmd(), c.sinkCmd(),
-		c.tokenCmd(), c.configCmd(), c.loadCmd(), c.benchCmd(),
+		c.tokenCmd(), c.configCmd(), c.loadCmd(), c.benchCmd(), c.versionCmd(),
 	)
 	return root
 }
@@ -177,4 +179,38 @@ func presentProof(ctx context.Context, key core.PrivateKey, space core.ID, proof
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	return meshlibp2p.PresentProof(ctx, key, space, proof, addrs)
+}
+
+// version is set at build time (-ldflags "-X main.version=v1.2.3");
+// otherwise the module version and VCS revision of the build are shown.
+var version = ""
+
+func (c *cli) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of this binary",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := map[string]string{"version": version, "go": runtime.Version()}
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				if v["version"] == "" {
+					v["version"] = bi.Main.Version
+				}
+				for _, s := range bi.Settings {
+					switch s.Key {
+					case "vcs.revision":
+						v["commit"] = s.Value
+					case "vcs.time":
+						v["commit_time"] = s.Value
+					case "vcs.modified":
+						v["modified"] = s.Value
+					}
+				}
+			}
+			if v["commit"] == "" {
+				return c.say(v, "tributary %s (%s)", v["version"], v["go"])
+			}
+			return c.say(v, "tributary %s (commit %s, %s)", v["version"], v["commit"], v["go"])
+		},
+	}
 }

@@ -6,16 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/tributary-sync/tributary/cmd/tributary/api"
@@ -70,11 +73,15 @@ type bridge struct {
 	cfg  Config
 	log  *slog.Logger
 
-	transports []transport
-	sinks      *sinkSet
-	advertised []string // libp2p addresses, for invite codes
-	ready      atomic.Bool
-	token      atomic.Pointer[string]
+	transports  []transport
+	natsPending error // why NATS is not connected yet, while it is retried
+	stopping    bool  // transports are being stopped: add none
+	metrics     *metrics
+	bg          sync.WaitGroup // background work (reaching NATS)
+	sinks       *sinkSet
+	advertised  []string // libp2p addresses, for invite codes
+	ready       atomic.Bool
+	token       atomic.Pointer[string]
 
 	mu    sync.Mutex
 	nodes map[string][]*meshNode // by space
@@ -237,6 +244,14 @@ func (c *cli) lockForRun(ctx context.Context, h *node.Home) (*node.Lock, error) 
 }
 
 func (c *cli) run(ctx context.Context, cfg Config, initHome bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var bg *sync.WaitGroup
+	defer func() {
+		cancel()
+		if bg != nil {
+			bg.Wait() // background work (reaching NATS) ends before the stores close
+		}
+	}()
 	var h *node.Home
 	var err error
 	if initHome {
@@ -262,6 +277,8 @@ func (c *cli) run(ctx context.Context, cfg Config, initHome bool) error {
 		return err
 	}
 	b := &bridge{c: c, home: h, cfg: cfg, nodes: map[string][]*meshNode{}, log: cfg.logger()}
+	b.metrics = newMetrics(b)
+	bg = &b.bg
 	b.token.Store(&token)
 	b.reg = node.NewRegistry(h)
 	b.reg.OnOpen = b.startSpace
@@ -305,11 +322,8 @@ func (c *cli) run(ctx context.Context, cfg Config, initHome bool) error {
 		MaxBatchBytes:    int64(cfg.HTTP.MaxBatch),
 		MaxInflightBytes: int64(cfg.HTTP.MaxInflight),
 		Logger:           b.log.With("component", "api"),
-		Extra: []api.Route{
-			{Pattern: "GET /readyz", Handler: http.HandlerFunc(b.handleReady), Public: true},
-			{Pattern: "GET /metrics", Handler: http.HandlerFunc(b.handleMetrics)},
-			{Pattern: "GET /v1/status", Handler: http.HandlerFunc(b.handleStatus)},
-		},
+		Observe:          b.metrics.observeRequest,
+		Extra:            b.extraRoutes(),
 	})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	srvDone := make(chan error, 1)
@@ -340,9 +354,18 @@ func (c *cli) run(ctx context.Context, cfg Config, initHome bool) error {
 	if err := c.say(out, "running: http %s, %d spaces, author %s", addr, len(spaces), h.Key.Public()); err != nil {
 		return err
 	}
-	for _, t := range b.transports {
-		if !c.json {
-			fmt.Fprintf(c.out, "  %s: %v\n", t.name, t.info)
+	if !c.json {
+		for _, t := range b.transports {
+			fmt.Fprintf(c.out, "  %s:", t.name)
+			for _, k := range slices.Sorted(maps.Keys(t.info)) {
+				switch v := t.info[k].(type) {
+				case []string:
+					fmt.Fprintf(c.out, " %s %s", k, strings.Join(v, " "))
+				default:
+					fmt.Fprintf(c.out, " %s %v", k, v)
+				}
+			}
+			fmt.Fprintln(c.out)
 		}
 	}
 	select {
@@ -379,33 +402,69 @@ func absPath(p string) string {
 // its grant is known; an admin's node acknowledges the uses it admits or
 // receives, so a later use of the same code can never displace them.
 func (b *bridge) startSpace(ctx context.Context, sp *node.Space) error {
+	b.mu.Lock()
+	ts := slices.Clone(b.transports)
+	b.mu.Unlock()
 	var started []*meshNode
-	info, _ := b.home.Info(sp.Replica.Space().String())
-	for _, t := range b.transports {
-		mc := b.cfg.meshConfig(b.log.With("transport", t.name))
-		if !sp.Replica.IsMember(b.home.Key.Public()) {
-			mc.Proof = info.Proof
-		}
-		mc.Acknowledge = func(ctx context.Context) error {
-			id, err := sp.Replica.Acknowledge(ctx, b.home.Key, uint64(time.Now().UnixMilli()))
-			if err == nil && !id.IsZero() {
-				b.log.Info("acknowledged new members who used invites", "space", sp.Replica.Space().String(), "change", id.String())
-			}
-			return err
-		}
-		n := mesh.NewNode(sp.Replica, t.tr, mc)
-		if err := n.Start(context.WithoutCancel(ctx)); err != nil {
+	for _, t := range ts {
+		n, err := b.startMeshNode(ctx, sp, t)
+		if err != nil {
 			for _, s := range started {
 				s.node.Close()
 			}
 			return err
 		}
-		started = append(started, &meshNode{transport: t.name, node: n})
+		started = append(started, n)
 	}
 	b.mu.Lock()
-	b.nodes[sp.Replica.Space().String()] = started
+	b.nodes[sp.Replica.Space().String()] = append(b.nodes[sp.Replica.Space().String()], started...)
 	b.mu.Unlock()
 	return nil
+}
+
+// startMeshNode replicates one space over one transport.
+func (b *bridge) startMeshNode(ctx context.Context, sp *node.Space, t transport) (*meshNode, error) {
+	info, _ := b.home.Info(sp.Replica.Space().String())
+	mc := b.cfg.meshConfig(b.log.With("transport", t.name))
+	if !sp.Replica.IsMember(b.home.Key.Public()) {
+		mc.Proof = info.Proof
+	}
+	mc.Acknowledge = func(ctx context.Context) error {
+		id, err := sp.Replica.Acknowledge(ctx, b.home.Key, uint64(time.Now().UnixMilli()))
+		if err == nil && !id.IsZero() {
+			b.log.Info("acknowledged new members who used invites", "space", sp.Replica.Space().String(), "change", id.String())
+		}
+		return err
+	}
+	n := mesh.NewNode(sp.Replica, t.tr, mc)
+	if err := n.Start(context.WithoutCancel(ctx)); err != nil {
+		return nil, err
+	}
+	return &meshNode{transport: t.name, node: n}, nil
+}
+
+// addTransport starts replicating every open space over a transport that
+// came up after the node started (NATS reached late).
+func (b *bridge) addTransport(ctx context.Context, t transport) {
+	b.mu.Lock()
+	if b.stopping || ctx.Err() != nil {
+		b.mu.Unlock()
+		t.stop()
+		return
+	}
+	b.transports = append(b.transports, t)
+	b.natsPending = nil
+	b.mu.Unlock()
+	b.reg.Each(func(id string, sp *node.Space) {
+		n, err := b.startMeshNode(ctx, sp, t)
+		if err != nil {
+			b.log.Error("start replication", "space", id, "transport", t.name, "err", err)
+			return
+		}
+		b.mu.Lock()
+		b.nodes[id] = append(b.nodes[id], n)
+		b.mu.Unlock()
+	})
 }
 
 func (b *bridge) stopNodes() {
@@ -420,7 +479,11 @@ func (b *bridge) stopNodes() {
 }
 
 func (b *bridge) stopTransports() {
-	for _, t := range b.transports {
+	b.mu.Lock()
+	b.stopping = true
+	ts := b.transports
+	b.mu.Unlock()
+	for _, t := range ts {
 		if err := t.stop(); err != nil {
 			b.log.Warn("stop transport", "transport", t.name, "err", err)
 		}
@@ -459,14 +522,75 @@ func (b *bridge) Addrs() []string { return b.advertised }
 // RotateToken implements service.Node.
 func (b *bridge) RotateToken(token string) { b.token.Store(&token) }
 
+// handleReady is /readyz: ready when the node has started, every
+// transport carries changes and every sink runs within runner.ready_max_lag
+// effects of the log; otherwise 503 naming what is not ready.
 func (b *bridge) handleReady(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", api.TypeJSON)
-	if !b.ready.Load() {
+	problems := b.readinessProblems(r.Context())
+	if len(problems) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintln(w, `{"status":"starting"}`)
+		json.NewEncoder(w).Encode(map[string]any{"status": "not ready", "problems": problems})
 		return
 	}
-	fmt.Fprintln(w, `{"status":"ready"}`)
+	json.NewEncoder(w).Encode(map[string]any{"status": "ready"})
+}
+
+// readinessProblems lists what keeps the node from being ready.
+func (b *bridge) readinessProblems(ctx context.Context) []string {
+	if !b.ready.Load() {
+		return []string{"starting"}
+	}
+	var out []string
+	for _, t := range b.transportHealth() {
+		if t.err != nil {
+			out = append(out, fmt.Sprintf("transport %s: %v", t.name, t.err))
+		}
+	}
+	for _, s := range b.Sinks(ctx) {
+		switch {
+		case s.State != sinkRunning:
+			msg := fmt.Sprintf("sink %s: %s", s.Name, s.State)
+			if s.Error != "" {
+				msg += ": " + s.Error
+			}
+			out = append(out, msg)
+		case s.Fatal != "":
+			out = append(out, fmt.Sprintf("sink %s: stopped: %s", s.Name, s.Fatal))
+		case s.Retrying:
+			out = append(out, fmt.Sprintf("sink %s: retrying: %s", s.Name, s.LastError))
+		case s.Lag > b.cfg.Runner.ReadyMaxLag:
+			out = append(out, fmt.Sprintf("sink %s: %d effects behind (runner.ready_max_lag is %d)", s.Name, s.Lag, b.cfg.Runner.ReadyMaxLag))
+		}
+	}
+	return out
+}
+
+type transportState struct {
+	name string
+	err  error
+}
+
+// transportHealth says whether each configured transport carries changes:
+// NATS while connected (and while it is still being reached, with the
+// last error), libp2p once up.
+func (b *bridge) transportHealth() []transportState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []transportState
+	for _, t := range b.transports {
+		st := transportState{name: t.name}
+		if h, ok := t.tr.(interface{ Conn() *natsgo.Conn }); ok {
+			if c := h.Conn(); c == nil || !c.IsConnected() {
+				st.err = fmt.Errorf("not connected to NATS (%s)", strings.Join(b.cfg.NATS.URLs, ","))
+			}
+		}
+		out = append(out, st)
+	}
+	if b.natsPending != nil {
+		out = append(out, transportState{name: "nats", err: b.natsPending})
+	}
+	return out
 }
 
 // handleStatus is the node's status: every space, its mesh and sinks.
@@ -481,26 +605,6 @@ func (b *bridge) handleStatus(w http.ResponseWriter, r *http.Request) {
 	})
 	sort.Slice(spaces, func(i, j int) bool { return spaces[i].Space < spaces[j].Space })
 	writeJSONTo(w, map[string]any{"author": b.home.Key.Public().String(), "spaces": spaces, "sinks": b.Sinks(r.Context())})
-}
-
-func (b *bridge) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	var ids []string
-	b.reg.Each(func(id string, _ *node.Space) { ids = append(ids, id) })
-	sort.Strings(ids)
-	for _, id := range ids {
-		for _, m := range b.Mesh(id) {
-			names := make([]string, 0, len(m.Metrics))
-			for k := range m.Metrics {
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			for _, k := range names {
-				fmt.Fprintf(w, "tributary_mesh_%s{space=%q,transport=%q} %d\n", k, id, m.Transport, m.Metrics[k])
-			}
-			fmt.Fprintf(w, "tributary_mesh_peers{space=%q,transport=%q} %d\n", id, m.Transport, len(m.Peers))
-		}
-	}
 }
 
 func writeJSONTo(w http.ResponseWriter, v any) {

@@ -189,6 +189,9 @@ func (b *bridge) connectSink(ctx context.Context, rs *runningSink) {
 func (b *bridge) startRunner(ctx context.Context, rs *runningSink) error {
 	cfg := b.cfg.runnerConfig(rs.cfg.BatchSize)
 	cfg.Logger = b.log // the runner adds the sink's name
+	if b.metrics != nil {
+		cfg.OnBatch = b.metrics.onBatch(rs.cfg.Name)
+	}
 	r, err := checkpoint.New(cfg, rs.sp.Effects, rs.sink, rs.sp, rs.sp.Parking())
 	if err != nil {
 		return fmt.Errorf("sink %s: %w", rs.cfg.Name, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	meshlibp2p "github.com/tributary-sync/tributary/mesh/libp2p"
 	meshnats "github.com/tributary-sync/tributary/mesh/nats"
@@ -15,9 +16,18 @@ func (b *bridge) startTransports(ctx context.Context, bootstrap []string) error 
 	if len(b.cfg.NATS.URLs) > 0 {
 		t, err := meshnats.New(b.cfg.natsConfig(b.home.Key, b.log.With("transport", "nats")))
 		if err != nil {
-			return fmt.Errorf("nats %s: %w", strings.Join(b.cfg.NATS.URLs, ","), err)
+			// Unreachable now: replication over libp2p and the sinks go on;
+			// NATS is retried in the background and /readyz says why not.
+			err = fmt.Errorf("nats %s: %w", strings.Join(b.cfg.NATS.URLs, ","), err)
+			b.log.Warn("NATS not reachable at start; retrying in the background", "err", err)
+			b.mu.Lock()
+			b.natsPending = err
+			b.mu.Unlock()
+			b.bg.Add(1)
+			go b.reachNATS(ctx)
+		} else {
+			b.transports = append(b.transports, b.natsTransport(t))
 		}
-		b.transports = append(b.transports, transport{name: "nats", tr: t, stop: t.Close, info: map[string]any{"urls": b.cfg.NATS.URLs}})
 	}
 	if !b.cfg.Libp2p.Enabled {
 		return nil
@@ -41,4 +51,34 @@ func (b *bridge) startLibp2p(ctx context.Context, bootstrap []string) error {
 	b.advertised = addrs
 	b.transports = append(b.transports, transport{name: "libp2p", tr: t, stop: t.Close, info: map[string]any{"peer": string(t.ID()), "addrs": addrs}})
 	return nil
+}
+
+func (b *bridge) natsTransport(t *meshnats.Transport) transport {
+	return transport{name: "nats", tr: t, stop: t.Close, info: map[string]any{"urls": b.cfg.NATS.URLs}}
+}
+
+// reachNATS retries the NATS connection with backoff until it succeeds or
+// the node stops, then replicates every open space over it.
+func (b *bridge) reachNATS(ctx context.Context) {
+	defer b.bg.Done()
+	wait := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		t, err := meshnats.New(b.cfg.natsConfig(b.home.Key, b.log.With("transport", "nats")))
+		if err == nil {
+			b.log.Info("NATS reached", "urls", b.cfg.NATS.URLs)
+			b.addTransport(ctx, b.natsTransport(t))
+			return
+		}
+		err = fmt.Errorf("nats %s: %w", strings.Join(b.cfg.NATS.URLs, ","), err)
+		b.mu.Lock()
+		b.natsPending = err
+		b.mu.Unlock()
+		b.log.Warn("NATS still not reachable", "err", err, "retry_in", wait)
+		wait = min(2*wait, 30*time.Second)
+	}
 }

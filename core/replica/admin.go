@@ -27,6 +27,9 @@ func (w *writeTxn) applyAdmin(c *core.Change, id core.ID, m *meta) (bool, error)
 					break
 				}
 				r.schemas[id] = s
+				if err := w.ensureIndexed(s); err != nil {
+					return false, err
+				}
 			}
 		}
 	}
@@ -35,11 +38,17 @@ func (w *writeTxn) applyAdmin(c *core.Change, id core.ID, m *meta) (bool, error)
 	if err := r.evaluateMembership(w.txn); err != nil {
 		return false, storeError{err}
 	}
-	var authErr error
+	m.AuthErr = ""
 	if !r.members.Accepted(id) {
-		authErr = errors.New(r.members.Rejected[id])
+		m.AuthErr = r.members.Rejected[id]
 	}
-	w.setVerdict(id, m, authErr)
+	if hasData(c) {
+		if err := w.applyRules(c, id, m, core.RoleAdmin); err != nil {
+			return false, err
+		}
+	} else {
+		w.setVerdict(id, m)
+	}
 	if m.Valid {
 		w.merge(c, id)
 	}
@@ -80,6 +89,7 @@ func (w *writeTxn) rejudge(before *core.Membership, skip core.ID) error {
 		ids = append(ids, ac.ID)
 	}
 	anc := w.anc()
+	data := false // a data change of an author whose standing changed
 	for _, id := range core.SortIDs(ids) {
 		if id == skip {
 			continue
@@ -93,32 +103,44 @@ func (w *writeTxn) rejudge(before *core.Membership, skip core.ID) error {
 			if !r.members.Accepted(id) {
 				authErr = errors.New(r.members.Rejected[id])
 			}
-		} else if role, err := r.members.Authorize(m.Author, id, anc); err != nil {
-			authErr = err
-		} else if role == core.RoleInvite {
-			authErr = fmt.Errorf("%w: an invite key may only grant", core.ErrUnauthorized)
+		} else {
+			data = true
+			c, err := w.change(id)
+			if err != nil {
+				return err
+			}
+			_, authErr = w.authorizeData(c, id, anc)
 		}
 		was := m.Valid
 		nm := *m
-		w.setVerdict(id, &nm, authErr)
+		nm.AuthErr = errText(authErr)
+		w.setVerdict(id, &nm)
 		r.cacheMeta(id, &nm)
 		if nm.Valid == was {
 			continue
 		}
-		c, err := r.loadChange(w.txn, id)
-		if err != nil {
-			return storeError{err}
-		}
-		r.log.Info("change verdict changed by membership", "change", id.String(), "valid", nm.Valid, "reason", nm.Reason)
-		for _, op := range c.Ops {
-			if op.Kind.IsData() {
-				if err := w.rebuild(op.Coll, op.Doc, id); err != nil {
-					return err
-				}
-			}
+		data = data || nm.Admin
+		if err := w.rebuildChange(id, "change verdict changed by membership", &nm); err != nil {
+			return err
 		}
 	}
+	// Rules read who is ok and what role each author holds, and the
+	// winner rule reads seniority: re-derive what they decided.
+	switch {
+	case r.rulesOn && data:
+		return w.rejudgeRules()
+	case len(r.edges) > 0:
+		flipped, err := w.resettle(core.ID{})
+		if err != nil {
+			return err
+		}
+		return w.recascade(flipped)
+	}
 	return nil
+}
+
+func hasData(c *core.Change) bool {
+	return slices.ContainsFunc(c.Ops, func(o core.Op) bool { return o.Kind.IsData() })
 }
 
 // rebuild recomputes a document from every valid change that touched it.

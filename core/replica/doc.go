@@ -22,6 +22,19 @@
 // already applied changes invalid, their documents are rebuilt from the
 // remaining valid changes and new effects are emitted.
 //
+// Rules and roles (docs/RULES.md). A data change's author must hold a
+// role that may write each collection it writes. When the schema has
+// rules, each guarded action is judged at the change's view (its causal
+// past, conflicts inside it settled, plus its own earlier ops) through
+// the value index, never a collection scan; a local write carries the
+// facts its rules relied on (core.Op.Reads). Concurrent changes that
+// cannot both stand are found on arrival and settled by seniority: the
+// loser, and whatever relied on it, stays stored with no effect and its
+// reason, its documents are rebuilt (effects emitted), and Rollbacks
+// lists it:
+//
+//	rbs, _ := r.Rollbacks() // loser, winner, documents, reason
+//
 // Known approximations, the same on every replica: ancestry comes from
 // per-author version vectors, so for an author who equivocated both forks
 // at a sequence number count as seen once one is; a reference is satisfied

@@ -13,12 +13,18 @@ import (
 
 // Report says what Receive did with a batch of changes.
 type Report struct {
-	Applied    int         `json:"applied"`    // stored (valid or not)
-	Invalid    int         `json:"invalid"`    // stored, but with no effect (see Verdict)
-	Duplicates int         `json:"duplicates"` // already held
-	Held       int         `json:"held"`       // waiting for missing parents
-	Rejected   []Rejection `json:"rejected,omitempty"`
-	IDs        []core.ID   `json:"-"` // stored, in the order applied
+	Applied    int `json:"applied"`    // stored (valid or not)
+	Invalid    int `json:"invalid"`    // stored, but with no effect (see Verdict)
+	Duplicates int `json:"duplicates"` // already held
+	Held       int `json:"held"`       // waiting for missing parents
+	// Released counts changes held from earlier batches (waiting for
+	// parents) that this batch let through, and StillHeld those still
+	// waiting: with them Applied + Duplicates + Held + len(Rejected) is
+	// the batch.
+	Released  int         `json:"released,omitempty"`
+	StillHeld int         `json:"still_held,omitempty"`
+	Rejected  []Rejection `json:"rejected,omitempty"`
+	IDs       []core.ID   `json:"-"` // stored, in the order applied
 }
 
 // Rejection is a change refused outright: undecodable, forged, or breaking a
@@ -206,7 +212,11 @@ func (r *Replica) ingest(ctx context.Context, pending map[core.ID]pendingChange,
 				continue
 			}
 			stored[p.id] = true
-			rep.Applied++
+			if p.wasOrphan {
+				rep.Released++
+			} else {
+				rep.Applied++
+			}
 			rep.IDs = append(rep.IDs, p.id)
 			if !valid {
 				rep.Invalid++
@@ -222,7 +232,7 @@ func (r *Replica) ingest(ctx context.Context, pending map[core.ID]pendingChange,
 	}
 	for _, p := range order {
 		if p.wasOrphan {
-			rep.Held++
+			rep.StillHeld++
 			continue
 		}
 		if len(r.orphans) >= r.opts.MaxOrphans {
@@ -304,6 +314,16 @@ func (w *writeTxn) write(key core.PrivateKey, ops []core.Op, nowMillis uint64) (
 	if err := c.CheckShape(); err != nil {
 		return core.ID{}, err
 	}
+	// Judged before signing: the attestation of the rules goes into the
+	// signed change. The change's own ID is not known yet, and nothing
+	// judged here depends on it.
+	if err := w.precheck(c, pendingID); err != nil {
+		return core.ID{}, err
+	}
+	pre, err := w.prejudge(c)
+	if err != nil {
+		return core.ID{}, err
+	}
 	s, id, err := core.Sign(c, key)
 	if err != nil {
 		return core.ID{}, err
@@ -311,10 +331,9 @@ func (w *writeTxn) write(key core.PrivateKey, ops []core.Op, nowMillis uint64) (
 	if _, err := s.Check(); err != nil { // exactly what a receiver runs
 		return core.ID{}, err
 	}
-	if err := w.precheck(c, id); err != nil {
-		return core.ID{}, err
-	}
+	w.pre = pre
 	valid, err := w.apply(s, c, id)
+	w.pre = nil
 	if err != nil {
 		return core.ID{}, err
 	}
@@ -323,8 +342,13 @@ func (w *writeTxn) write(key core.PrivateKey, ops []core.Op, nowMillis uint64) (
 		if err != nil {
 			return core.ID{}, storeError{err}
 		}
-		if m.SchemaErr != "" {
+		switch {
+		case m.SchemaErr != "":
 			return core.ID{}, fmt.Errorf("%w (%s)", core.ErrSchemaViolation, m.Reason)
+		case m.AuthErr == "" && m.RuleErr != "":
+			return core.ID{}, fmt.Errorf("%w (%s)", core.ErrRuleViolation, m.Reason)
+		case m.AuthErr == "" && m.Lost != "":
+			return core.ID{}, fmt.Errorf("%w (%s)", core.ErrRolledBack, m.Reason)
 		}
 		return core.ID{}, fmt.Errorf("%w (%s)", core.ErrUnauthorized, m.Reason)
 	}

@@ -26,6 +26,12 @@ var (
 // expires (wall-clock ms). It returns the throwaway key and the envelope
 // of the change holding the invite; both go into the invite code.
 func (r *Replica) CreateInvite(ctx context.Context, key core.PrivateKey, expires, nowMillis uint64) (core.PrivateKey, []byte, error) {
+	return r.CreateRoleInvite(ctx, key, core.RoleWriter, expires, nowMillis)
+}
+
+// CreateRoleInvite is CreateInvite for another role: any role the schema
+// declares but admin (a reader, a member, a librarian...).
+func (r *Replica) CreateRoleInvite(ctx context.Context, key core.PrivateKey, role string, expires, nowMillis uint64) (core.PrivateKey, []byte, error) {
 	if expires <= nowMillis {
 		return nil, nil, fmt.Errorf("invite: expiry %d is not after now (%d)", expires, nowMillis)
 	}
@@ -33,7 +39,7 @@ func (r *Replica) CreateInvite(ctx context.Context, key core.PrivateKey, expires
 	if err != nil {
 		return nil, nil, err
 	}
-	id, err := r.Write(ctx, key, []core.Op{{Kind: core.OpInvite, Member: throwaway.Public(), Role: core.RoleWriter, Expires: expires}}, nowMillis)
+	id, err := r.Write(ctx, key, []core.Op{{Kind: core.OpInvite, Member: throwaway.Public(), Role: role, Expires: expires}}, nowMillis)
 	if err != nil {
 		return nil, nil, fmt.Errorf("invite: %w", err)
 	}

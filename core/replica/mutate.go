@@ -98,6 +98,8 @@ type mutation struct {
 	muts []Mutation
 	now  uint64
 	ops  []core.Op
+	// opMut maps each of ops to the mutation it came from.
+	opMut []int
 
 	res  []MutationResult
 	last core.ID
@@ -218,6 +220,7 @@ func (r *Replica) tryGroup(group []*mutation) (err error) {
 			}
 		}
 		var last core.ID
+		offset := 0
 		for _, chunk := range chunkOps(ops) {
 			if len(chunk) == 0 {
 				continue
@@ -225,10 +228,11 @@ func (r *Replica) tryGroup(group []*mutation) (err error) {
 			written, err := w.writeSplitting(key, chunk, ok[0].now)
 			if err != nil {
 				if len(group) == 1 {
-					return err
+					return ok[0].mutationError(err, offset)
 				}
 				return fmt.Errorf("group write: %w", err)
 			}
+			offset += len(chunk)
 			ids = append(ids, written...)
 			last = written[len(written)-1]
 		}
@@ -251,6 +255,18 @@ func (r *Replica) tryGroup(group []*mutation) (err error) {
 		}
 	}
 	return nil
+}
+
+// mutationError names the mutation an error about op offset+i (an
+// *opError) of the batch's ops is about.
+func (m *mutation) mutationError(err error, offset int) error {
+	var oe *opError
+	if errors.As(err, &oe) {
+		if i := offset + oe.op; i >= 0 && i < len(m.opMut) {
+			return &MutationError{Index: m.opMut[i], Err: oe.plain}
+		}
+	}
+	return err
 }
 
 // chunkOps cuts ops into runs of at most core.MaxOps.
@@ -279,6 +295,10 @@ func (w *writeTxn) writeSplitting(key core.PrivateKey, ops []core.Op, nowMillis 
 	}
 	b, err := w.writeSplitting(key, ops[len(ops)/2:], nowMillis)
 	if err != nil {
+		var oe *opError
+		if errors.As(err, &oe) {
+			return nil, &opError{op: oe.op + len(ops)/2, err: oe.err, plain: oe.plain}
+		}
 		return nil, err
 	}
 	return append(a, b...), nil
@@ -306,7 +326,7 @@ func newPlanner(w *writeTxn, s *schema.Schema, heads []core.ID) *planner {
 // before and the error is a *MutationError.
 func (p *planner) planBatch(m *mutation) error {
 	p.undoDocs, p.undoCreated = map[string]*plannedDoc{}, nil
-	m.res, m.ops = make([]MutationResult, len(m.muts)), nil
+	m.res, m.ops, m.opMut = make([]MutationResult, len(m.muts)), nil, nil
 	for i := range m.muts {
 		res, ops, err := p.plan(&m.muts[i], m.now)
 		if err != nil {
@@ -320,11 +340,14 @@ func (p *planner) planBatch(m *mutation) error {
 			for _, k := range p.undoCreated {
 				delete(p.created, k)
 			}
-			m.ops = nil
+			m.ops, m.opMut = nil, nil
 			return &MutationError{Index: i, Err: err}
 		}
 		m.res[i] = res
 		m.ops = append(m.ops, ops...)
+		for range ops {
+			m.opMut = append(m.opMut, i)
+		}
 	}
 	return nil
 }

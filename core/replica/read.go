@@ -3,7 +3,6 @@ package replica
 import (
 	"encoding/binary"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -177,6 +176,9 @@ type OpView struct {
 	Delta  int64          `json:"delta,omitempty"`
 	Member string         `json:"member,omitempty"`
 	Role   string         `json:"role,omitempty"`
+	// Reads is the attestation: what the rules guarding this op's action
+	// relied on when its author wrote it.
+	Reads []core.Fact `json:"reads,omitempty"`
 }
 
 func (r *Replica) entry(txn *badger.Txn, id core.ID, filter func(*core.Op) bool) (Entry, error) {
@@ -194,7 +196,7 @@ func (r *Replica) entry(txn *badger.Txn, id core.ID, filter func(*core.Op) bool)
 		if filter != nil && !filter(op) {
 			continue
 		}
-		v := OpView{Kind: op.Kind.String(), Coll: op.Coll, Doc: op.Doc, Field: op.Field, Value: op.Value, Fields: op.Fields, Delta: op.Delta, Role: op.Role}
+		v := OpView{Kind: op.Kind.String(), Coll: op.Coll, Doc: op.Doc, Field: op.Field, Value: op.Value, Fields: op.Fields, Delta: op.Delta, Role: op.Role, Reads: op.Reads}
 		if !op.Member.IsZero() {
 			v.Member = op.Member.String()
 		}
@@ -378,59 +380,6 @@ func (r *Replica) Has(id core.ID) bool {
 		return err
 	})
 	return err == nil
-}
-
-// Export returns the envelopes of every stored change not in the causal
-// past of since (all changes when since is empty), in height order, so an
-// importer can apply them in one pass.
-func (r *Replica) Export(since []core.ID) ([][]byte, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out [][]byte
-	err := r.db.View(func(txn *badger.Txn) error {
-		anc := txnAncestry{r: r, txn: txn}
-		known := map[core.ID]bool{}
-		for _, h := range since {
-			if _, err := r.meta(txn, h); err == nil {
-				known[h] = true
-			}
-		}
-		return scanKeys(txn, []byte(pHeight), func(k []byte) error {
-			var id core.ID
-			copy(id[:], k[len(k)-len(id):])
-			if known[id] {
-				return nil
-			}
-			for h := range known {
-				if anc.IsAncestor(id, h) {
-					return nil
-				}
-			}
-			item, err := txn.Get(idKey(pChange, id))
-			if err != nil {
-				return err
-			}
-			b, err := item.ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			out = append(out, b)
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("export: %w", err)
-	}
-	// Held orphans travel too: a joiner's own grant waits here for the
-	// space's history, and the peer it syncs with may have it.
-	for _, id := range core.SortIDs(slices.Collect(maps.Keys(r.orphans))) {
-		b, err := r.orphans[id].Encode()
-		if err != nil {
-			return nil, fmt.Errorf("export: %w", err)
-		}
-		out = append(out, b)
-	}
-	return out, nil
 }
 
 // Range lists (height, ID) of stored changes with height in [from, to),

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -67,7 +68,9 @@ type Options struct {
 	WriteGuard func() error
 }
 
-// meta is what the replica keeps about each stored change.
+// meta is what the replica keeps about each stored change. A change is
+// ok when its schema, authorization and rules verdicts are clear, and
+// valid when it is ok and did not lose a conflict (Lost).
 type meta struct {
 	_         struct{} `cbor:",toarray"`
 	Height    uint64
@@ -78,9 +81,52 @@ type meta struct {
 	Valid     bool   // has effect on state
 	Reason    string // why not valid
 	SchemaErr string // schema/reference verdict, fixed at arrival
+	// Added with rules; a meta stored before them decodes with these
+	// empty (see UnmarshalCBOR), which is what it would hold.
+	AuthErr string // membership and role verdict (re-judged when membership changes)
+	Ruled   bool   // holds an action a rule guards
+	RuleErr string // a rule is false at the change's view
+	Lost    string // rolled back: lost a conflict with a concurrent change
+	Undone  string // rolled back: its rules are false once the changes rolled back in its past are undone
 
 	fresh bool // judged for the first time (not yet in Replica.counts); never stored
 }
+
+// metaV1 is meta as stored before rules.
+type metaV1 struct {
+	_         struct{} `cbor:",toarray"`
+	Height    uint64
+	HLC       core.HLC
+	Author    core.PublicKey
+	Seq       uint64
+	Admin     bool
+	Valid     bool
+	Reason    string
+	SchemaErr string
+}
+
+// UnmarshalCBOR reads a meta in either stored form.
+func (m *meta) UnmarshalCBOR(b []byte) error {
+	type plain meta
+	var p plain
+	if err := core.Unmarshal(b, &p); err == nil {
+		*m = meta(p)
+		return nil
+	}
+	var old metaV1
+	if err := core.Unmarshal(b, &old); err != nil {
+		return err
+	}
+	*m = meta{Height: old.Height, HLC: old.HLC, Author: old.Author, Seq: old.Seq, Admin: old.Admin,
+		Valid: old.Valid, Reason: old.Reason, SchemaErr: old.SchemaErr}
+	if !old.Valid && old.SchemaErr == "" {
+		m.AuthErr = old.Reason
+	}
+	return nil
+}
+
+// ok reports whether the change passes schema, authorization and rules.
+func (m *meta) ok() bool { return m.SchemaErr == "" && m.AuthErr == "" && m.RuleErr == "" }
 
 // Replica is one space on one node: the Badger op-log of signed changes,
 // the materialized documents, and the membership and schema derived from
@@ -106,6 +152,12 @@ type Replica struct {
 	equivocal map[core.PublicKey]bool
 	counts    counts
 	closed    bool
+
+	// Rules (rules.go, conflicts.go).
+	indexed map[string]map[string]bool // collection -> fields in the value index
+	rulesOn bool                       // some known schema has rules
+	edges   map[edge]string            // conflicts between concurrent changes, with why
+	undone  map[core.ID]bool           // changes whose meta has Undone set
 
 	view atomic.Pointer[view] // what readers see (see publish)
 
@@ -246,6 +298,7 @@ func (r *Replica) load() error {
 	r.adminLog = nil
 	r.counts = counts{}
 	r.genesis, r.current, r.members = nil, nil, nil
+	r.indexed, r.rulesOn, r.edges, r.undone = map[string]map[string]bool{}, false, map[edge]string{}, map[core.ID]bool{}
 	defer r.publish()
 	return r.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(pGenesis))
@@ -299,8 +352,34 @@ func (r *Replica) load() error {
 		if err := r.loadAdminLog(txn); err != nil {
 			return err
 		}
+		if err := r.loadRules(txn); err != nil {
+			return err
+		}
 		return r.loadOrphans(txn)
 	})
+}
+
+// loadRules restores the value index's field list, whether rules are on,
+// and the conflicts known.
+func (r *Replica) loadRules(txn *badger.Txn) error {
+	err := scanKeys(txn, []byte(pIndexed), func(k []byte) error {
+		coll, field, _ := strings.Cut(string(k[len(pIndexed):]), "\x00")
+		if r.indexed[coll] == nil {
+			r.indexed[coll] = map[string]bool{}
+		}
+		r.indexed[coll][field] = true
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load value index: %w", err)
+	}
+	for _, s := range r.schemas {
+		r.rulesOn = r.rulesOn || s.HasRules()
+	}
+	if err := r.loadEdges(txn); err != nil {
+		return fmt.Errorf("load conflicts: %w", err)
+	}
+	return nil
 }
 
 func (r *Replica) loadOrphans(txn *badger.Txn) error {
@@ -326,6 +405,11 @@ func (r *Replica) loadAdminLog(txn *badger.Txn) error {
 			r.counts.invalid++
 		}
 		r.counts.maxHeight = max(r.counts.maxHeight, m.Height)
+		if m.Undone != "" {
+			var id core.ID
+			copy(id[:], k[len(pMeta):])
+			r.undone[id] = true
+		}
 		if m.Admin {
 			var id core.ID
 			copy(id[:], k[len(pMeta):])

@@ -179,7 +179,7 @@ func (w *writeTxn) build(author core.PublicKey, ops []core.Op, nowMillis uint64)
 	return &core.Change{
 		Version: core.ChangeVersion, Space: r.genesisID, Author: author,
 		Seq: seq + 1, Prev: prev, Parents: parents, Height: maxH + 1,
-		HLC: core.NextHLC(maxC, nowMillis, r.maxAhead), Ops: ops,
+		HLC: core.NextHLC(maxC, nowMillis, r.maxAhead), Ops: slices.Clone(ops),
 	}, nil
 }
 
@@ -224,6 +224,17 @@ func (w *writeTxn) precheck(c *core.Change, id core.ID) error {
 			}
 		}
 	}
+	// A role granted or offered must be one the schema declares (a
+	// local check: membership accepts any role name, and a role the
+	// schema does not declare writes nothing).
+	for i := range c.Ops {
+		op := &c.Ops[i]
+		if (op.Kind == core.OpGrant && op.Role != core.RoleInvite) || op.Kind == core.OpInvite {
+			if err := w.schemaAt(c.Parents).CheckGrant(op.Role, op.Kind == core.OpInvite); err != nil {
+				return fmt.Errorf("%w: op %d (%s): %v", core.ErrSchemaViolation, i, op.Kind, err)
+			}
+		}
+	}
 	if core.IsAdminChange(c) {
 		role, err := w.r.members.Authorize(c.Author, id, precheckAncestry{w, c})
 		if err != nil {
@@ -234,14 +245,8 @@ func (w *writeTxn) precheck(c *core.Change, id core.ID) error {
 		}
 		return nil
 	}
-	role, err := w.r.members.Authorize(c.Author, id, precheckAncestry{w, c})
-	if err != nil {
-		return err
-	}
-	if role == core.RoleInvite {
-		return fmt.Errorf("%w: an invite key may only grant", core.ErrUnauthorized)
-	}
-	return nil
+	_, err := w.authorizeData(c, id, precheckAncestry{w, c})
+	return err
 }
 
 // precheckAncestry answers ancestry for a change not stored yet.

@@ -25,6 +25,16 @@ type writeTxn struct {
 	pending int // bytes the documents held until commit will add (an estimate)
 	done    bool
 	planned bool // ops come from the planner, which checked them (Mutate)
+
+	pre     *ruleResult              // rules of the change being written, judged before signing
+	decoded map[core.ID]*core.Change // changes read by rules
+	// Rules scan indexes often. A Badger write transaction sorts all its
+	// pending writes for every iterator, so they scan a read snapshot
+	// taken with it instead, plus the keys this transaction added under
+	// each prefix scanned (see scanIndex).
+	snap      *badger.Txn
+	added     map[string][][]byte // scan prefix -> suffixes set in this transaction
+	untracked bool                // index keys were set before rules were on: scan the transaction itself
 }
 
 type docEntry struct {
@@ -74,7 +84,59 @@ func (w *writeTxn) setValue(k []byte, v any) {
 	w.txnSet(k, b)
 }
 
+// indexSet sets key prefix+suffix (a key of an index rules scan by
+// prefix) and notes it for scanIndex.
+func (w *writeTxn) indexSet(prefix, suffix []byte) {
+	w.txnSet(append(slices.Clip(prefix), suffix...), nil)
+	if !w.r.rulesOn { // nothing scans them: spare rule-free writes the bookkeeping
+		w.untracked = true
+		return
+	}
+	if w.added == nil {
+		w.added = map[string][][]byte{}
+	}
+	w.added[string(prefix)] = append(w.added[string(prefix)], slices.Clone(suffix))
+}
+
+// scanIndex calls fn with the suffix of every key under prefix (one that
+// indexSet writes): those committed, then those this transaction added.
+func (w *writeTxn) scanIndex(prefix []byte, fn func(suffix []byte) error) error {
+	if w.untracked {
+		return scanKeys(w.txn, prefix, func(k []byte) error { return fn(k[len(prefix):]) })
+	}
+	if w.snap == nil {
+		w.snap = w.r.db.NewTransaction(false)
+	}
+	added := w.added[string(prefix)]
+	var seen map[string]bool
+	if len(added) > 0 {
+		seen = map[string]bool{}
+	}
+	err := scanKeys(w.snap, prefix, func(k []byte) error {
+		if seen != nil {
+			seen[string(k[len(prefix):])] = true
+		}
+		return fn(k[len(prefix):])
+	})
+	if err != nil {
+		return err
+	}
+	for _, sfx := range added {
+		if !seen[string(sfx)] {
+			seen[string(sfx)] = true
+			if err := fn(sfx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (w *writeTxn) discard() {
+	if w.snap != nil {
+		w.snap.Discard()
+		w.snap = nil
+	}
 	if !w.done {
 		w.done = true
 		w.txn.Discard()
@@ -106,6 +168,10 @@ func (w *writeTxn) commit() (err error) {
 		return storeError{fmt.Errorf("commit: %w", err)}
 	}
 	w.done = true
+	if w.snap != nil {
+		w.snap.Discard()
+		w.snap = nil
+	}
 	w.r.publish()
 	if len(effects) > 0 && w.r.opts.Effects != nil {
 		w.r.opts.Effects.Committed()
@@ -204,18 +270,44 @@ func (w *writeTxn) apply(s core.Signed, c *core.Change, id core.ID) (valid bool,
 	} else {
 		w.indexCreates(c, id)
 	}
+	w.indexValues(c)
 	if m.Admin {
 		return w.applyAdmin(c, id, m)
 	}
-	role, err := r.members.Authorize(c.Author, id, w.anc())
-	if err == nil && role == core.RoleInvite {
-		err = fmt.Errorf("%w: an invite key may only grant", core.ErrUnauthorized)
+	role, err := w.authorizeData(c, id, w.anc())
+	m.AuthErr = errText(err)
+	if err := w.applyRules(c, id, m, role); err != nil {
+		return false, err
 	}
-	w.setVerdict(id, m, err)
 	if m.Valid {
 		w.merge(c, id)
 	}
 	return m.Valid, nil
+}
+
+// authorizeData is the authorization verdict of a data change: its
+// author holds a role at it (core.Membership.Authorize), not an invite
+// key's, that may write every collection it writes under the schema in
+// force at it. It returns the role.
+func (w *writeTxn) authorizeData(c *core.Change, id core.ID, anc core.Ancestry) (string, error) {
+	role, err := w.r.members.Authorize(c.Author, id, anc)
+	if err != nil {
+		return "", err
+	}
+	if role == core.RoleInvite {
+		return "", fmt.Errorf("%w: an invite key may only grant", core.ErrUnauthorized)
+	}
+	if err := checkAccess(w.schemaAt(c.Parents), c, role); err != nil {
+		return "", err
+	}
+	return role, nil
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // clockBound is how far c's clock may run past its parents': the space's
@@ -260,6 +352,9 @@ func (w *writeTxn) applyGenesis(s core.Signed, c *core.Change, id core.ID) (bool
 	if err := r.setGenesis(id, c); err != nil {
 		return false, err
 	}
+	if err := w.ensureIndexed(r.current); err != nil {
+		return false, err
+	}
 	ix := w.authorIndex(c.Author)
 	vv := make([]uint64, ix+1)
 	vv[ix] = 1
@@ -295,18 +390,28 @@ func (w *writeTxn) store(s core.Signed, c *core.Change, id core.ID, m *meta, vv 
 	w.r.vvs[id] = vv
 	for i := range c.Ops {
 		if op := &c.Ops[i]; op.Kind.IsData() {
-			w.txnSet(docIndexKey(op.Coll, op.Doc, c.Height, id), nil)
+			k := docIndexKey(op.Coll, op.Doc, c.Height, id)
+			n := len(docIndexPrefix(op.Coll, op.Doc))
+			w.indexSet(k[:n], k[n:])
 		}
 	}
 }
 
-func (w *writeTxn) setVerdict(id core.ID, m *meta, authErr error) {
+// setVerdict derives a change's verdict from its schema, authorization,
+// rules and conflict verdicts, counts it and stores it.
+func (w *writeTxn) setVerdict(id core.ID, m *meta) {
 	wasInvalid := !m.fresh && !m.Valid // a fresh meta is not counted yet
 	switch {
 	case m.SchemaErr != "":
 		m.Valid, m.Reason = false, m.SchemaErr
-	case authErr != nil:
-		m.Valid, m.Reason = false, authErr.Error()
+	case m.AuthErr != "":
+		m.Valid, m.Reason = false, m.AuthErr
+	case m.RuleErr != "":
+		m.Valid, m.Reason = false, m.RuleErr
+	case m.Lost != "":
+		m.Valid, m.Reason = false, m.Lost
+	case m.Undone != "":
+		m.Valid, m.Reason = false, m.Undone
 	default:
 		m.Valid, m.Reason = true, ""
 	}

@@ -25,8 +25,10 @@ func shapeOf(s *Schema) []shape {
 }
 
 func FuzzParse(f *testing.F) {
-	if text, err := os.ReadFile("../replica/testdata/library.graphql"); err == nil {
-		f.Add(string(text))
+	for _, name := range []string{"library", "lending"} {
+		if text, err := os.ReadFile("../replica/testdata/" + name + ".graphql"); err == nil {
+			f.Add(string(text))
+		}
 	}
 	for _, seed := range []string{
 		allKinds,
@@ -39,6 +41,8 @@ func FuzzParse(f *testing.F) {
 		`type A { j: JSON @default(value: {z: [1, 2.5, "x"], a: null}) }`,
 		`type A { b: Bytes @length(max: 3) @default(value: "AQI") }`,
 		`type A { l: [Float!] @range(max: 1) @default(value: [0.5, 1]) }`,
+		typesSchema,
+		`scalar S @base(type: Int) @range(min: 0) enum E { A B } type T { s: [S!] e: E! @default(value: B) }`,
 		// Invalid ones.
 		"",
 		"type A {",
@@ -47,9 +51,12 @@ func FuzzParse(f *testing.F) {
 		"type A { x: Int! @counter }",
 		`type A { x: String @pattern(regex: "(") }`,
 		`type A { x: Int @default(value: "a") }`,
-		"enum E { A } type A { x: E }",
+		"enum E { A A } type A { x: E }",
+		"scalar S @base(type: S) type A { x: S }",
 		"schema { query: A } type A { x: String }",
 		"type A { x: Int @range(min: 99999999999999999999) }",
+		`type A @create(if: "exists(A a where a.id == new.x and (a.n + 1 > 2 or not contains(a.t, 'q')))") { x: A n: Int t: [String!] @set }`,
+		`extend schema @roles(names: ["m"]) type A @write(roles: ["m"]) @delete(if: "creator(old) == author and now - days(1) < old.d") { d: DateTime }`,
 	} {
 		f.Add(seed)
 	}

@@ -62,6 +62,11 @@ type Field struct {
 	MaxLen   *int
 	Pattern  *regexp.Regexp
 	Default  any // canonical value, nil when none
+	// Former are the names the field had in earlier schema versions
+	// (@renamed(from: ...)); values written under them are its values.
+	Former   []string
+	Existing Policy // @existing(policy: ...): documents written before a tightened rule
+	Type     *Type  // operator-defined type of the values (Kind or Elem its base), nil for built-ins
 }
 
 // ScalarKind is the kind of one value of the field: Elem for lists and sets,
@@ -76,11 +81,24 @@ func (f *Field) ScalarKind() Kind {
 	return f.Kind
 }
 
-// Collection is a named set of fields, in declaration order.
+// Collection is a named set of fields, in declaration order, with who
+// may write it and the rules its writes obey.
 type Collection struct {
 	Name   string
 	Fields []*Field
-	byName map[string]*Field
+	// Writers are the roles @write(roles: [...]) lets write the
+	// collection (admin always may); nil when every role that writes may.
+	Writers []string
+	rules   [4]*Rule // by Action
+	byName  map[string]*Field
+}
+
+// Rule returns the collection's rule for an action, nil when it has none.
+func (c *Collection) Rule(a Action) *Rule {
+	if int(a) >= len(c.rules) {
+		return nil
+	}
+	return c.rules[a]
 }
 
 // Field looks a field up by name.
@@ -107,7 +125,16 @@ type Schema struct {
 	ID          string
 	Text        string
 	Collections []*Collection
-	byName      map[string]*Collection
+	// Roles are the roles the schema declares (extend schema
+	// @roles(names: [...])), besides the built-in admin, writer, reader.
+	Roles []string
+	// Types are the operator-defined scalars and enums (types.go), in
+	// declaration order.
+	Types   []*Type
+	types   map[string]*Type
+	byName  map[string]*Collection
+	indexed map[string][]string // collection -> fields rules look documents up by
+	rules   int
 }
 
 // Collection looks a collection up by name.
@@ -143,10 +170,13 @@ func Parse(text string) (s *Schema, err error) {
 			s, err = nil, fmt.Errorf("%w: %v", ErrInvalid, p)
 		}
 	}()
-	if len(doc.Schema)+len(doc.SchemaExtension)+len(doc.Extensions)+len(doc.DirectiveExtensions) > 0 {
-		return nil, fmt.Errorf("%w: schema definitions and extensions are not supported", ErrInvalid)
+	if len(doc.Schema)+len(doc.Extensions)+len(doc.DirectiveExtensions) > 0 {
+		return nil, fmt.Errorf("%w: schema definitions and extensions are not supported (but extend schema @roles(names: [...]) declares roles)", ErrInvalid)
 	}
-	s = &Schema{ID: TextID(text), Text: text, byName: map[string]*Collection{}}
+	s = &Schema{ID: TextID(text), Text: text, byName: map[string]*Collection{}, indexed: map[string][]string{}, types: map[string]*Type{}}
+	if err := s.parseRoles(doc.SchemaExtension); err != nil {
+		return nil, err
+	}
 	var objects []*ast.Definition
 	for _, d := range doc.Definitions {
 		switch d.Kind {
@@ -157,24 +187,30 @@ func Parse(text string) (s *Schema, err error) {
 			if _, dup := s.byName[d.Name]; dup {
 				return nil, fmt.Errorf("%w: type %s is defined twice", ErrInvalid, d.Name)
 			}
+			if _, dup := s.types[d.Name]; dup {
+				return nil, fmt.Errorf("%w: type %s is defined twice", ErrInvalid, d.Name)
+			}
 			if err := checkName("type", d.Name); err != nil {
 				return nil, err
 			}
 			for _, dir := range d.Directives {
-				if dir.Name != "collection" || len(dir.Arguments) > 0 {
-					return nil, fmt.Errorf("%w: type %s: unknown directive @%s (types take only @collection)", ErrInvalid, d.Name, dir.Name)
+				if !typeDirectives[dir.Name] || (dir.Name == "collection" && len(dir.Arguments) > 0) {
+					return nil, fmt.Errorf("%w: type %s: unknown directive @%s (types take @collection, @write, @create, @update, @delete)", ErrInvalid, d.Name, dir.Name)
 				}
 			}
 			c := &Collection{Name: d.Name, byName: map[string]*Field{}}
 			s.byName[d.Name] = c
 			s.Collections = append(s.Collections, c)
 			objects = append(objects, d)
-		case ast.Scalar:
-			if _, ok := scalarKinds[d.Name]; !ok {
-				return nil, fmt.Errorf("%w: scalar %s: only the built-in scalars String, Int, Float, Boolean, DateTime, Bytes, JSON may be declared", ErrInvalid, d.Name)
+		case ast.Scalar, ast.Enum:
+			if _, dup := s.byName[d.Name]; dup {
+				return nil, fmt.Errorf("%w: type %s is defined twice", ErrInvalid, d.Name)
+			}
+			if err := s.declareType(d); err != nil {
+				return nil, err
 			}
 		default:
-			return nil, fmt.Errorf("%w: %s %s: only object types (collections) and scalar declarations are supported", ErrInvalid, strings.ToLower(string(d.Kind)), d.Name)
+			return nil, fmt.Errorf("%w: %s %s: only object types (collections), scalars and enums are supported", ErrInvalid, strings.ToLower(string(d.Kind)), d.Name)
 		}
 	}
 	if len(s.Collections) == 0 {
@@ -195,6 +231,16 @@ func Parse(text string) (s *Schema, err error) {
 			}
 			c.byName[f.Name] = f
 			c.Fields = append(c.Fields, f)
+		}
+		if err := checkFormerNames(c); err != nil {
+			return nil, err
+		}
+	}
+	// Access and rules read the fields of every collection, so they come
+	// once all are known.
+	for i, d := range objects {
+		if err := s.typeDirectives(s.Collections[i], d); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
@@ -221,6 +267,10 @@ func (s *Schema) field(coll string, fd *ast.FieldDefinition) (*Field, error) {
 		}
 		if k, ok := scalarKinds[t.NamedType]; ok {
 			return k, "", nil
+		}
+		if nt, ok := s.types[t.NamedType]; ok {
+			f.Type = nt
+			return nt.Kind, "", nil
 		}
 		if _, ok := s.byName[t.NamedType]; ok {
 			return Ref, t.NamedType, nil
@@ -254,6 +304,9 @@ func (s *Schema) field(coll string, fd *ast.FieldDefinition) (*Field, error) {
 			}
 			f.Kind = Set
 		case "counter":
+			if f.Type != nil {
+				return nil, fmt.Errorf("@counter applies to Int, not %s (a counter's total cannot be bounded under concurrent increments)", f.Type.Name)
+			}
 			if f.Kind != Int || len(args) > 0 {
 				return nil, errors.New("@counter takes no arguments and applies to Int")
 			}
@@ -267,12 +320,8 @@ func (s *Schema) field(coll string, fd *ast.FieldDefinition) (*Field, error) {
 				return nil, err
 			}
 		case "pattern":
-			re, ok := args["regex"].(string)
-			if !ok || len(args) != 1 {
-				return nil, errors.New(`@pattern wants one string argument regex: "..."`)
-			}
-			if f.Pattern, err = regexp.Compile(re); err != nil {
-				return nil, fmt.Errorf("@pattern: %v", err)
+			if f.Pattern, err = patternArg(args); err != nil {
+				return nil, err
 			}
 		case "default":
 			v, ok := dir.Arguments.ForName("value"), len(args) == 1
@@ -280,11 +329,22 @@ func (s *Schema) field(coll string, fd *ast.FieldDefinition) (*Field, error) {
 				return nil, errors.New("@default wants one argument value: ...")
 			}
 			defaultValue = v.Value
+		case "renamed":
+			if f.Former, err = renamedArg(args); err != nil {
+				return nil, err
+			}
+		case "existing":
+			if f.Existing, err = existingArg(args); err != nil {
+				return nil, err
+			}
 		default:
-			return nil, fmt.Errorf("unknown directive @%s (known: @set @counter @length @range @pattern @default)", dir.Name)
+			return nil, fmt.Errorf("unknown directive @%s (known: @set @counter @length @range @pattern @default @renamed @existing)", dir.Name)
 		}
 	}
 	sk := f.ScalarKind()
+	if f.Type != nil && f.Type.IsEnum() && (f.Pattern != nil || f.Min != nil || f.Max != nil || (f.Kind != List && (f.MinLen != nil || f.MaxLen != nil))) {
+		return nil, fmt.Errorf("an enum's values are its rule: %s takes no @length, @range or @pattern", f.Type.Name)
+	}
 	if f.MinLen != nil || f.MaxLen != nil {
 		if f.Kind == Set || (f.Kind != List && sk != String && sk != Bytes) {
 			return nil, fmt.Errorf("@length applies to strings, bytes and lists, not %s (a set's size cannot be bounded under concurrent adds)", f.Kind)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"time"
@@ -71,9 +72,18 @@ func (f *Field) typeError(v any) error {
 func (f *Field) describe() string {
 	switch f.Kind {
 	case List, Set:
-		return fmt.Sprintf("a %s of %s", f.Kind, kindLabel(f.Elem, f.Ref))
+		return fmt.Sprintf("a %s of %s", f.Kind, f.label(f.Elem))
 	}
-	return kindLabel(f.Kind, f.Ref)
+	return f.label(f.Kind)
+}
+
+// label names the type of one value of the field: its operator-defined
+// type if it has one.
+func (f *Field) label(k Kind) string {
+	if f.Type != nil {
+		return f.Type.Name
+	}
+	return kindLabel(k, f.Ref)
 }
 
 func kindLabel(k Kind, ref string) string {
@@ -222,27 +232,43 @@ func (f *Field) Check(v any) error {
 }
 
 func (f *Field) checkLen(n int, unit string) error {
-	if f.MinLen != nil && n < *f.MinLen {
-		return fmt.Errorf("%s: %d %s, at least %d allowed", f.Name, n, unit, *f.MinLen)
-	}
-	if f.MaxLen != nil && n > *f.MaxLen {
-		return fmt.Errorf("%s: %d %s, at most %d allowed", f.Name, n, unit, *f.MaxLen)
+	if err := checkLen(f.MinLen, f.MaxLen, n, unit); err != nil {
+		return fmt.Errorf("%s: %v", f.Name, err)
 	}
 	return nil
 }
 
-func (f *Field) checkRange(x float64) error {
-	if f.Min != nil && x < *f.Min {
-		return fmt.Errorf("%v is below the minimum %v", x, *f.Min)
+// checkLen, checkRange and checkPattern are the rules @length, @range and
+// @pattern, for fields and named scalars alike.
+func checkLen(lo, hi *int, n int, unit string) error {
+	if lo != nil && n < *lo {
+		return fmt.Errorf("%d %s, at least %d allowed", n, unit, *lo)
 	}
-	if f.Max != nil && x > *f.Max {
-		return fmt.Errorf("%v is above the maximum %v", x, *f.Max)
+	if hi != nil && n > *hi {
+		return fmt.Errorf("%d %s, at most %d allowed", n, unit, *hi)
+	}
+	return nil
+}
+
+func checkRange(lo, hi *float64, x float64) error {
+	if lo != nil && x < *lo {
+		return fmt.Errorf("%v is below the minimum %v", x, *lo)
+	}
+	if hi != nil && x > *hi {
+		return fmt.Errorf("%v is above the maximum %v", x, *hi)
+	}
+	return nil
+}
+
+func checkPattern(p *regexp.Regexp, s string) error {
+	if p != nil && !p.MatchString(s) {
+		return fmt.Errorf("%q does not match the pattern %s", s, p)
 	}
 	return nil
 }
 
 func (f *Field) checkScalar(k Kind, v any) error {
-	bad := func() error { return fmt.Errorf("want %s, got %s", kindLabel(k, f.Ref), describeValue(v)) }
+	bad := func() error { return fmt.Errorf("want %s, got %s", f.label(k), describeValue(v)) }
 	scalar := f.Kind != List && f.Kind != Set
 	switch k {
 	case String:
@@ -258,8 +284,8 @@ func (f *Field) checkScalar(k Kind, v any) error {
 				return err
 			}
 		}
-		if f.Pattern != nil && !f.Pattern.MatchString(s) {
-			return fmt.Errorf("%q does not match the pattern %s", s, f.Pattern)
+		if err := checkPattern(f.Pattern, s); err != nil {
+			return err
 		}
 	case Ref:
 		s, ok := v.(string)
@@ -274,7 +300,9 @@ func (f *Field) checkScalar(k Kind, v any) error {
 		if !ok {
 			return bad()
 		}
-		return f.checkRange(float64(n))
+		if err := checkRange(f.Min, f.Max, float64(n)); err != nil {
+			return err
+		}
 	case Float:
 		x, ok := v.(float64)
 		if !ok {
@@ -283,7 +311,9 @@ func (f *Field) checkScalar(k Kind, v any) error {
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return errors.New("want a finite number")
 		}
-		return f.checkRange(x)
+		if err := checkRange(f.Min, f.Max, x); err != nil {
+			return err
+		}
 	case Boolean:
 		if _, ok := v.(bool); !ok {
 			return bad()
@@ -303,7 +333,9 @@ func (f *Field) checkScalar(k Kind, v any) error {
 			return bad()
 		}
 		if scalar {
-			return f.checkLen(len(b), "bytes")
+			if err := f.checkLen(len(b), "bytes"); err != nil {
+				return err
+			}
 		}
 	case JSON:
 		s, ok := v.(string)
@@ -315,6 +347,9 @@ func (f *Field) checkScalar(k Kind, v any) error {
 		}
 	default:
 		return bad()
+	}
+	if f.Type != nil {
+		return f.Type.check(v)
 	}
 	return nil
 }

@@ -101,50 +101,6 @@ func (s *Space) Member(t testing.TB) *replica.Replica {
 	return r
 }
 
-// Joiner makes a new member the way `tributary invite` and `join` do,
-// with nobody else online: admin (a replica of the space) makes an
-// invite, and the returned replica, opened for the space, holds only the
-// invite's use that grants member. It holds no genesis: the space's
-// history has to come from elsewhere.
-func (s *Space) Joiner(t testing.TB, admin *replica.Replica, member core.PublicKey) *replica.Replica {
-	t.Helper()
-	ctx := context.Background()
-	now := s.Now()
-	key, invite, err := admin.CreateInvite(ctx, s.Keys[0], now+uint64(time.Hour.Milliseconds()), now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := core.InviteCode{Space: s.ID, Seed: key.Seed(), Invite: invite}.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, terms, err := core.DecodeInviteCode(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	use, _, err := code.InviteUseChange(terms, member, s.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := use.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := replica.Open(replica.Options{InMemory: true, Space: s.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	rep, err := r.Receive(ctx, [][]byte{b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Held != 1 || r.HasGenesis() {
-		t.Fatalf("joiner's grant: %+v, want it held for the missing history", rep)
-	}
-	return r
-}
-
 // Chain signs count changes by the admin on top of the bootstrap, one
 // create each, without storing them: a fast way to make history.
 func (s *Space) Chain(t testing.TB, count int) [][]byte {

@@ -184,7 +184,8 @@ func TestJoinerBootstrapsFromStream(t *testing.T) {
 	space := meshtest.NewSpace(t, 1)
 	ra := space.Member(t)
 	keyA, keyB := space.Keys[0], meshtest.Key(t, 77)
-	rb := space.Joiner(t, ra, keyB.Public())
+	code, terms := space.Invite(t, ra, meshtest.Millis(time.Hour))
+	rb := space.Newcomer(t, meshtest.Use(t, code, terms, keyB.Public(), space.Now()))
 	ctx := context.Background()
 	for i := range 200 {
 		ops := []core.Op{{Kind: core.OpCreate, Coll: "Note", Doc: fmt.Sprintf("before-nats-%d", i), Fields: map[string]any{"text": "offline history", "n": int64(i)}}}

@@ -238,6 +238,11 @@ func (c *Client) Conflicts(ctx context.Context, space string) ([]replica.Conflic
 	return out, c.do(ctx, "GET", sp(space)+"/conflicts", nil, nil, &out)
 }
 
+func (c *Client) Rollbacks(ctx context.Context, space string) ([]replica.Rollback, error) {
+	var out []replica.Rollback
+	return out, c.do(ctx, "GET", sp(space)+"/rollbacks", nil, nil, &out)
+}
+
 func (c *Client) Effects(ctx context.Context, space string, from uint64, limit int) ([]eventstream.Effect, error) {
 	var out []eventstream.Effect
 	q := url.Values{"from": {strconv.FormatUint(from, 10)}, "limit": {strconv.Itoa(limit)}}
@@ -298,7 +303,7 @@ func (c *Client) Revoke(ctx context.Context, space, key string) (service.Written
 
 func (c *Client) Invite(ctx context.Context, space string, req service.InviteRequest) (service.Invitation, error) {
 	var out service.Invitation
-	return out, c.do(ctx, "POST", sp(space)+"/invites", nil, inviteRequest{TTL: req.TTL.String(), Addrs: req.Addrs}, &out)
+	return out, c.do(ctx, "POST", sp(space)+"/invites", nil, inviteRequest{TTL: req.TTL.String(), Addrs: req.Addrs, Role: req.Role}, &out)
 }
 
 func (c *Client) Invites(ctx context.Context, space string) ([]core.Invite, error) {

@@ -56,6 +56,8 @@ var kinds = []errorKind{
 	{bundle.ErrBadChange, "bundle_bad_change", http.StatusBadRequest},
 	{core.ErrTooLarge, "change_too_large", http.StatusUnprocessableEntity},
 	{core.ErrSchemaViolation, "schema_violation", http.StatusUnprocessableEntity},
+	{core.ErrRuleViolation, "rule_violation", http.StatusUnprocessableEntity},
+	{core.ErrRolledBack, "rolled_back", http.StatusConflict},
 	{core.ErrUnauthorized, "not_authorized", http.StatusUnprocessableEntity},
 	{core.ErrInvalidChange, "invalid_change", http.StatusUnprocessableEntity},
 	{core.ErrMalformed, "malformed", http.StatusBadRequest},

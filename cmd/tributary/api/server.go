@@ -63,6 +63,9 @@ type Config struct {
 	MaxInflightBytes int64
 	Extra            []Route
 	Logger           *slog.Logger
+	// Observe, when set, is told of every request served: its route
+	// pattern, status code and duration (metrics).
+	Observe func(route, method string, code int, took time.Duration)
 }
 
 func (c *Config) defaults() {
@@ -106,6 +109,7 @@ type server struct {
 //	POST   /v1/spaces/{space}/batch                      atomic batch (NDJSON or JSON array)
 //	GET    /v1/spaces/{space}/log?limit=N                changes, newest last
 //	GET    /v1/spaces/{space}/conflicts                  open conflicts
+//	GET    /v1/spaces/{space}/rollbacks                  changes the rules rolled back
 //	GET    /v1/spaces/{space}/effects?from=LSN&limit=N   effects (JSON; SSE with Accept: text/event-stream)
 //	GET    /v1/spaces/{space}/export?since=ID,ID         bundle of the changes a peer lacks
 //	GET    /v1/spaces/{space}/members                    members
@@ -130,38 +134,9 @@ func NewHandler(svc service.Service, cfg Config) http.Handler {
 	cfg.defaults()
 	s := &server{svc: svc, cfg: cfg, hosts: newHostRule(cfg.Addr, cfg.Names)}
 	mux := http.NewServeMux()
-	handle := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
-		mux.Handle(pattern, s.private(h))
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, s.private(rt.handle))
 	}
-	handle("GET /v1/spaces", s.spaces)
-	handle("POST /v1/spaces", s.createSpace)
-	handle("GET /v1/spaces/{space}", s.status)
-	handle("POST /v1/spaces/{space}/schema", s.upgrade)
-	handle("GET /v1/spaces/{space}/docs/{coll}", s.query)
-	handle("POST /v1/spaces/{space}/docs/{coll}", s.put)
-	handle("GET /v1/spaces/{space}/docs/{coll}/{id}", s.get)
-	handle("PUT /v1/spaces/{space}/docs/{coll}/{id}", s.put)
-	handle("DELETE /v1/spaces/{space}/docs/{coll}/{id}", s.delete)
-	handle("GET /v1/spaces/{space}/docs/{coll}/{id}/history", s.history)
-	handle("POST /v1/spaces/{space}/batch", s.batch)
-	handle("GET /v1/spaces/{space}/log", s.log)
-	handle("GET /v1/spaces/{space}/conflicts", s.conflicts)
-	handle("GET /v1/spaces/{space}/effects", s.effects)
-	handle("GET /v1/spaces/{space}/export", s.export)
-	handle("GET /v1/spaces/{space}/members", s.members)
-	handle("POST /v1/spaces/{space}/members", s.grant)
-	handle("DELETE /v1/spaces/{space}/members/{key}", s.revoke)
-	handle("GET /v1/spaces/{space}/invites", s.invites)
-	handle("POST /v1/spaces/{space}/invites", s.invite)
-	handle("DELETE /v1/spaces/{space}/invites/{invite}", s.revokeInvite)
-	handle("POST /v1/spaces/{space}/invites/{invite}/settle", s.settleInvite)
-	handle("POST /v1/join", s.join)
-	handle("POST /v1/import", s.importBundle)
-	handle("GET /v1/sinks", s.sinks)
-	handle("POST /v1/sinks/{name}/reset", s.resetSink)
-	handle("GET /v1/sinks/{name}/parked", s.parkedEffects)
-	handle("POST /v1/sinks/{name}/retry", s.retrySink)
-	handle("POST /v1/token/rotate", s.rotateToken)
 	mux.Handle("GET /healthz", s.public(func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
@@ -172,7 +147,94 @@ func NewHandler(svc service.Service, cfg Config) http.Handler {
 			mux.Handle(rt.Pattern, s.private(func(w http.ResponseWriter, r *http.Request) error { rt.Handler.ServeHTTP(w, r); return nil }))
 		}
 	}
+	if cfg.Observe != nil {
+		return observe(mux, cfg.Observe)
+	}
 	return mux
+}
+
+// observe wraps h to report each request's route, code and duration.
+func observe(mux *http.ServeMux, fn func(route, method string, code int, took time.Duration)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		began := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		_, pattern := mux.Handler(r)
+		mux.ServeHTTP(rec, r)
+		route := pattern
+		if i := strings.IndexByte(route, ' '); i >= 0 {
+			route = route[i+1:]
+		}
+		if route == "" {
+			route = "unmatched"
+		}
+		fn(route, r.Method, rec.code, time.Since(began))
+	})
+}
+
+// statusRecorder remembers the status code written.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) { s.code = code; s.ResponseWriter.WriteHeader(code) }
+
+// Flush lets streaming (server-sent events) through the recorder.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// route is one typed endpoint.
+type route struct {
+	pattern string
+	handle  func(w http.ResponseWriter, r *http.Request) error
+}
+
+func (s *server) routes() []route {
+	return []route{
+		{"GET /v1/spaces", s.spaces},
+		{"POST /v1/spaces", s.createSpace},
+		{"GET /v1/spaces/{space}", s.status},
+		{"POST /v1/spaces/{space}/schema", s.upgrade},
+		{"GET /v1/spaces/{space}/docs/{coll}", s.query},
+		{"POST /v1/spaces/{space}/docs/{coll}", s.put},
+		{"GET /v1/spaces/{space}/docs/{coll}/{id}", s.get},
+		{"PUT /v1/spaces/{space}/docs/{coll}/{id}", s.put},
+		{"DELETE /v1/spaces/{space}/docs/{coll}/{id}", s.delete},
+		{"GET /v1/spaces/{space}/docs/{coll}/{id}/history", s.history},
+		{"POST /v1/spaces/{space}/batch", s.batch},
+		{"GET /v1/spaces/{space}/log", s.log},
+		{"GET /v1/spaces/{space}/conflicts", s.conflicts},
+		{"GET /v1/spaces/{space}/rollbacks", s.rollbacks},
+		{"GET /v1/spaces/{space}/effects", s.effects},
+		{"GET /v1/spaces/{space}/export", s.export},
+		{"GET /v1/spaces/{space}/members", s.members},
+		{"POST /v1/spaces/{space}/members", s.grant},
+		{"DELETE /v1/spaces/{space}/members/{key}", s.revoke},
+		{"GET /v1/spaces/{space}/invites", s.invites},
+		{"POST /v1/spaces/{space}/invites", s.invite},
+		{"DELETE /v1/spaces/{space}/invites/{invite}", s.revokeInvite},
+		{"POST /v1/spaces/{space}/invites/{invite}/settle", s.settleInvite},
+		{"POST /v1/join", s.join},
+		{"POST /v1/import", s.importBundle},
+		{"GET /v1/sinks", s.sinks},
+		{"POST /v1/sinks/{name}/reset", s.resetSink},
+		{"GET /v1/sinks/{name}/parked", s.parkedEffects},
+		{"POST /v1/sinks/{name}/retry", s.retrySink},
+		{"POST /v1/token/rotate", s.rotateToken},
+	}
+}
+
+// Patterns lists the method and path of every route NewHandler serves
+// itself (the running node adds its own through Config.Extra).
+func Patterns() []string {
+	out := []string{"GET /healthz"}
+	for _, rt := range (&server{}).routes() {
+		out = append(out, rt.pattern)
+	}
+	return out
 }
 
 // public serves a route that needs no token.
@@ -518,6 +580,14 @@ func (s *server) conflicts(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
+func (s *server) rollbacks(w http.ResponseWriter, r *http.Request) error {
+	out, err := s.svc.Rollbacks(r.Context(), spaceOf(r))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
 // Follower streams a space's effect log: fn gets every effect from from
 // on, in order, and Follow returns when ctx ends or fn fails.
 type Follower interface {
@@ -662,6 +732,7 @@ func (s *server) invites(w http.ResponseWriter, r *http.Request) error {
 type inviteRequest struct {
 	TTL   string   `json:"ttl"`
 	Addrs []string `json:"addrs,omitempty"`
+	Role  string   `json:"role,omitempty"`
 }
 
 func (s *server) invite(w http.ResponseWriter, r *http.Request) error {
@@ -673,7 +744,7 @@ func (s *server) invite(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("%w: ttl %q: %v", service.ErrInvalidInput, req.TTL, err)
 	}
-	out, err := s.svc.Invite(r.Context(), spaceOf(r), service.InviteRequest{TTL: ttl, Addrs: req.Addrs})
+	out, err := s.svc.Invite(r.Context(), spaceOf(r), service.InviteRequest{TTL: ttl, Addrs: req.Addrs, Role: req.Role})
 	if err != nil {
 		return err
 	}

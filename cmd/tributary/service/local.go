@@ -381,6 +381,16 @@ func (l *Local) Conflicts(ctx context.Context, space string) ([]replica.Conflict
 	return out, err
 }
 
+func (l *Local) Rollbacks(ctx context.Context, space string) ([]replica.Rollback, error) {
+	var out []replica.Rollback
+	err := l.with(ctx, space, true, func(sp *node.Space) error {
+		var err error
+		out, err = sp.Replica.Rollbacks()
+		return err
+	})
+	return out, err
+}
+
 func (l *Local) Effects(ctx context.Context, space string, from uint64, limit int) ([]eventstream.Effect, error) {
 	var out []eventstream.Effect
 	err := l.with(ctx, space, false, func(sp *node.Space) error {
@@ -413,52 +423,33 @@ func (l *Local) Export(ctx context.Context, space string, since []string, out io
 	}
 	err := l.with(ctx, space, false, func(sp *node.Space) error {
 		ex.Space = sp.Replica.Space()
-		envs, err := sp.Replica.Export(heads)
-		if err != nil {
-			return err
-		}
-		b, err := bundle.Bundle{Space: ex.Space, Since: heads, Changes: envs}.Encode()
-		if err != nil {
-			return err
-		}
-		if _, err := out.Write(b); err != nil {
-			return fmt.Errorf("write bundle: %w", err)
-		}
-		ex.Changes, ex.Heads = len(envs), sp.Replica.Heads()
-		return nil
+		n, err := bundle.Export(ctx, out, bundle.Header{Space: ex.Space, Since: heads}, sp.Replica)
+		ex.Changes, ex.Heads = int(n), sp.Replica.Heads()
+		return err
 	})
 	return ex, err
 }
 
+// Import verifies the whole bundle (a stream is spooled into the home
+// first) before anything is applied, then applies it in bounded batches.
 func (l *Local) Import(ctx context.Context, in io.Reader) (Imported, error) {
-	data, err := io.ReadAll(io.LimitReader(in, bundle.MaxSize+1))
-	if err != nil {
-		return Imported{}, fmt.Errorf("read bundle: %w", err)
-	}
-	if len(data) > bundle.MaxSize {
-		return Imported{}, fmt.Errorf("%w: bundle larger than %d bytes", ErrInvalidInput, bundle.MaxSize)
-	}
-	b, err := bundle.Decode(data)
+	f, err := bundle.OpenReader(ctx, in, l.Home.Dir, bundle.MaxSize)
 	if err != nil {
 		return Imported{}, err
 	}
-	if _, err := l.Home.Info(b.Space.String()); err != nil {
-		return Imported{}, fmt.Errorf("bundle is for space %s, which this home does not hold (join it first): %w", b.Space, node.ErrUnknownSpace)
+	defer f.Close()
+	space := f.Header().Space
+	if _, err := l.Home.Info(space.String()); err != nil {
+		return Imported{}, fmt.Errorf("bundle is for space %s, which this home does not hold (join it first): %w", space, node.ErrUnknownSpace)
 	}
-	im := Imported{Space: b.Space, Total: len(b.Changes)}
-	err = l.with(ctx, b.Space.String(), false, func(sp *node.Space) error {
-		const chunk = 5000
-		for i := 0; i < len(b.Changes); i += chunk {
-			rep, err := sp.Replica.Receive(ctx, b.Changes[i:min(i+chunk, len(b.Changes))])
-			if err != nil {
-				return err
-			}
-			im.Report.Applied += rep.Applied
-			im.Report.Invalid += rep.Invalid
-			im.Report.Duplicates += rep.Duplicates
-			im.Report.Held = rep.Held
-			im.Report.Rejected = append(im.Report.Rejected, rep.Rejected...)
+	im := Imported{Space: space, Total: int(f.Verified().Changes)}
+	err = l.with(ctx, space.String(), false, func(sp *node.Space) error {
+		res, err := f.Import(ctx, sp.Replica, nil)
+		if err != nil {
+			return err
 		}
+		im.Report = replica.Report{Applied: res.Applied, Invalid: res.Invalid, Duplicates: res.Duplicates, Held: res.Held, Released: res.Released, Rejected: res.Rejected}
+		im.Refused = res.Refused
 		// An admin who imports a member's use of an invite vouches for it
 		// (a later reuse of the code can then never displace the member).
 		if _, err := sp.Replica.Acknowledge(ctx, l.Home.Key, l.ms()); err != nil {
@@ -480,8 +471,8 @@ func (l *Local) Members(ctx context.Context, space string) ([]core.Member, error
 }
 
 func (l *Local) Grant(ctx context.Context, space, key, role string) (Written, error) {
-	if role != core.RoleWriter && role != core.RoleAdmin {
-		return Written{}, fmt.Errorf("%w: role %q: want writer or admin", ErrInvalidInput, role)
+	if err := core.CheckRoleName(role); err != nil { // the space's schema decides the rest
+		return Written{}, fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
 	return l.memberOp(ctx, space, key, core.Op{Kind: core.OpGrant, Role: role})
 }
@@ -520,7 +511,11 @@ func (l *Local) Invite(ctx context.Context, space string, req InviteRequest) (In
 			addrs = info.Bootstrap
 		}
 		now := l.ms()
-		key, env, err := sp.Replica.CreateInvite(ctx, l.Home.Key, now+uint64(req.TTL.Milliseconds()), now)
+		role := req.Role
+		if role == "" {
+			role = core.RoleWriter
+		}
+		key, env, err := sp.Replica.CreateRoleInvite(ctx, l.Home.Key, role, now+uint64(req.TTL.Milliseconds()), now)
 		if err != nil {
 			return err
 		}

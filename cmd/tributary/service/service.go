@@ -38,6 +38,8 @@ type Service interface {
 	// The space.
 	Log(ctx context.Context, space string, limit int) ([]replica.Entry, error)
 	Conflicts(ctx context.Context, space string) ([]replica.ConflictView, error)
+	// Rollbacks lists the changes the rules rolled back (docs/RULES.md).
+	Rollbacks(ctx context.Context, space string) ([]replica.Rollback, error)
 	Effects(ctx context.Context, space string, from uint64, limit int) ([]eventstream.Effect, error)
 	UpgradeSchema(ctx context.Context, space, schema string) (Written, error)
 	Export(ctx context.Context, space string, since []string, w io.Writer) (Exported, error)
@@ -97,11 +99,13 @@ type Joined struct {
 	Checked   string         `json:"checked"` // whether a peer admitted the use yet
 }
 
-// Imported is what an import did.
+// Imported is what an import did. Report.Rejected lists the first
+// bundle.MaxRejections refusals; Refused counts them all.
 type Imported struct {
-	Space  core.ID        `json:"space"`
-	Total  int            `json:"changes"`
-	Report replica.Report `json:"report"`
+	Space   core.ID        `json:"space"`
+	Total   int            `json:"changes"`
+	Report  replica.Report `json:"report"`
+	Refused int            `json:"refused"`
 }
 
 // Exported is what an export wrote.
@@ -115,6 +119,7 @@ type Exported struct {
 type InviteRequest struct {
 	TTL   time.Duration `json:"ttl"`             // how long the code stays usable
 	Addrs []string      `json:"addrs,omitempty"` // peer addresses to put in the code; default: the node's
+	Role  string        `json:"role,omitempty"`  // role its use grants; default writer
 }
 
 // Invitation is a new invite code.
