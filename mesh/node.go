@@ -53,6 +53,18 @@ type Config struct {
 	// never displace the member. Optional.
 	Acknowledge func(ctx context.Context) error
 	JoinCooloff time.Duration // a refused joiner gets the same answer for this long (default 1m)
+
+	// Key is the node's key: over a transport that reaches peers at
+	// addresses (a Locator), it signs the record of this node's addresses
+	// that members pass on to each other. Without it others learn where
+	// this node is only from the node itself.
+	Key core.PrivateKey
+	// AddrStore keeps the address records learned from peers across
+	// restarts (AddrFile). Optional.
+	AddrStore AddrStore
+	// AddrInterval: address records are sent to a peer when ours changed,
+	// and at least this often (default 1m).
+	AddrInterval time.Duration
 }
 
 func (c *Config) defaults() {
@@ -86,6 +98,9 @@ func (c *Config) defaults() {
 	}
 	if c.JoinCooloff <= 0 {
 		c.JoinCooloff = time.Minute
+	}
+	if c.AddrInterval <= 0 {
+		c.AddrInterval = time.Minute
 	}
 }
 
@@ -128,7 +143,8 @@ type Node struct {
 	limiters map[PeerID]*bucket
 	banned   map[PeerID]string
 
-	adm admission
+	adm  admission
+	book addrBook
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -162,7 +178,7 @@ func NewNode(store Store, tr Transport, cfg Config) *Node {
 		kickc:    make(chan struct{}, 1),
 		serving:  make(chan struct{}, cfg.MaxSyncsInFlight),
 		limiters: map[PeerID]*bucket{}, banned: map[PeerID]string{},
-		adm: newAdmission(),
+		adm: newAdmission(), book: newAddrBook(),
 	}
 }
 
@@ -189,6 +205,7 @@ func (n *Node) Start(ctx context.Context) error {
 		g.SetAdmission(n.space, gate{n})
 	}
 	n.unwatch = n.store.Watch(n.stored)
+	n.loadAddrs()
 	if err := n.tr.Join(n.space, n); err != nil {
 		n.unwatch()
 		if gated {

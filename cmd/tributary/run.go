@@ -426,6 +426,8 @@ func (b *bridge) startSpace(ctx context.Context, sp *node.Space) error {
 func (b *bridge) startMeshNode(ctx context.Context, sp *node.Space, t transport) (*meshNode, error) {
 	info, _ := b.home.Info(sp.Replica.Space().String())
 	mc := b.cfg.meshConfig(b.log.With("transport", t.name))
+	mc.Key = b.home.Key
+	mc.AddrStore = &mesh.AddrFile{Path: b.home.AddrsFile(sp.Replica.Space().String())}
 	if !sp.Replica.IsMember(b.home.Key.Public()) {
 		mc.Proof = info.Proof
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +20,14 @@ import (
 // startNode runs `tributary run` on home until the test ends and returns
 // the first JSON line it printed.
 func startNode(t *testing.T, home string, args ...string) map[string]any {
+	t.Helper()
+	info, _ := launchNode(t, home, args...)
+	return info
+}
+
+// launchNode is startNode that also returns a function stopping the node
+// (SIGTERM, as at the end of the test).
+func launchNode(t *testing.T, home string, args ...string) (map[string]any, func()) {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--home", home, "--json", "run", "--http", "127.0.0.1:0"}, args...)...)
 	// Never the default ports: tests run side by side.
@@ -40,6 +49,8 @@ func startNode(t *testing.T, home string, args ...string) map[string]any {
 			b, _ := os.ReadFile(logf.Name())
 			t.Logf("log of tributary run on %s:\n%s", home, b)
 		}
+	})
+	stop := sync.OnceFunc(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
@@ -54,6 +65,7 @@ func startNode(t *testing.T, home string, args ...string) map[string]any {
 			t.Errorf("run.json left behind after a clean stop")
 		}
 	})
+	t.Cleanup(stop)
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -70,12 +82,12 @@ func startNode(t *testing.T, home string, args ...string) map[string]any {
 		if err := json.Unmarshal([]byte(line), &out); err != nil {
 			t.Fatalf("run printed %q", line)
 		}
-		return out
+		return out, stop
 	case <-time.After(60 * time.Second):
 		b, _ := os.ReadFile(logf.Name())
 		t.Fatalf("tributary run did not start:\n%s", b)
 	}
-	return nil
+	return nil, stop
 }
 
 func TestRunServesCommandsAndSinks(t *testing.T) {

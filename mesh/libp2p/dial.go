@@ -248,3 +248,57 @@ func (n mdnsNotifee) HandlePeerFound(in peer.AddrInfo) {
 		t.kick()
 	}
 }
+
+// LocalAddrs implements mesh.Locator: the host's listen addresses, as
+// others may dial them (without /p2p/).
+func (t *Transport) LocalAddrs() []string {
+	ms := t.host.Addrs()
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.String())
+	}
+	return out
+}
+
+// Locate implements mesh.Locator: the member's addresses go to the
+// peerstore (replacing those of its previous record) and it is dialled
+// now and re-dialled whenever disconnected, like a bootstrap peer; the
+// gater still decides (a peer no space admits is not dialled).
+// Addresses that do not parse, or name another peer, are skipped.
+func (t *Transport) Locate(p mesh.PeerID, addrs []string) {
+	pid, err := FromPeerID(p)
+	if err != nil || pid == t.self {
+		return
+	}
+	ms := make([]ma.Multiaddr, 0, len(addrs))
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			continue
+		}
+		if rest, last := ma.SplitLast(m); last != nil && last.Protocol().Code == ma.P_P2P {
+			if id, err := peer.IDFromBytes(last.RawValue()); err != nil || id != pid {
+				continue
+			}
+			m = rest
+		}
+		if len(m) > 0 {
+			ms = append(ms, m)
+		}
+	}
+	if len(ms) == 0 {
+		return
+	}
+	ps := t.host.Peerstore()
+	t.peersMu.Lock()
+	if old := t.located[pid]; len(old) > 0 {
+		ps.SetAddrs(pid, old, 0) // the previous record's addresses go
+	}
+	t.located[pid] = ms
+	t.known[pid] = true
+	t.peersMu.Unlock()
+	ps.AddAddrs(pid, ms, peerstore.PermanentAddrTTL)
+	if t.host.Network().Connectedness(pid) != network.Connected && t.gater.InterceptPeerDial(pid) {
+		t.kick()
+	}
+}

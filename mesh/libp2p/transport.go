@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/tributary-sync/tributary/core"
 	"github.com/tributary-sync/tributary/mesh"
@@ -111,8 +112,9 @@ type Transport struct {
 
 	peersMu    sync.Mutex
 	bootstrap  map[peer.ID]bool
-	known      map[peer.ID]bool // peers we were connected to
-	presenting map[peer.ID]bool // our proofs on their way to them
+	known      map[peer.ID]bool           // peers we were connected to, or were told of (Locate)
+	located    map[peer.ID][]ma.Multiaddr // addresses of members' records (Locate)
+	presenting map[peer.ID]bool           // our proofs on their way to them
 }
 
 type joined struct {
@@ -128,6 +130,7 @@ var (
 	_ mesh.Transport = (*Transport)(nil)
 	_ mesh.Banner    = (*Transport)(nil)
 	_ mesh.Gated     = (*Transport)(nil)
+	_ mesh.Locator   = (*Transport)(nil)
 )
 
 // TopicName is the gossipsub topic of a space's changes.
@@ -152,7 +155,7 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 	t := &Transport{
 		cfg: cfg, log: cfg.Logger.With("peer", selfID), self: self, selfID: selfID,
 		gater: newGater(self, &cfg), redial: make(chan struct{}, 1), joins: make(chan struct{}, cfg.MaxProbation),
-		spaces: map[core.ID]*joined{}, bootstrap: map[peer.ID]bool{}, known: map[peer.ID]bool{}, presenting: map[peer.ID]bool{},
+		spaces: map[core.ID]*joined{}, bootstrap: map[peer.ID]bool{}, known: map[peer.ID]bool{}, located: map[peer.ID][]ma.Multiaddr{}, presenting: map[peer.ID]bool{},
 	}
 	boot, err := parsePeers(cfg.Bootstrap)
 	if err != nil {
