@@ -102,6 +102,7 @@ func Run(t *testing.T, h Harness) {
 		{"ordering", testOrdering},
 		{"deletes", testDeletes},
 		{"schema_upgrade", testSchemaUpgrade},
+		{"schema_rename", testRename},
 		{"crash_resume", testCrashResume},
 		{"poison", testPoison},
 		{"back_pressure", testBackPressure},
@@ -174,7 +175,19 @@ func newFixture(t *testing.T, h Harness, name string) *fixture {
 // Schema implements checkpoint.SchemaSource.
 func (f *fixture) Schema() *schema.Schema { return f.schema.Load() }
 
-func (f *fixture) setSchema(text string) { f.schema.Store(mustParse(f.t, text)) }
+func (f *fixture) setSchema(text string) {
+	s := mustParse(f.t, text)
+	f.schema.Store(s)
+	if sf, ok := f.h.(SchemaFollower); ok {
+		sf.Follow(s)
+	}
+}
+
+// SchemaFollower is a Harness told the schema in force when a scenario
+// upgrades it, for a Read that needs the fields' kinds (optional).
+type SchemaFollower interface {
+	Follow(s *schema.Schema)
+}
 
 func (f *fixture) ctx() context.Context { return context.Background() }
 
@@ -427,7 +440,7 @@ func (f *fixture) diff(through uint64) []string {
 				diffs = append(diffs, fmt.Sprintf("%s/%s: missing", c.Name, id))
 				continue
 			}
-			diffs = append(diffs, diffDoc(c, id, w[id], g)...)
+			diffs = append(diffs, diffDoc(c, id, underNames(c, w[id]), g)...)
 		}
 		for _, id := range sortedKeys(got) {
 			if _, ok := w[id]; !ok {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tributary-sync/tributary/checkpoint"
 	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/core/schema"
 	"github.com/tributary-sync/tributary/eventstream"
 )
 
@@ -41,11 +42,12 @@ type View struct {
 	name string
 	opts Options
 
-	mu    sync.RWMutex
-	docs  map[string]map[string]Doc // collection -> id -> doc
-	ckpt  uint64
-	subs  map[int]*subscription
-	subID int
+	mu       sync.RWMutex
+	schemaID string                    // schema of the last batch: renames followed up to it
+	docs     map[string]map[string]Doc // collection -> id -> doc
+	ckpt     uint64
+	subs     map[int]*subscription
+	subID    int
 }
 
 // New makes an empty view.
@@ -86,6 +88,9 @@ func (v *View) Apply(ctx context.Context, b checkpoint.Batch) error {
 		v.mu.Unlock()
 		return nil // already applied: replay is harmless
 	}
+	if b.Schema != nil && b.Schema.ID != v.schemaID {
+		v.follow(b.Schema)
+	}
 	for _, e := range b.Effects {
 		if e.LSN <= v.ckpt && !b.Redo { // a parked effect offered again is applied
 			continue
@@ -114,6 +119,32 @@ func (v *View) Apply(ctx context.Context, b checkpoint.Batch) error {
 		}
 	}
 	return nil
+}
+
+// follow moves the values of renamed fields (schema.Field.Former) from
+// their former names to their names in the documents held, as a table
+// keeps a renamed field's column. Called with v.mu held.
+func (v *View) follow(s *schema.Schema) {
+	v.schemaID = s.ID
+	for _, c := range s.Collections {
+		for _, f := range c.Fields {
+			for _, former := range f.Former {
+				for id, d := range v.docs[c.Name] {
+					val, ok := d.Fields[former]
+					if !ok {
+						continue
+					}
+					fields := maps.Clone(d.Fields) // effects share their maps
+					delete(fields, former)
+					if _, has := fields[f.Name]; !has {
+						fields[f.Name] = val
+					}
+					d.Fields = fields
+					v.docs[c.Name][id] = d
+				}
+			}
+		}
+	}
 }
 
 // subscription is one subscriber: ch is never closed (a sender may be

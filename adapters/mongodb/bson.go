@@ -45,8 +45,9 @@ var NotDeleted = bson.D{{Key: FieldDeleted, Value: bson.D{{Key: "$ne", Value: tr
 // encodeEffect builds the document an effect leaves in the target: its
 // post-image, or a tombstone for a delete, with the provenance fields.
 // coll may be nil (no schema): values are then mapped by their Go type, so
-// DateTime and JSON fields stay strings.
-func encodeEffect(e *eventstream.Effect, coll *schema.Collection) (bson.D, error) {
+// DateTime and JSON fields stay strings. stored names the document field
+// of each renamed field (nil: every field under its name).
+func encodeEffect(e *eventstream.Effect, coll *schema.Collection, stored map[string]string) (bson.D, error) {
 	d := make(bson.D, 0, len(e.Doc)+7)
 	d = append(d, bson.E{Key: FieldID, Value: e.DocID})
 	var nanos bson.D
@@ -65,9 +66,13 @@ func encodeEffect(e *eventstream.Effect, coll *schema.Collection) (bson.D, error
 			if err != nil {
 				return nil, fmt.Errorf("field %s: %w", name, err)
 			}
-			d = append(d, bson.E{Key: name, Value: bv})
+			key := name
+			if n, ok := stored[name]; ok {
+				key = n
+			}
+			d = append(d, bson.E{Key: key, Value: bv})
 			if ns != nil {
-				nanos = append(nanos, bson.E{Key: name, Value: ns})
+				nanos = append(nanos, bson.E{Key: key, Value: ns})
 			}
 		}
 	case eventstream.Delete:
@@ -329,7 +334,9 @@ func fromJSON(v any) (any, error) {
 // the sink's "_" fields; null fields left out) and whether it is a
 // tombstone. coll, the schema collection, tells DateTime, JSON, list and
 // set fields apart; without it (nil, or a field it does not know) values
-// are mapped by BSON type, embedded documents as JSON text.
+// are mapped by BSON type, embedded documents as JSON text. A field stored
+// under a former name (the sink keeps a renamed field's document field)
+// is returned under its name.
 func DecodeDoc(coll *schema.Collection, raw bson.Raw) (id string, fields map[string]any, deleted bool, err error) {
 	elems, err := raw.Elements()
 	if err != nil {
@@ -358,8 +365,11 @@ func DecodeDoc(coll *schema.Collection, raw bson.Raw) (id string, fields map[str
 			continue // provenance
 		}
 		var f *schema.Field
+		name := key
 		if coll != nil {
-			f, _ = coll.Field(key)
+			if f, _ = coll.FieldByAnyName(key); f != nil {
+				name = f.Name
+			}
 		}
 		var ns bson.RawValue
 		if nanos != nil {
@@ -370,7 +380,7 @@ func DecodeDoc(coll *schema.Collection, raw bson.Raw) (id string, fields map[str
 			return "", nil, false, fmt.Errorf("decode document %q field %s: %w", id, key, err)
 		}
 		if v != nil {
-			fields[key] = v
+			fields[name] = v
 		}
 	}
 	return id, fields, deleted, nil

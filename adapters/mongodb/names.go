@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -47,6 +48,9 @@ func (d *nameDoc) claim() checkpoint.Claim {
 type layout struct {
 	schemaID string
 	colls    map[string]string
+	// stored names the document field of each renamed field: the name it
+	// had when it was mapped (coll -> field -> stored name).
+	stored map[string]map[string]string
 }
 
 // nameLimit is the longest collection name database db takes.
@@ -158,19 +162,41 @@ func (s *Sink) ensure(ctx context.Context, sch *schema.Schema) (*layout, error) 
 			ours[d.Collection] = d
 		}
 	}
-	l := &layout{schemaID: sch.ID, colls: map[string]string{}}
+	l := &layout{schemaID: sch.ID, colls: map[string]string{}, stored: map[string]map[string]string{}}
 	names := s.db.Collection(NamesCollection)
 	for _, c := range sch.Collections {
 		if d, ok := ours[c.Name]; ok {
 			l.colls[c.Name] = d.Target
 			var add bson.A
-			have := map[string]bool{}
-			for _, f := range d.Fields {
-				have[f.Field] = true
+			have := map[string]int{}
+			for i, f := range d.Fields {
+				have[f.Field] = i
 			}
+			renamed := false
 			for _, f := range c.Fields {
-				if !have[f.Name] {
-					add = append(add, fieldName{Field: f.Name, Name: f.Name})
+				if _, ok := have[f.Name]; ok {
+					continue
+				}
+				// A renamed field keeps the document field of its former name.
+				if i := slices.IndexFunc(d.Fields, func(n fieldName) bool { return slices.Contains(f.Former, n.Field) }); i >= 0 {
+					d.Fields[i].Field, renamed = f.Name, true
+					have[f.Name] = i
+					continue
+				}
+				add = append(add, fieldName{Field: f.Name, Name: f.Name})
+			}
+			if renamed {
+				if _, err := names.UpdateOne(ctx, bson.D{{Key: FieldID, Value: d.Target}},
+					bson.D{{Key: "$set", Value: bson.D{{Key: "fields", Value: d.Fields}}}}); err != nil {
+					return nil, s.failed(fmt.Errorf("map the renamed fields of %s: %w", c.Name, err))
+				}
+			}
+			for _, f := range d.Fields {
+				if f.Name != f.Field {
+					if l.stored[c.Name] == nil {
+						l.stored[c.Name] = map[string]string{}
+					}
+					l.stored[c.Name][f.Field] = f.Name
 				}
 			}
 			if len(add) > 0 {

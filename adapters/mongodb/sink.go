@@ -372,7 +372,9 @@ func (s *Sink) prepare(b checkpoint.Batch, l *layout) ([]write, error) {
 			return nil, reject("%v", err)
 		}
 		var coll *schema.Collection
+		var stored map[string]string
 		if l != nil {
+			stored = l.stored[e.Collection]
 			coll, _ = b.Schema.Collection(e.Collection)
 			t, ok := l.colls[e.Collection]
 			if !ok {
@@ -385,7 +387,7 @@ func (s *Sink) prepare(b checkpoint.Batch, l *layout) ([]write, error) {
 		} else if err := s.checkTargetName(target); err != nil {
 			return nil, reject("%v", err)
 		}
-		d, err := encodeEffect(e, coll)
+		d, err := encodeEffect(e, coll, stored)
 		if err != nil {
 			return nil, reject("%v", err)
 		}

@@ -3,6 +3,7 @@ package neo4j
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/neo4j/neo4j-go-driver/v5/neo4j"
 
@@ -186,6 +187,13 @@ func (s *Sink) plan(sch *schema.Schema, nodes []*mappingNode) (*layout, []*mappi
 		}
 		for _, f := range c.Fields {
 			if have[f.Name] {
+				continue
+			}
+			// A renamed field keeps the property and relationship type
+			// of its former name.
+			if i := slices.IndexFunc(m.fields, func(n string) bool { return slices.Contains(f.Former, n) }); i >= 0 {
+				m.fields[i] = f.Name
+				have[f.Name], grown = true, true
 				continue
 			}
 			typ := ""

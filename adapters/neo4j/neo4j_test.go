@@ -29,14 +29,15 @@ type harness struct {
 	url     string
 	schemas []*schema.Schema // where Read finds a collection's fields
 
-	mu      sync.Mutex
-	current string // the target the graph belongs to
-	reader  *Sink  // read-only, of the current target's owner
+	mu       sync.Mutex
+	followed *schema.Schema // the scenario's schema in force, read first
+	current  string         // the target the graph belongs to
+	reader   *Sink          // read-only, of the current target's owner
 }
 
 func newHarness(t testing.TB) *harness {
 	h := &harness{url: neo4jtest.Shared(t)}
-	for _, text := range []string{adaptertest.SchemaV2, adaptertest.BenchSchema, adaptertest.NamesSchemaV2} {
+	for _, text := range []string{adaptertest.SchemaV2, adaptertest.BenchSchema, adaptertest.NamesSchemaV2, adaptertest.RenameSchemaV3} {
 		h.schemas = append(h.schemas, mustSchema(t, text))
 	}
 	t.Cleanup(func() {
@@ -48,6 +49,13 @@ func newHarness(t testing.TB) *harness {
 }
 
 func (h *harness) Name() string { return "neo4j" }
+
+// Follow implements adaptertest.SchemaFollower.
+func (h *harness) Follow(s *schema.Schema) {
+	h.mu.Lock()
+	h.followed = s
+	h.mu.Unlock()
+}
 
 func (h *harness) Open(t testing.TB, name string) checkpoint.Sink {
 	t.Helper()
@@ -91,6 +99,11 @@ func (h *harness) Read(t testing.TB, sinkName, collection string) map[string]map
 		t.Fatalf("read %s of target %s: the graph holds target %s", collection, sinkName, current)
 	}
 	var c *schema.Collection
+	h.mu.Lock()
+	if h.followed != nil {
+		c, _ = h.followed.Collection(collection)
+	}
+	h.mu.Unlock()
 	for _, s := range h.schemas {
 		if c == nil {
 			c, _ = s.Collection(collection)

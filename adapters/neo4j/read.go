@@ -54,14 +54,22 @@ func (s *Sink) Documents(ctx context.Context, c *schema.Collection) (map[string]
 	// Reference fields by relationship type (the mapping gives each its
 	// own; a graph written before the mapping may have two fields share
 	// one, which then cannot be read back from the relationships).
+	// A field mapped under a former name (a target laid out before a
+	// rename, read with the newer schema) reads under its name.
 	refFields := map[string][]*schema.Field{}
 	for _, f := range c.Fields {
-		if t, ok := m.types[f.Name]; ok && isRef(f) {
-			refFields[t] = append(refFields[t], f)
+		for _, n := range f.Names() {
+			if t, ok := m.types[n]; ok && isRef(f) {
+				refFields[t] = append(refFields[t], f)
+				break
+			}
 		}
 	}
 	fieldOf := map[string]string{} // property -> field
 	for f, p := range m.props {
+		if cf, ok := c.FieldByAnyName(f); ok {
+			f = cf.Name
+		}
 		fieldOf[p] = f
 	}
 	out := make(map[string]Document, len(recs))

@@ -267,11 +267,13 @@ func (s *Sink) planTables(sch *schema.Schema, m *mapping) (map[string]string, []
 // unmapped column of the field's exact name (a table laid out before the
 // mapping existed), that one; else the lower-cased name cut to 63 bytes
 // with a hash suffix. A name taken by another field of the table or by
-// the id and provenance columns is never given. It returns the layout and
-// the new rows of the columns mapping (tbl, field, col).
-func (s *Sink) planColumns(sch *schema.Schema, m *mapping, names map[string]string, have map[string]map[string]string) (*layout, [][]any, error) {
+// the id and provenance columns is never given. A renamed field
+// (schema.Field.Former) keeps the column of its former name. It returns
+// the layout, the new rows of the columns mapping (tbl, field, col) and
+// the renamed ones (tbl, former field, field).
+func (s *Sink) planColumns(sch *schema.Schema, m *mapping, names map[string]string, have map[string]map[string]string) (*layout, [][]any, [][]any, error) {
 	l := &layout{schemaID: sch.ID, tables: map[string]*table{}}
-	var added [][]any
+	var added, renamed [][]any
 	for _, c := range sch.Collections {
 		t := &table{coll: c, name: names[c.Name]}
 		mapped := m.columns[t.name]
@@ -282,6 +284,12 @@ func (s *Sink) planColumns(sch *schema.Schema, m *mapping, names map[string]stri
 		free := func(col string) bool { return len(col) <= MaxIdentifier && !used[col] && !reservedColumn(col) }
 		for _, f := range c.Fields {
 			col, ok := mapped[f.Name]
+			for _, former := range f.Former {
+				if c, was := mapped[former]; !ok && was {
+					col, ok = c, true
+					renamed = append(renamed, []any{t.name, former, f.Name})
+				}
+			}
 			if !ok {
 				base := strings.ToLower(f.Name)
 				_, exact := have[t.name][f.Name]
@@ -301,7 +309,7 @@ func (s *Sink) planColumns(sch *schema.Schema, m *mapping, names map[string]stri
 			used[col] = true
 			typ, udt, err := columnType(f)
 			if err != nil {
-				return nil, nil, fmt.Errorf("collection %s: %w", c.Name, err)
+				return nil, nil, nil, fmt.Errorf("collection %s: %w", c.Name, err)
 			}
 			t.fields = append(t.fields, column{field: f, name: col, typ: typ, udt: udt})
 		}
@@ -309,7 +317,7 @@ func (s *Sink) planColumns(sch *schema.Schema, m *mapping, names map[string]stri
 		l.tables[c.Name] = t
 		l.order = append(l.order, t)
 	}
-	return l, added, nil
+	return l, added, renamed, nil
 }
 
 func quote(name string) string { return pgx.Identifier{name}.Sanitize() }
@@ -404,14 +412,17 @@ func (s *Sink) ensure(ctx context.Context, sch *schema.Schema) (*layout, error) 
 		if err != nil {
 			return err
 		}
-		var newCols [][]any
-		if l, newCols, err = s.planColumns(sch, m, names, have); err != nil {
+		var newCols, renamedCols [][]any
+		if l, newCols, renamedCols, err = s.planColumns(sch, m, names, have); err != nil {
 			return fmt.Errorf("%w: %v", errSchemaConflict, err)
 		}
 		var b pgx.Batch
 		for _, coll := range newTables {
 			b.Queue("INSERT INTO "+s.qualify(TablesTable)+" (space, node, sink, collection, tbl) VALUES ($1, $2, $3, $4, $5)",
 				s.cfg.Space, s.cfg.Node, s.cfg.Name, coll, names[coll])
+		}
+		for _, row := range renamedCols {
+			b.Queue("UPDATE "+s.qualify(ColumnsTable)+" SET field = $3 WHERE tbl = $1 AND field = $2", row...)
 		}
 		for _, row := range newCols {
 			b.Queue("INSERT INTO "+s.qualify(ColumnsTable)+" (tbl, field, col) VALUES ($1, $2, $3)", row...)

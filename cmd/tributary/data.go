@@ -206,4 +206,21 @@ func (c *cli) conflictsCmd() *cobra.Command {
 	return cmd
 }
 
+func (c *cli) violationsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "violations",
+		Short: "List documents breaking a rule an upgrade tightened with @existing(policy: flag) (fix them with an ordinary put)",
+		Args:  cobra.NoArgs,
+		RunE: c.withService(func(cmd *cobra.Command, _ []string, svc service.Service) error {
+			vs, err := svc.Violations(cmd.Context(), c.space)
+			if err != nil {
+				return err
+			}
+			return c.print(vs)
+		}),
+	}
+	c.spaceFlag(cmd)
+	return cmd
+}
+
 type replicaEntry = replica.Entry

@@ -14,6 +14,7 @@ import (
 func (c *cli) inviteCmd() *cobra.Command {
 	var addrs []string
 	var ttl time.Duration
+	var role string
 	cmd := &cobra.Command{
 		Use:   "invite",
 		Short: "Print a single-use invite code (admins only); `tributary join CODE` makes one new member",
@@ -28,7 +29,7 @@ none is warned about (on stderr, and as "warning" with --json).
   tributary invite settle INVITE --member K  admit K when two people used one code`,
 		Args: cobra.NoArgs,
 		RunE: c.withService(func(cmd *cobra.Command, _ []string, svc service.Service) error {
-			inv, err := svc.Invite(cmd.Context(), c.space, service.InviteRequest{TTL: ttl, Addrs: addrs})
+			inv, err := svc.Invite(cmd.Context(), c.space, service.InviteRequest{TTL: ttl, Addrs: addrs, Role: role})
 			if err != nil {
 				return err
 			}
@@ -40,6 +41,7 @@ none is warned about (on stderr, and as "warning" with --json).
 	}
 	cmd.Flags().StringSliceVar(&addrs, "addr", nil, "an address to put in the code besides the node's, with /p2p/ (repeatable)")
 	cmd.Flags().DurationVar(&ttl, "ttl", time.Duration(core.DefaultInviteTTL)*time.Millisecond, "how long the code stays usable")
+	cmd.Flags().StringVar(&role, "role", "", "role its use grants: writer (the default) or a role the schema declares, never admin")
 	c.spaceFlag(cmd)
 	list := &cobra.Command{
 		Use:   "list",
@@ -125,7 +127,7 @@ func (c *cli) memberCmd() *cobra.Command {
 	var role string
 	grant := &cobra.Command{
 		Use:   "grant KEY",
-		Short: "Grant KEY a role (writer or admin)",
+		Short: "Grant KEY a role (admin, writer, reader or a role the schema declares); a later grant replaces it",
 		Args:  cobra.ExactArgs(1),
 		RunE: c.withService(func(cmd *cobra.Command, args []string, svc service.Service) error {
 			w, err := svc.Grant(cmd.Context(), c.space, args[0], role)
@@ -135,7 +137,7 @@ func (c *cli) memberCmd() *cobra.Command {
 			return c.say(map[string]any{"change": w.Change, "member": w.ID}, "grant %s (change %s)", w.ID, w.Change)
 		}),
 	}
-	grant.Flags().StringVar(&role, "role", core.RoleWriter, "writer or admin")
+	grant.Flags().StringVar(&role, "role", core.RoleWriter, "admin, writer, reader or a role the schema declares (extend schema @roles)")
 	revoke := &cobra.Command{
 		Use:   "revoke KEY",
 		Short: "Revoke every role of KEY; its changes concurrent with the revocation lose effect",

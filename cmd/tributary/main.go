@@ -68,7 +68,7 @@ func newRoot(c *cli) *cobra.Command {
 	root.PersistentFlags().BoolVar(&c.json, "json", false, "machine-readable JSON output")
 	root.AddCommand(
 		c.initCmd(), c.spaceCmd(), c.putCmd(), c.getCmd(), c.deleteCmd(), c.queryCmd(),
-		c.logCmd(), c.conflictsCmd(), c.inviteCmd(), c.joinCmd(), c.memberCmd(),
+		c.logCmd(), c.conflictsCmd(), c.violationsCmd(), c.inviteCmd(), c.joinCmd(), c.memberCmd(),
 		c.exportCmd(), c.importCmd(), c.statusCmd(), c.effectsCmd(), c.demoCmd(), c.runCmd(), c.sinksCmd(), c.sinkCmd(),
 		c.tokenCmd(), c.configCmd(), c.loadCmd(), c.benchCmd(), c.versionCmd(),
 	)

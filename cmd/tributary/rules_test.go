@@ -99,12 +99,7 @@ func TestLendingRulesThroughTheBinary(t *testing.T) {
 		if d := get(t, h, space, "Loan", "lb"); d["borrower"] != bobKey || d["returned"] != false {
 			t.Fatalf("bob's loan on home %d: %v", i, d)
 		}
-		var log []struct {
-			Change string `json:"change"`
-			Valid  bool   `json:"valid"`
-			Reason string `json:"reason"`
-		}
-		ok(t, h, &log, "log", "--space", space, "Loan", "lc")
+		log := history(t, h, space, "Loan", "lc")
 		if len(log) != 1 || log[0].Valid || log[0].Reason != rbs[0].Reason {
 			t.Fatalf("history of carol's loan: %+v, want one change without effect, with the rollback's reason", log)
 		}

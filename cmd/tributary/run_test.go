@@ -26,7 +26,8 @@ func startNode(t *testing.T, home string, args ...string) map[string]any {
 }
 
 // launchNode is startNode that also returns a function stopping the node
-// (SIGTERM, as at the end of the test).
+// (SIGTERM, then a check that it stopped cleanly); it runs at the latest
+// when the test ends, and only once.
 func launchNode(t *testing.T, home string, args ...string) (map[string]any, func()) {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--home", home, "--json", "run", "--http", "127.0.0.1:0"}, args...)...)
@@ -44,27 +45,8 @@ func launchNode(t *testing.T, home string, args ...string) (map[string]any, func
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("log of tributary run on %s:\n%s", home, b)
-		}
-	})
-	stop := sync.OnceFunc(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Errorf("tributary run did not stop on SIGTERM")
-		}
-		if _, err := os.Stat(filepath.Join(home, "run.json")); err == nil {
-			t.Errorf("run.json left behind after a clean stop")
-		}
-	})
+	var once sync.Once
+	stop := func() { once.Do(func() { stopNode(t, home, cmd, logf.Name()) }) }
 	t.Cleanup(stop)
 	lines := make(chan string, 1)
 	go func() {
@@ -88,6 +70,29 @@ func launchNode(t *testing.T, home string, args ...string) (map[string]any, func
 		t.Fatalf("tributary run did not start:\n%s", b)
 	}
 	return nil, stop
+}
+
+// stopNode stops a node launchNode started: SIGTERM, at most 20 s to
+// exit, and no run.json left behind. Its log is shown if the test failed.
+func stopNode(t *testing.T, home string, cmd *exec.Cmd, logPath string) {
+	t.Helper()
+	if t.Failed() {
+		b, _ := os.ReadFile(logPath)
+		t.Logf("log of tributary run on %s:\n%s", home, b)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Errorf("tributary run did not stop on SIGTERM")
+	}
+	if _, err := os.Stat(filepath.Join(home, "run.json")); err == nil {
+		t.Errorf("run.json left behind after a clean stop")
+	}
 }
 
 func TestRunServesCommandsAndSinks(t *testing.T) {

@@ -510,12 +510,14 @@ func (w *writeTxn) writers(k readKey, fn func(core.ID)) error {
 	docs := []string{k.doc}
 	if k.field != "" {
 		docs = nil
-		err := w.scanIndex(valuePrefix(k.coll, k.field, k.val), func(sfx []byte) error {
-			docs = append(docs, string(sfx))
-			return nil
-		})
-		if err != nil {
-			return storeError{err}
+		for _, name := range fieldNames(w.r.current, k.coll, k.field) {
+			err := w.scanIndex(valuePrefix(k.coll, name, k.val), func(sfx []byte) error {
+				docs = append(docs, string(sfx))
+				return nil
+			})
+			if err != nil {
+				return storeError{err}
+			}
 		}
 	}
 	for _, d := range docs {

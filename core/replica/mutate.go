@@ -424,6 +424,15 @@ func (p *planner) plan(m *Mutation, nowMillis uint64) (MutationResult, []core.Op
 	var existing map[string]any
 	if d.alive {
 		existing = d.fields
+	} else {
+		// A create records the defaults of the schema it is written
+		// under: a later upgrade that changes a default applies to the
+		// documents created under it, not to these.
+		for _, f := range coll.Fields {
+			if _, given := values[f.Name]; !given && f.Default != nil {
+				values[f.Name] = f.Default
+			}
+		}
 	}
 	ops := PlanPut(coll, id, values, existing)
 	for i := range ops {
@@ -458,6 +467,9 @@ func normalizeFields(coll *schema.Collection, input map[string]any) (map[string]
 		}
 		f, ok := coll.Field(name)
 		if !ok {
+			if g, renamed := coll.FieldByAnyName(name); renamed {
+				return nil, fmt.Errorf("%w: unknown field %s.%s (renamed to %s)", core.ErrSchemaViolation, coll.Name, name, g.Name)
+			}
 			return nil, fmt.Errorf("%w: unknown field %s.%s", core.ErrSchemaViolation, coll.Name, name)
 		}
 		v, err := f.Normalize(input[name])

@@ -122,7 +122,7 @@ func (r *Replica) replay(txn *badger.Txn, coll, doc string, at *core.ID) (*core.
 		for i := range c.Ops {
 			op := &c.Ops[i]
 			if op.Kind.IsData() && op.Coll == coll && op.Doc == doc {
-				st.Apply(op, core.WriteKey{HLC: c.HLC, Author: c.Author, Change: id, Op: uint32(i)}, r.classify, anc)
+				r.apply(st, op, core.WriteKey{HLC: c.HLC, Author: c.Author, Change: id, Op: uint32(i)}, anc)
 			}
 		}
 	}

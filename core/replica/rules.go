@@ -205,7 +205,7 @@ func (v *ruleView) baseState(coll, doc string) (*core.DocState, error) {
 		}
 		for i := range c.Ops {
 			if op := &c.Ops[i]; op.Kind.IsData() && op.Coll == coll && op.Doc == doc {
-				st.Apply(op, core.WriteKey{HLC: c.HLC, Author: c.Author, Change: id, Op: uint32(i)}, r.classify, v.anc)
+				r.apply(st, op, core.WriteKey{HLC: c.HLC, Author: c.Author, Change: id, Op: uint32(i)}, v.anc)
 			}
 		}
 	}
@@ -232,7 +232,7 @@ func (v *ruleView) state(coll, doc string) (*core.DocState, error) {
 		return nil, err
 	}
 	for _, p := range ops {
-		st.Apply(p.op, p.key, v.w.r.classify, v.anc)
+		v.w.r.apply(st, p.op, p.key, v.anc)
 	}
 	return st, nil
 }
@@ -255,12 +255,14 @@ func (v *ruleView) Lookup(coll, field string, value any) ([]string, error) {
 	}
 	v.lookups = append(v.lookups, core.Fact{Coll: coll, Field: field, Value: value})
 	var ids []string
-	err = v.w.scanIndex(valuePrefix(coll, field, b), func(sfx []byte) error {
-		ids = append(ids, string(sfx))
-		return nil
-	})
-	if err != nil {
-		return nil, storeError{err}
+	for _, name := range fieldNames(v.s, coll, field) {
+		err = v.w.scanIndex(valuePrefix(coll, name, b), func(sfx []byte) error {
+			ids = append(ids, string(sfx))
+			return nil
+		})
+		if err != nil {
+			return nil, storeError{err}
+		}
 	}
 	for name := range v.pending {
 		if c, doc, _ := strings.Cut(name, "\x00"); c == coll {
@@ -269,6 +271,17 @@ func (v *ruleView) Lookup(coll, field string, value any) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids), nil
+}
+
+// fieldNames lists the names a field's values are indexed under in s: its
+// name and its former names.
+func fieldNames(s *schema.Schema, coll, field string) []string {
+	if c, ok := s.Collection(coll); ok {
+		if f, ok := c.Field(field); ok {
+			return f.Names()
+		}
+	}
+	return []string{field}
 }
 
 // creatorOf is the author of the create in force: the newest live
@@ -551,9 +564,12 @@ func (w *writeTxn) ensureIndexed(s *schema.Schema) error {
 	r.rulesOn = r.rulesOn || s.HasRules()
 	for _, coll := range s.Collections {
 		fresh := map[string]bool{}
-		for _, f := range s.Indexed(coll.Name) {
-			if !r.indexed[coll.Name][f] {
-				fresh[f] = true
+		for _, name := range s.Indexed(coll.Name) {
+			f, _ := coll.Field(name)
+			for _, n := range f.Names() { // values written under a former name too
+				if !r.indexed[coll.Name][n] {
+					fresh[n] = true
+				}
 			}
 		}
 		if len(fresh) == 0 {

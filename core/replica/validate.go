@@ -54,6 +54,9 @@ func (w *writeTxn) checkOp(s *schema.Schema, op *core.Op, parents []core.ID, cre
 	field := func(name string) (*schema.Field, error) {
 		f, ok := coll.Field(name)
 		if !ok {
+			if g, renamed := coll.FieldByAnyName(name); renamed {
+				return nil, fmt.Errorf("unknown field %s.%s (renamed to %s)", op.Coll, name, g.Name)
+			}
 			return nil, fmt.Errorf("unknown field %s.%s", op.Coll, name)
 		}
 		return f, nil

@@ -493,7 +493,7 @@ func (w *writeTxn) merge(c *core.Change, id core.ID) {
 			continue
 		}
 		d := w.doc(op.Coll, op.Doc)
-		d.state.Apply(op, core.WriteKey{HLC: c.HLC, Author: c.Author, Change: id, Op: uint32(i)}, w.r.classify, anc)
+		w.r.apply(d.state, op, core.WriteKey{HLC: c.HLC, Author: c.Author, Change: id, Op: uint32(i)}, anc)
 		w.pending += 3*opSize(op) + 256 // the state's write keys, the effect's post-image and provenance
 		if len(d.changes) == 0 || d.changes[len(d.changes)-1] != id {
 			d.changes = append(d.changes, id)
@@ -566,12 +566,12 @@ func (w *writeTxn) flushDocs() ([]core.Effect, error) {
 	return effects, nil
 }
 
-// classify maps a field to its CRDT by the current schema; a field's kind
-// never changes across upgrades (schema.CheckUpgrade), so any version gives
-// the same answer.
+// classify maps a field to its CRDT by the current schema, finding a
+// renamed field by any name it had; a field's kind never changes across
+// upgrades (schema.CheckUpgrade), so any version gives the same answer.
 func (r *Replica) classify(coll, field string) core.FieldClass {
 	if c, ok := r.current.Collection(coll); ok {
-		if f, ok := c.Field(field); ok {
+		if f, ok := c.FieldByAnyName(field); ok {
 			switch f.Kind {
 			case schema.Counter:
 				return core.ClassCounter
@@ -584,7 +584,11 @@ func (r *Replica) classify(coll, field string) core.FieldClass {
 }
 
 // image is a document's post-image under s: every field of the collection
-// that has a value (defaults filled in), counters and sets always.
+// that has a value (defaults filled in), counters and sets always. A
+// renamed field (schema.Field.Former) gathers what was written under each
+// of its names: the greatest write of its registers (causally later writes
+// have greater keys, concurrent ones are ordered by data), the sum of its
+// counters, the union of its sets.
 func image(s *schema.Schema, coll string, st *core.DocState) map[string]any {
 	out := map[string]any{}
 	c, ok := s.Collection(coll)
@@ -594,13 +598,35 @@ func image(s *schema.Schema, coll string, st *core.DocState) map[string]any {
 	for _, f := range c.Fields {
 		switch f.Kind {
 		case schema.Counter:
-			out[f.Name] = st.Counter(f.Name)
+			var n int64
+			for _, name := range f.Names() {
+				n += st.Counter(name)
+			}
+			out[f.Name] = n
 		case schema.Set:
-			out[f.Name] = st.SetValues(f.Name)
+			vals := st.SetValues(f.Name)
+			for _, name := range f.Former {
+				for _, v := range st.SetValues(name) {
+					if !slices.ContainsFunc(vals, func(x any) bool { return core.CompareValues(x, v) == 0 }) {
+						vals = append(vals, v)
+					}
+				}
+			}
+			if len(f.Former) > 0 {
+				slices.SortFunc(vals, core.CompareValues)
+			}
+			out[f.Name] = vals
 		default:
-			if w, ok := st.FieldValue(f.Name); ok {
-				if w.Value != nil {
-					out[f.Name] = w.Value
+			var best core.Write
+			found := false
+			for _, name := range f.Names() {
+				if w, ok := st.FieldValue(name); ok && (!found || w.Key.Compare(best.Key) > 0) {
+					best, found = w, true
+				}
+			}
+			if found {
+				if best.Value != nil {
+					out[f.Name] = best.Value
 				}
 			} else if f.Default != nil {
 				out[f.Name] = f.Default
@@ -608,6 +634,39 @@ func image(s *schema.Schema, coll string, st *core.DocState) map[string]any {
 		}
 	}
 	return out
+}
+
+// apply merges one valid data op into a document's state. A remove from
+// a renamed set reaches the elements added under every name the field
+// had in the schema in force at the remove's change (a pure function of
+// that change's causal past): the adds it observed are gone whatever
+// name they were written under.
+func (r *Replica) apply(st *core.DocState, op *core.Op, key core.WriteKey, anc core.Ancestry) {
+	st.Apply(op, key, r.classify, anc)
+	if op.Kind != core.OpRemove || !r.renames {
+		return
+	}
+	s := r.schemas[r.genesisID]
+	for _, up := range r.members.Schemas { // (height, ID) order: last match wins
+		if anc.IsAncestor(up.ID, key.Change) {
+			if u, ok := r.schemas[up.ID]; ok {
+				s = u
+			}
+		}
+	}
+	c, ok := s.Collection(op.Coll)
+	if !ok {
+		return
+	}
+	f, ok := c.Field(op.Field)
+	if !ok {
+		return
+	}
+	for _, name := range f.Former {
+		alias := *op
+		alias.Field = name
+		st.Apply(&alias, key, r.classify, anc)
+	}
 }
 
 // sortedHeads returns the heads, highest first, then by ID.

@@ -105,6 +105,18 @@ func (f *Field) Names() []string {
 	return append([]string{f.Name}, f.Former...)
 }
 
+// HasRenames reports whether some field has a former name.
+func (s *Schema) HasRenames() bool {
+	for _, c := range s.Collections {
+		for _, f := range c.Fields {
+			if len(f.Former) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // FieldByAnyName looks a field up by its name or a former name.
 func (c *Collection) FieldByAnyName(name string) (*Field, bool) {
 	if f, ok := c.byName[name]; ok {

@@ -243,6 +243,11 @@ func (c *Client) Rollbacks(ctx context.Context, space string) ([]replica.Rollbac
 	return out, c.do(ctx, "GET", sp(space)+"/rollbacks", nil, nil, &out)
 }
 
+func (c *Client) Violations(ctx context.Context, space string) ([]replica.Violation, error) {
+	var out []replica.Violation
+	return out, c.do(ctx, "GET", sp(space)+"/violations", nil, nil, &out)
+}
+
 func (c *Client) Effects(ctx context.Context, space string, from uint64, limit int) ([]eventstream.Effect, error) {
 	var out []eventstream.Effect
 	q := url.Values{"from": {strconv.FormatUint(from, 10)}, "limit": {strconv.Itoa(limit)}}

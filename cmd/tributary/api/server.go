@@ -110,6 +110,7 @@ type server struct {
 //	GET    /v1/spaces/{space}/log?limit=N                changes, newest last
 //	GET    /v1/spaces/{space}/conflicts                  open conflicts
 //	GET    /v1/spaces/{space}/rollbacks                  changes the rules rolled back
+//	GET    /v1/spaces/{space}/violations                 documents breaking a rule tightened with @existing(policy: flag)
 //	GET    /v1/spaces/{space}/effects?from=LSN&limit=N   effects (JSON; SSE with Accept: text/event-stream)
 //	GET    /v1/spaces/{space}/export?since=ID,ID         bundle of the changes a peer lacks
 //	GET    /v1/spaces/{space}/members                    members
@@ -208,6 +209,7 @@ func (s *server) routes() []route {
 		{"GET /v1/spaces/{space}/log", s.log},
 		{"GET /v1/spaces/{space}/conflicts", s.conflicts},
 		{"GET /v1/spaces/{space}/rollbacks", s.rollbacks},
+		{"GET /v1/spaces/{space}/violations", s.violations},
 		{"GET /v1/spaces/{space}/effects", s.effects},
 		{"GET /v1/spaces/{space}/export", s.export},
 		{"GET /v1/spaces/{space}/members", s.members},
@@ -582,6 +584,14 @@ func (s *server) conflicts(w http.ResponseWriter, r *http.Request) error {
 
 func (s *server) rollbacks(w http.ResponseWriter, r *http.Request) error {
 	out, err := s.svc.Rollbacks(r.Context(), spaceOf(r))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) violations(w http.ResponseWriter, r *http.Request) error {
+	out, err := s.svc.Violations(r.Context(), spaceOf(r))
 	if err != nil {
 		return err
 	}

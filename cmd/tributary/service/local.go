@@ -394,6 +394,16 @@ func (l *Local) Rollbacks(ctx context.Context, space string) ([]replica.Rollback
 	return out, err
 }
 
+func (l *Local) Violations(ctx context.Context, space string) ([]replica.Violation, error) {
+	var out []replica.Violation
+	err := l.with(ctx, space, true, func(sp *node.Space) error {
+		var err error
+		out, err = sp.Replica.Violations()
+		return err
+	})
+	return out, err
+}
+
 func (l *Local) Effects(ctx context.Context, space string, from uint64, limit int) ([]eventstream.Effect, error) {
 	var out []eventstream.Effect
 	err := l.with(ctx, space, false, func(sp *node.Space) error {

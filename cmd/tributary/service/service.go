@@ -40,6 +40,9 @@ type Service interface {
 	Conflicts(ctx context.Context, space string) ([]replica.ConflictView, error)
 	// Rollbacks lists the changes the rules rolled back (docs/RULES.md).
 	Rollbacks(ctx context.Context, space string) ([]replica.Rollback, error)
+	// Violations lists the documents that break a rule an upgrade
+	// tightened with @existing(policy: flag) (docs/SCHEMA.md).
+	Violations(ctx context.Context, space string) ([]replica.Violation, error)
 	Effects(ctx context.Context, space string, from uint64, limit int) ([]eventstream.Effect, error)
 	UpgradeSchema(ctx context.Context, space, schema string) (Written, error)
 	Export(ctx context.Context, space string, since []string, w io.Writer) (Exported, error)
