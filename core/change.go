@@ -74,7 +74,7 @@ func (s Signed) ID() ID { return IDOf(s.Body) }
 func DecodeSigned(b []byte) (Signed, error) {
 	var s Signed
 	if len(b) > MaxChangeBytes+256 {
-		return s, fmt.Errorf("%w: envelope is %d bytes, limit %d", ErrMalformed, len(b), MaxChangeBytes)
+		return s, fmt.Errorf("%w: %w: envelope is %d bytes, limit %d", ErrMalformed, ErrTooLarge, len(b), MaxChangeBytes)
 	}
 	if err := Unmarshal(b, &s); err != nil {
 		return s, fmt.Errorf("%w: %v", ErrMalformed, err)
@@ -86,7 +86,7 @@ func DecodeSigned(b []byte) (Signed, error) {
 // the same bytes), so one change has exactly one ID.
 func (s Signed) Decode() (*Change, error) {
 	if len(s.Body) > MaxChangeBytes {
-		return nil, fmt.Errorf("%w: body is %d bytes, limit %d", ErrMalformed, len(s.Body), MaxChangeBytes)
+		return nil, fmt.Errorf("%w: %w: body is %d bytes, limit %d", ErrMalformed, ErrTooLarge, len(s.Body), MaxChangeBytes)
 	}
 	var c Change
 	if err := Unmarshal(s.Body, &c); err != nil {

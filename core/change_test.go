@@ -185,3 +185,29 @@ func FuzzDecodeChange(f *testing.F) {
 		_ = c.CheckShape()
 	})
 }
+
+// TestOversizeNamedOnBothPaths: a change over MaxChangeBytes is refused as
+// too large by its writer's Sign and, built by hand, by every receiver,
+// which names it too large (and malformed: it is not even decoded).
+func TestOversizeNamedOnBothPaths(t *testing.T) {
+	k := testKey(t, 1)
+	c := sampleChange(k.Public())
+	c.Ops[0].Fields["title"] = string(bytes.Repeat([]byte("x"), MaxChangeBytes))
+	if _, _, err := Sign(c, k); !errors.Is(err, ErrTooLarge) || !errors.Is(err, ErrInvalidChange) {
+		t.Fatalf("Sign of an oversize change: %v, want ErrTooLarge and ErrInvalidChange", err)
+	}
+	body, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := Signed{Body: body, Sig: k.SignID(IDOf(body))}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := Open(env); !errors.Is(err, ErrTooLarge) || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Open of an oversize envelope: %v, want ErrTooLarge and ErrMalformed", err)
+	}
+	if _, err := (Signed{Body: body}).Decode(); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Decode of an oversize body: %v, want ErrTooLarge", err)
+	}
+}

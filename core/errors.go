@@ -27,7 +27,8 @@ var (
 	// cannot stand with a concurrent change, and lost to it by the winner
 	// rule (docs/RULES.md). It is kept in the DAG with no effect.
 	ErrRolledBack = errors.New("rolled back")
-	// ErrTooLarge: a change whose encoding passes MaxChangeBytes (always
-	// wrapped together with ErrInvalidChange).
+	// ErrTooLarge: a change whose encoding passes MaxChangeBytes (wrapped
+	// together with ErrInvalidChange when its writer signs it, and with
+	// ErrMalformed when it is received).
 	ErrTooLarge = errors.New("change too large")
 )

@@ -411,9 +411,6 @@ func verdictClass(valid bool, reason string) string {
 	if valid {
 		return "valid"
 	}
-	if strings.HasPrefix(reason, "schema upgrade: ") { // a refused upgrade's reason wraps no sentinel
-		return "schema-violation"
-	}
 	for _, c := range []struct {
 		class string
 		err   error

@@ -366,17 +366,26 @@ func testCrashResume(f *fixture) {
 		2 * time.Millisecond, 3 * time.Millisecond, 5 * time.Millisecond, 8 * time.Millisecond, 13 * time.Millisecond,
 		21 * time.Millisecond, 34 * time.Millisecond, 55 * time.Millisecond, 100 * time.Millisecond, time.Second}
 	failed := 0
+	var runs []string // what each run did, printed when a check fails
+	defer func() {
+		if f.t.Failed() {
+			f.t.Logf("runs cut short before the failure:\n  %s", strings.Join(runs, "\n  "))
+		}
+	}()
 	for i := 0; i < 3*len(deadlines); i++ {
 		if f.checkpointOf(rec) == f.last() {
 			break
 		}
-		ctx, cancel := context.WithTimeout(f.ctx(), deadlines[i%len(deadlines)])
+		d := deadlines[i%len(deadlines)]
+		ctx, cancel := context.WithTimeout(f.ctx(), d)
 		_, err := r3.RunOnce(ctx)
 		cancel()
 		if err != nil {
 			failed++
 		}
-		f.checkState(f.checkpointOf(rec))
+		c := f.checkpointOf(rec)
+		runs = append(runs, fmt.Sprintf("run %d, deadline %s: checkpoint %d, error %v", i, d, c, err))
+		f.checkState(c)
 	}
 	f.catchUp(r3)
 	f.check(rec, f.last())

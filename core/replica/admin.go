@@ -18,15 +18,14 @@ func (w *writeTxn) applyAdmin(c *core.Change, id core.ID, m *meta) (bool, error)
 	if m.SchemaErr == "" {
 		for _, op := range c.Ops {
 			if op.Kind == core.OpSchema {
-				s, err := schema.Parse(op.Schema)
+				s, err := r.parseSchema(id, op.Schema)
 				if err == nil {
 					err = schema.CheckUpgrade(w.schemaAt(c.Parents), s)
 				}
 				if err != nil {
-					m.SchemaErr = fmt.Sprintf("schema upgrade: %v", err)
+					m.SchemaErr = fmt.Sprintf("%v: schema upgrade: %v", core.ErrSchemaViolation, err) // as a local write is refused
 					break
 				}
-				r.schemas[id] = s
 				if err := w.ensureIndexed(s); err != nil {
 					return false, err
 				}

@@ -35,6 +35,15 @@
 //
 //	rbs, _ := r.Rollbacks() // loser, winner, documents, reason
 //
+// Schema upgrades (docs/SCHEMA.md). A change is checked under the schema
+// in force in its causal past. A renamed field's values are kept under
+// every name it had (the state stores what each op wrote); the post-image
+// under a schema gathers them (image), and a set remove reaches the names
+// its change's schema lists. Violations lists the documents breaking a
+// rule tightened with @existing(policy: flag):
+//
+//	vs, _ := r.Violations() // collection, id, field, reason
+//
 // Known approximations, the same on every replica: ancestry comes from
 // per-author version vectors, so for an author who equivocated both forks
 // at a sequence number count as seen once one is; a reference is satisfied

@@ -198,3 +198,68 @@ func TestConcurrentWritesRecordConflictUntilResolved(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedUpgradeFromAPeerHasNoEffect: an admin change carrying a
+// schema upgrade that a local write refuses (it drops a field), or one
+// that does not parse, may still arrive from a peer (hand-built, or from
+// a buggy node). It is stored without effect, with the reason, and the
+// schema in force stays what it was: on arrival, on a replica rebuilt
+// from the log, and after the store is reopened. Nothing of the batch
+// fails.
+func TestRefusedUpgradeFromAPeerHasNoEffect(t *testing.T) {
+	ctx := context.Background()
+	admin := key(t, 1)
+	clk := &clock{}
+	dir := t.TempDir()
+	r, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Found(ctx, admin, "test", librarySchema(t), nil, 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	before := r.Schema().ID
+	dropping := strings.Replace(librarySchema(t), "born: DateTime", "", 1)
+	for name, text := range map[string]string{"drops a field": dropping, "does not parse": "type Broken @collection {"} {
+		env, id := signRaw(t, nextChange(t, r, admin, clk.now(), core.Op{Kind: core.OpSchema, Schema: text}), admin)
+		rep, err := r.Receive(ctx, [][]byte{env})
+		if err != nil {
+			t.Fatalf("upgrade that %s: Receive failed: %v", name, err)
+		}
+		if rep.Applied != 1 || len(rep.Rejected) != 0 {
+			t.Fatalf("upgrade that %s: %+v, want it stored", name, rep)
+		}
+		valid, why, err := r.Verdict(id)
+		if err != nil || valid || !strings.Contains(why, "schema upgrade") {
+			t.Fatalf("upgrade that %s: verdict %v %q %v, want invalid naming the schema upgrade", name, valid, why, err)
+		}
+		if r.Schema().ID != before {
+			t.Fatalf("upgrade that %s took effect", name)
+		}
+	}
+	// The field the refused upgrade dropped is still written and read.
+	mustWrite(t, r, admin, clk, core.Op{Kind: core.OpCreate, Coll: "Author", Doc: "a", Fields: map[string]any{"name": "A", "born": "1920-10-08T00:00:00Z"}})
+	want := fingerprint(t, r)
+
+	envs, err := r.Export(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := openMem(t)
+	if _, err := fresh.Receive(ctx, envs); err != nil {
+		t.Fatal(err)
+	}
+	if fresh.Schema().ID != before || fingerprint(t, fresh) != want {
+		t.Fatal("a replica rebuilt from the log puts a refused upgrade in force")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = Open(Options{Dir: dir}); err != nil {
+		t.Fatalf("reopen after a refused upgrade: %v", err)
+	}
+	defer r.Close()
+	if r.Schema().ID != before || fingerprint(t, r) != want {
+		t.Fatal("after reopening, a refused upgrade is in force")
+	}
+}

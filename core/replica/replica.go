@@ -144,7 +144,8 @@ type Replica struct {
 	authorIx  map[core.PublicKey]uint32
 	members   *core.Membership
 	adminLog  []core.MemberChange
-	schemas   map[core.ID]*schema.Schema // genesis and accepted upgrades, by change
+	schemas   map[core.ID]*schema.Schema // genesis and the upgrades in force, by change
+	parsed    map[core.ID]parsedSchema   // every schema op parsed, by change
 	current   *schema.Schema
 	metas     map[core.ID]*meta
 	vvs       map[core.ID][]uint64
@@ -292,6 +293,7 @@ func (r *Replica) load() error {
 	r.heads = map[core.ID]struct{}{}
 	r.authorIx = map[core.PublicKey]uint32{}
 	r.schemas = map[core.ID]*schema.Schema{}
+	r.parsed = map[core.ID]parsedSchema{}
 	r.metas = map[core.ID]*meta{}
 	r.vvs = map[core.ID][]uint64{}
 	r.orphans = map[core.ID]core.Signed{}
@@ -454,25 +456,74 @@ func (r *Replica) evaluateMembership(txn *badger.Txn) error {
 	founders := append([]core.PublicKey{r.genesis.Author}, r.genesis.Ops[0].Admins...)
 	anc := txnAncestry{r: r, txn: txn}
 	r.members = core.EvaluateMembership(r.genesisID, founders, r.adminLog, anc)
-	r.current = r.schemas[r.genesisID]
+	r.settleSchemas(anc)
+	return anc.err
+}
+
+// settleSchemas decides which accepted schema upgrades are in force: in
+// (height, ID) order, an upgrade counts only if it parses and passes
+// schema.CheckUpgrade against the schema in force at it (the newest
+// upgrade in force in its causal past, else the genesis schema). An
+// upgrade refused there is stored without effect, as a local write of it
+// is refused before signing: the same validity function on both paths,
+// and a pure function of the admin changes known. An upgrade whose change
+// was judged invalid at arrival (a bad data op beside it) has no effect
+// either.
+func (r *Replica) settleSchemas(anc txnAncestry) {
+	genesis := r.schemas[r.genesisID]
+	r.schemas = map[core.ID]*schema.Schema{r.genesisID: genesis}
+	r.current = genesis
+	var inForce []core.ID // (height, ID) order
 	for _, c := range r.members.Schemas {
+		if m, err := r.meta(anc.txn, c.ID); err == nil && m.SchemaErr != "" {
+			continue
+		}
+		base := genesis
+		for _, u := range inForce {
+			if anc.IsAncestor(u, c.ID) {
+				base = r.schemas[u]
+			}
+		}
+		next, ok := base, true
 		for _, op := range c.Ops {
 			if op.Kind != core.OpSchema {
 				continue
 			}
-			s, ok := r.schemas[c.ID]
-			if !ok {
-				var err error
-				if s, err = schema.Parse(op.Schema); err != nil {
-					return fmt.Errorf("schema of %s: %w", c.ID, err)
-				}
-				r.schemas[c.ID] = s
+			s, err := r.parseSchema(c.ID, op.Schema)
+			if err == nil {
+				err = schema.CheckUpgrade(next, s)
 			}
-			r.renames = r.renames || s.HasRenames()
-			r.current = s
+			if err != nil {
+				ok = false
+				break
+			}
+			next = s
 		}
+		if !ok || next == base {
+			continue
+		}
+		r.schemas[c.ID] = next
+		inForce = append(inForce, c.ID)
+		r.renames = r.renames || next.HasRenames()
+		r.current = next
 	}
-	return anc.err
+}
+
+// parseSchema parses the schema op of change id once; a text that does
+// not parse gives its error every time.
+func (r *Replica) parseSchema(id core.ID, text string) (*schema.Schema, error) {
+	if p, ok := r.parsed[id]; ok {
+		return p.schema, p.err
+	}
+	s, err := schema.Parse(text)
+	r.parsed[id] = parsedSchema{s, err}
+	return s, err
+}
+
+// parsedSchema is the outcome of parsing a change's schema op.
+type parsedSchema struct {
+	schema *schema.Schema
+	err    error
 }
 
 func scan(txn *badger.Txn, prefix []byte, fn func(k, v []byte) error) error {

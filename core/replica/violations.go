@@ -4,8 +4,8 @@ import (
 	"github.com/tributary-sync/tributary/core/schema"
 )
 
-// Violation is a live document that breaks a rule its field declares
-// @existing(policy: flag): an upgrade tightened the rule, and the value
+// Violation is a live document that breaks a rule its field (or the
+// named type of the field) declares @existing(policy: flag): an upgrade tightened the rule, and the value
 // was written before (or is the value the document kept). Writing a value
 // the rule accepts takes it off the list.
 type Violation struct {
@@ -25,7 +25,7 @@ func (r *Replica) Violations() ([]Violation, error) {
 	for _, c := range s.Collections {
 		var flagged []*schema.Field
 		for _, f := range c.Fields {
-			if f.Existing == schema.PolicyFlag {
+			if f.Existing == schema.PolicyFlag || (f.Type != nil && f.Type.Existing == schema.PolicyFlag) {
 				flagged = append(flagged, f)
 			}
 		}

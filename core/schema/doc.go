@@ -49,8 +49,12 @@
 // turns user JSON into the canonical values of core (see core/codec.go) and
 // Field.Check validates a canonical value; both are pure functions. A
 // schema's ID is the CIDv1 (raw, SHA-256) of its text. CheckUpgrade decides
-// whether a new schema may replace an old one: fields and collections are
-// only added, kinds never change, and a new required field needs a default;
-// types are only added, an enum only gains values and a named scalar's
+// whether a new schema may replace an old one (docs/SCHEMA.md, evolve.go):
+// collections are only added; a field lives on under its name or renamed
+// (@renamed(from: ["old", "older"]) lists every name it had, Field.Former),
+// its kind never changes; a new required field needs a default; a field
+// whose rules tighten declares @existing(policy: keep|flag); every refusal
+// names the field and the reason (coll.FieldByAnyName finds the field
+// values written under a former name belong to); types are only added, an enum only gains values and a named scalar's
 // rules only loosen.
 package schema

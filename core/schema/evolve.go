@@ -3,6 +3,7 @@ package schema
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -115,6 +116,34 @@ func (s *Schema) HasRenames() bool {
 		}
 	}
 	return false
+}
+
+// Rename gives a document written under an earlier version the names of
+// c: the value of a field written under a former name moves to its name
+// (a value under the name itself is kept). It returns doc itself, and
+// false, when nothing moves.
+func (c *Collection) Rename(doc map[string]any) (map[string]any, bool) {
+	var out map[string]any
+	for k, v := range doc {
+		if _, ok := c.byName[k]; ok {
+			continue
+		}
+		f, renamed := c.FieldByAnyName(k)
+		if !renamed {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(doc)
+		}
+		delete(out, k)
+		if _, has := doc[f.Name]; !has {
+			out[f.Name] = v
+		}
+	}
+	if out == nil {
+		return doc, false
+	}
+	return out, true
 }
 
 // FieldByAnyName looks a field up by its name or a former name.
