@@ -36,6 +36,8 @@
 //	                       refuses, also as an element of a list of JSON)
 //	                       is stored as its text, as binary of subtype
 //	                       0x80 (JSONTextSubtype)
+//	enum                   string holding the value's name ("OPEN")
+//	named scalar           as its base (scalar Email: string)
 //	list, set              array of the above (a set in canonical order)
 //	absent or cleared      no field
 //

@@ -86,6 +86,8 @@
 //	                       order); a list of Bytes is a LIST<STRING> of
 //	                       base64 (standard, padded), since Neo4j cannot store
 //	                       a list of byte arrays
+//	enum                   STRING holding the value's name ("OPEN")
+//	named scalar           the type of its base (scalar Email: STRING)
 //
 // An absent or null field is no property: an update replaces all the
 // node's properties (SET n = $props), so cleared fields disappear. Every

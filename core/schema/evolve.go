@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -291,19 +292,36 @@ func checkTightened(coll string, pf, nf *Field) error {
 // Tightened says how nf's rules accept less than pf's, "" when they do not.
 // A changed pattern counts as tightened (regular languages are not compared).
 func Tightened(pf, nf *Field) string {
-	switch {
-	case nf.Required && !pf.Required:
+	if nf.Required && !pf.Required {
 		return "it becomes required"
-	case lowerRaised(pf.Min, nf.Min):
-		return fmt.Sprintf("@range min goes from %s to %v", bound(pf.Min), *nf.Min)
-	case upperLowered(pf.Max, nf.Max):
-		return fmt.Sprintf("@range max goes from %s to %v", bound(pf.Max), *nf.Max)
-	case lowerRaised(intf(pf.MinLen), intf(nf.MinLen)):
-		return fmt.Sprintf("@length min goes from %s to %d", bound(intf(pf.MinLen)), *nf.MinLen)
-	case upperLowered(intf(pf.MaxLen), intf(nf.MaxLen)):
-		return fmt.Sprintf("@length max goes from %s to %d", bound(intf(pf.MaxLen)), *nf.MaxLen)
-	case nf.Pattern != nil && (pf.Pattern == nil || pf.Pattern.String() != nf.Pattern.String()):
-		return fmt.Sprintf("@pattern becomes %q", nf.Pattern.String())
+	}
+	return rulesTightened(pf.rules(), nf.rules())
+}
+
+// ruleSet is the @range, @length and @pattern of a field or a named scalar.
+type ruleSet struct {
+	min, max       *float64
+	minLen, maxLen *int
+	pattern        *regexp.Regexp
+}
+
+func (f *Field) rules() ruleSet { return ruleSet{f.Min, f.Max, f.MinLen, f.MaxLen, f.Pattern} }
+
+func (t *Type) rules() ruleSet { return ruleSet{t.Min, t.Max, t.MinLen, t.MaxLen, t.Pattern} }
+
+// rulesTightened says how n accepts less than p, "" when it does not.
+func rulesTightened(p, n ruleSet) string {
+	switch {
+	case lowerRaised(p.min, n.min):
+		return fmt.Sprintf("@range min goes from %s to %v", bound(p.min), *n.min)
+	case upperLowered(p.max, n.max):
+		return fmt.Sprintf("@range max goes from %s to %v", bound(p.max), *n.max)
+	case lowerRaised(intf(p.minLen), intf(n.minLen)):
+		return fmt.Sprintf("@length min goes from %s to %d", bound(intf(p.minLen)), *n.minLen)
+	case upperLowered(intf(p.maxLen), intf(n.maxLen)):
+		return fmt.Sprintf("@length max goes from %s to %d", bound(intf(p.maxLen)), *n.maxLen)
+	case n.pattern != nil && (p.pattern == nil || p.pattern.String() != n.pattern.String()):
+		return fmt.Sprintf("@pattern becomes %q", n.pattern.String())
 	}
 	return ""
 }
