@@ -99,6 +99,19 @@ func TestSchemaEvolutionConverges(t *testing.T) {
 			t.Fatalf("replica %d differs from replica 0 (seed %d):\n%s", i, seed, printDiff(prints[0], prints[i]))
 		}
 	}
+	// The writers themselves, once they have exchanged everything, agree.
+	for _, x := range []*Replica{a, b, c} {
+		for _, y := range []*Replica{a, b, c} {
+			if x != y {
+				syncInto(t, x, y)
+			}
+		}
+	}
+	for i, x := range []*Replica{a, b, c} {
+		if p := fingerprint(t, x); p != prints[0] {
+			t.Fatalf("writer %d differs from the fresh replicas (seed %d):\n%s", i, seed, printDiff(prints[0], p))
+		}
+	}
 	r := replicas[0]
 	if !strings.Contains(r.Schema().Text, "@renamed") {
 		t.Fatal("the upgrade is not in force")
