@@ -127,9 +127,7 @@ type Node struct {
 	log     *slog.Logger
 	metrics Metrics
 
-	itemsMu sync.Mutex
-	items   []Item
-	dirty   bool
+	idx index // the reconciliation's (height, ID) list
 
 	outbox  chan []core.ID
 	inbound chan pushed
@@ -171,7 +169,7 @@ func NewNode(store Store, tr Transport, cfg Config) *Node {
 	return &Node{
 		store: store, tr: tr, cfg: cfg, space: store.Space(),
 		log:      cfg.Logger.With("space", store.Space().Short()),
-		dirty:    true,
+		idx:      index{dirty: true},
 		outbox:   make(chan []core.ID, 4096),
 		inbound:  make(chan pushed, cfg.InboundQueue),
 		kicked:   map[PeerID]bool{},
@@ -244,9 +242,7 @@ func (n *Node) Close() error {
 
 // stored is the replica's watch callback: it must not block.
 func (n *Node) stored(local bool, ids []core.ID) {
-	n.itemsMu.Lock()
-	n.dirty = true
-	n.itemsMu.Unlock()
+	n.idx.add(ids)
 	n.afterStore(local)
 	if !local {
 		return
@@ -568,20 +564,4 @@ func (n *Node) syncPeers(ctx context.Context, only map[PeerID]bool) {
 }
 
 // snapshot returns the sorted items of the store.
-func (n *Node) snapshot() ([]Item, error) {
-	n.itemsMu.Lock()
-	defer n.itemsMu.Unlock()
-	if !n.dirty {
-		return n.items, nil
-	}
-	items := make([]Item, 0, len(n.items)+64)
-	err := n.store.Range(0, math.MaxUint64, func(h uint64, id core.ID) bool {
-		items = append(items, Item{Height: h, ID: id})
-		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list changes: %w", err)
-	}
-	n.items, n.dirty = items, false
-	return items, nil
-}
+func (n *Node) snapshot() ([]Item, error) { return n.idx.snapshot(n.store) }

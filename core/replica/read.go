@@ -488,6 +488,24 @@ func (r *Replica) Has(id core.ID) bool {
 	return err == nil
 }
 
+// Heights returns the heights of stored changes, in the order of ids
+// (what a reconciliation index needs of the changes a Watch callback
+// names). It fails, naming the change, if one is not stored.
+func (r *Replica) Heights(ids []core.ID) ([]uint64, error) {
+	out := make([]uint64, len(ids))
+	err := r.db.View(func(txn *badger.Txn) error {
+		for i, id := range ids {
+			var m meta
+			if err := getValue(txn, idKey(pMeta, id), &m); err != nil {
+				return fmt.Errorf("height of change %s: %w", id.Short(), err)
+			}
+			out[i] = m.Height
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Range lists (height, ID) of stored changes with height in [from, to),
 // in order: the raw material of set reconciliation.
 func (r *Replica) Range(from, to uint64, fn func(height uint64, id core.ID) bool) error {
