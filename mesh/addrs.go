@@ -289,8 +289,8 @@ func (n *Node) addrRecords(newerThan map[core.PublicKey]uint64) []AddrRecord {
 // members, its own included.
 func (n *Node) AddrRecords() []AddrRecord { return n.addrRecords(nil) }
 
-// takeAddrs takes the records a peer sent; it returns how many were
-// refused, and the first reason.
+// takeAddrs takes the records a peer sent; those refused are counted and
+// the first reason logged.
 func (n *Node) takeAddrs(from PeerID, recs []AddrRecord, l Locator) {
 	refused := 0
 	var first error

@@ -12,16 +12,7 @@ import (
 func launchP2PNode(t *testing.T, home, listen string) ([]string, func()) {
 	t.Helper()
 	info, stop := launchNode(t, home, "--p2p", listen, "--mdns=false", "--sync-interval", "300ms")
-	lp, _ := info["libp2p"].(map[string]any)
-	raw, _ := lp["addrs"].([]any)
-	var addrs []string
-	for _, a := range raw {
-		addrs = append(addrs, a.(string))
-	}
-	if len(addrs) == 0 {
-		t.Fatalf("run printed no libp2p address: %v", info)
-	}
-	return addrs, stop
+	return p2pAddrs(t, info), stop
 }
 
 // listenOf turns a node's address /ip4/127.0.0.1/tcp/PORT/p2p/ID into the
