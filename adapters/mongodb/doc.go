@@ -101,8 +101,10 @@
 // so. Field names are the schema's: GraphQL names never hold "$" or ".",
 // and never start with "_", so they are valid field names that never meet
 // the sink's own; the mapping lists each field anyway, appended as
-// upgrades add fields, so that a later "field renamed" upgrade can keep a
-// field's stored name. A MongoDB collection that exists without a mapping
+// upgrades add fields, so that an upgrade that renames a field
+// (@renamed(from: ...)) keeps its stored name: the entry's field becomes
+// the new name, its name stays, and the sink writes the field, and
+// DecodeDoc reads it back, under that name. A MongoDB collection that exists without a mapping
 // document (written before the mapping existed) is adopted.
 //
 // Sinks of different claims may share a database as long as their

@@ -49,8 +49,9 @@
 // property properties[i] and, for a reference field, as relationships
 // of type types[i]. A collection and its fields are mapped the first time
 // a schema shows them and looked up by name ever after, so an upgrade
-// that reorders fields changes nothing, and a later "field renamed"
-// upgrade can rename fields[i] and keep its property. Labels, properties
+// that reorders fields changes nothing, and an upgrade that renames a
+// field (@renamed(from: ...)) renames fields[i] and keeps its property and
+// relationship type. Labels, properties
 // and relationship types tell case apart, so a collection's label is its
 // name (after LabelPrefix, or as Config.Labels gives it, checked at New:
 // not another claim's, not the sink's own labels, and the collection's own

@@ -45,9 +45,10 @@
 // transaction that creates their tables and columns; the sinks sharing a
 // PostgreSQL schema serialise on an advisory lock. A mapped name is never
 // derived again: it is looked up by collection and field name, so an
-// upgrade that reorders fields changes nothing, and a later "field
-// renamed" upgrade can move a field's row to its new name and keep its
-// column. A table belongs to the claim whose row names it: a sink that
+// upgrade that reorders fields changes nothing, and an upgrade that
+// renames a field (@renamed(from: ...), docs/SCHEMA.md) moves the field's
+// row to its new name and keeps its column: rows written before read
+// under the new name. A table belongs to the claim whose row names it: a sink that
 // wants a table another claim owns is refused with a *checkpoint.
 // ClaimedError (give it its own Config.Schema, a TablePrefix, or
 // Config.Tables).
@@ -74,7 +75,8 @@
 //	_author   text               its author
 //	_hlc      text               its hybrid logical clock
 //
-// A schema upgrade (which only adds fields and collections) creates the
+// A schema upgrade (which adds fields and collections, and renames fields
+// in the mapping only) creates the
 // new tables and runs ALTER TABLE ... ADD COLUMN IF NOT EXISTS for the new
 // fields when the first batch under it arrives: no table is rebuilt and
 // existing rows keep their values (NULL in the new columns until their
