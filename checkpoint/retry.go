@@ -149,7 +149,7 @@ func (r *Runner) redo(ctx context.Context, out []Retried, idx []int) error {
 		for k, i := range idx {
 			effects[k] = out[i].Effect
 		}
-		err := r.sink.Apply(ctx, Batch{Effects: effects, Schema: sch, Through: r.ckpt, Redo: true})
+		err := r.applyBatch(ctx, Batch{Effects: effects, Schema: sch, Through: r.ckpt, Redo: true})
 		if err == nil {
 			for _, i := range idx {
 				out[i].Outcome = RetryApplied
@@ -168,7 +168,7 @@ func (r *Runner) redo(ctx context.Context, out []Retried, idx []int) error {
 		}
 		// The sink cannot tell which: one at a time.
 		for _, i := range idx {
-			err := r.sink.Apply(ctx, Batch{Effects: []eventstream.Effect{out[i].Effect}, Schema: sch, Through: r.ckpt, Redo: true})
+			err := r.applyBatch(ctx, Batch{Effects: []eventstream.Effect{out[i].Effect}, Schema: sch, Through: r.ckpt, Redo: true})
 			switch {
 			case err == nil:
 				out[i].Outcome = RetryApplied

@@ -293,7 +293,7 @@ func (r *Runner) start(ctx context.Context) error {
 func (r *Runner) apply(ctx context.Context, kept []eventstream.Effect, through uint64) (parked int, err error) {
 	sch := r.schemas.Schema()
 	for {
-		err := r.sink.Apply(ctx, Batch{Effects: kept, Schema: sch, Through: through})
+		err := r.applyBatch(ctx, Batch{Effects: kept, Schema: sch, Through: through})
 		var rej *RejectedError
 		if err == nil {
 			return parked, nil
@@ -310,7 +310,7 @@ func (r *Runner) apply(ctx context.Context, kept []eventstream.Effect, through u
 				return parked, r.saveThrough(ctx, through)
 			}
 		} else if idx > 0 {
-			if err := r.sink.Apply(ctx, Batch{Effects: kept[:idx], Schema: sch, Through: kept[idx].LSN - 1}); err != nil {
+			if err := r.applyBatch(ctx, Batch{Effects: kept[:idx], Schema: sch, Through: kept[idx].LSN - 1}); err != nil {
 				return parked, fmt.Errorf("sink %s: apply before rejected LSN %d: %w", r.sink.Name(), kept[idx].LSN, err)
 			}
 		}
@@ -340,7 +340,7 @@ func (r *Runner) apply(ctx context.Context, kept []eventstream.Effect, through u
 // else the index and the reason the sink gave for that effect alone.
 func (r *Runner) bisect(ctx context.Context, kept []eventstream.Effect) (int, string, error) {
 	for i, e := range kept {
-		err := r.sink.Apply(ctx, Batch{Effects: []eventstream.Effect{e}, Schema: r.schemas.Schema(), Through: e.LSN})
+		err := r.applyBatch(ctx, Batch{Effects: []eventstream.Effect{e}, Schema: r.schemas.Schema(), Through: e.LSN})
 		if errors.Is(err, ErrRejected) && !Fatal(err) {
 			reason := err.Error()
 			if rej := (*RejectedError)(nil); errors.As(err, &rej) {
@@ -357,7 +357,7 @@ func (r *Runner) bisect(ctx context.Context, kept []eventstream.Effect) (int, st
 
 // saveThrough records a checkpoint with an empty batch.
 func (r *Runner) saveThrough(ctx context.Context, through uint64) error {
-	if err := r.sink.Apply(ctx, Batch{Schema: r.schemas.Schema(), Through: through}); err != nil {
+	if err := r.applyBatch(ctx, Batch{Schema: r.schemas.Schema(), Through: through}); err != nil {
 		return fmt.Errorf("sink %s: save checkpoint %d: %w", r.sink.Name(), through, err)
 	}
 	return nil

@@ -13,8 +13,9 @@ import (
 type Batch struct {
 	// Effects in LSN order, at most one per document.
 	Effects []eventstream.Effect
-	// Schema in force for the newest effect; upgrades only add fields, so
-	// it describes every effect in the batch.
+	// Schema in force for the newest effect. Upgrades only add and rename
+	// fields, and the runner moves a renamed field's value of an older
+	// effect to its new name, so it describes every effect in the batch.
 	Schema *schema.Schema
 	// Through is the checkpoint to record with the batch: every effect up to
 	// it has been handled (some may have been collapsed away or parked).

@@ -285,7 +285,7 @@ func TestDeployGrafana(t *testing.T) {
 	}
 	sort.Strings(missing)
 	if len(missing) > 0 {
-		t.Errorf("the dashboard shows none of %v", missing)
+		t.Errorf("the node exports %v, which the dashboard shows nowhere: add them to a panel of %s", missing, path)
 	}
 	for h := range ex.histograms {
 		if !quantiles[h] {

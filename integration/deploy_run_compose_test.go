@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -234,6 +235,13 @@ func TestDeployRunCompose(t *testing.T) {
 				out, err := cmd.Output()
 				return err == nil && strings.Contains(string(out), "Le Guin")
 			})
+			if asString(dig(nodes[founded].config(t), "nats", "replicas")) == "3" {
+				var spaces []struct{ Space string }
+				if err := json.Unmarshal([]byte(nodes[founded].exec(t, nil, "--json", "space", "list")), &spaces); err != nil || len(spaces) != 1 {
+					t.Fatalf("%s: space list: %v %v", founded, spaces, err)
+				}
+				checkStream(t, cf.path, nodes[founded], spaces[0].Space)
+			}
 		})
 	}
 }

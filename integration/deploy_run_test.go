@@ -477,15 +477,15 @@ func TestDeployRunKubernetes(t *testing.T) {
 					out, err := cmd.Output()
 					return err == nil && strings.Contains(string(out), "Le Guin")
 				})
-				checkStream(t, m, a, space, secrets)
+				checkStream(t, m.path, a, space)
 			}
 		}
 	}
 }
 
-// checkStream: the space's stream is on the cluster with the replicas the
-// config asks, read as the nodes' NATS user.
-func checkStream(t *testing.T, m manifest, c *container, space string, secrets secretValues) {
+// checkStream: the space's stream is on the cluster with 3 replicas and
+// the space's changes, read as the node's NATS user (if it has one).
+func checkStream(t *testing.T, where string, c *container, space string) {
 	t.Helper()
 	id, err := core.ParseID(space)
 	if err != nil {
@@ -495,13 +495,13 @@ func checkStream(t *testing.T, m manifest, c *container, space string, secrets s
 	for _, from := range sortedKeys(c.hosts) {
 		urls = append(urls, "nats://"+c.hosts[from])
 	}
-	user := c.env["TRIBUTARY_NATS_USER"]
-	if user == "" {
-		user = "tributary"
+	var opts []natsgo.Option
+	if user := asString(dig(c.config(t), "nats", "user")); user != "" {
+		opts = append(opts, natsgo.UserInfo(user, c.env["TRIBUTARY_NATS_PASSWORD"]))
 	}
-	nc, err := natsgo.Connect(strings.Join(urls, ","), natsgo.UserInfo(user, c.env["TRIBUTARY_NATS_PASSWORD"]))
+	nc, err := natsgo.Connect(strings.Join(urls, ","), opts...)
 	if err != nil {
-		t.Fatalf("connect as the nodes' NATS user: %v", err)
+		t.Fatalf("%s: connect as the node's NATS user: %v", where, err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -518,9 +518,9 @@ func checkStream(t *testing.T, m manifest, c *container, space string, secrets s
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s: stream %s: %d replicas, %d changes", m.path, info.Config.Name, info.Config.Replicas, info.State.Msgs)
+	t.Logf("%s: stream %s: %d replicas, %d changes", where, info.Config.Name, info.Config.Replicas, info.State.Msgs)
 	if info.Config.Replicas != 3 || info.State.Msgs < 2 {
-		t.Errorf("%s: stream %s keeps %d replicas and %d changes, want 3 and the space's changes", m.path, info.Config.Name, info.Config.Replicas, info.State.Msgs)
+		t.Errorf("%s: stream %s keeps %d replicas and %d changes, want 3 and the space's changes", where, info.Config.Name, info.Config.Replicas, info.State.Msgs)
 	}
 }
 

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -155,5 +157,100 @@ func TestDeploySystemd(t *testing.T) {
 	}
 	if inits < 2 {
 		t.Errorf("the install steps show %d of tributary init and join", inits)
+	}
+}
+
+// TestDeployRunSystemd: the unit's install steps run as written (init and
+// join as the user, with the unit's TRIBUTARY_HOME; the config and the
+// environment file where the unit reads them), then its ExecStart with its
+// environment: the node starts, answers /healthz, its API with the home's
+// token, and /readyz names its PostgreSQL sink, whose database is not run
+// here.
+func TestDeployRunSystemd(t *testing.T) {
+	path := filepath.Join(deployDir, "systemd", "tributary.service")
+	u := parseUnit(t, path)
+	root := t.TempDir()
+	c := newContainer(path, nil)
+	for _, e := range u["Service"]["Environment"] {
+		for _, kv := range strings.Fields(e) {
+			k, v, _ := strings.Cut(strings.Trim(kv, `"`), "=")
+			c.env[k] = v
+		}
+	}
+	home := c.env["TRIBUTARY_HOME"]
+	if home == "" {
+		t.Fatal("the unit does not set TRIBUTARY_HOME")
+	}
+	c.mounts[home] = filepath.Join(root, "home") // useradd --create-home makes it
+	if err := os.Mkdir(c.mounts[home], 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for dst, src := range installs(t, path) {
+		local := filepath.Join(root, "installed", filepath.FromSlash(dst))
+		if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(local, []byte(readFile(t, src)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c.mounts[dst] = local
+	}
+	for _, ef := range u["Service"]["EnvironmentFile"] {
+		file, ok := c.mounts[strings.TrimPrefix(ef, "-")]
+		if !ok {
+			t.Fatalf("the install steps put no file at %s", ef)
+		}
+		for _, line := range strings.Split(readFile(t, file), "\n") {
+			line = strings.TrimSpace(line)
+			if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+				c.env[k] = v
+			}
+		}
+	}
+	for k, v := range c.env {
+		c.env[k] = c.rewrite(v)
+	}
+	steps := 0
+	for i, line := range strings.Split(readFile(t, path), "\n") {
+		text, ok := strings.CutPrefix(strings.TrimSpace(line), "#   ")
+		if !ok {
+			continue
+		}
+		for _, inv := range shellInvocations(fmt.Sprintf("%s:%d", path, i+1), text) {
+			if !strings.Contains(text, "TRIBUTARY_HOME="+home+" ") {
+				t.Fatalf("%s: %q does not run with the unit's home", inv.where, text)
+			}
+			args := inv.args
+			if contains(args, "CODE") {
+				args = replaceWord(args, "CODE", founder(t))
+			}
+			c.exec(t, nil, args...)
+			steps++
+		}
+	}
+	if steps < 2 {
+		t.Fatalf("%s shows %d tributary steps, want init and join", path, steps)
+	}
+	exec := strings.Fields(u.last("Service", "ExecStart"))
+	for _, a := range exec[1:] {
+		c.args = append(c.args, c.rewrite(a))
+	}
+	var sinks []string
+	for _, sc := range asList(c.config(t)["sinks"]) {
+		if asString(dig(sc, "type")) != "memory" {
+			sinks = append(sinks, asString(dig(sc, "name")))
+		}
+	}
+	if len(sinks) == 0 {
+		t.Fatalf("%s feeds no database", c.args)
+	}
+	p := c.start(t)
+	tok, err := os.ReadFile(filepath.Join(c.mounts[home], "api-token"))
+	if err != nil {
+		t.Fatalf("the home holds no API token after the steps: %v", err)
+	}
+	p.probe(t, strings.TrimSpace(string(tok)), sinks...)
+	if out := c.exec(t, nil, "--json", "space", "list"); !strings.Contains(out, "library") {
+		t.Errorf("after the steps the home holds no space: %s", out)
 	}
 }

@@ -24,4 +24,14 @@
 // publishes anything else, and lets a transport relay a push only once
 // the push's causal past is stored here (Relayer): a revoked member
 // receives nothing written after its revocation.
+//
+// Peers meet without a special node. A transport that can tell says when
+// a peer appears (Greeter): the node reconciles with it at once. Over a
+// transport that reaches peers at addresses (Locator: libp2p), the node
+// signs a record of its own addresses with Config.Key and, on sync, peers
+// exchange the records they hold for current members (the newer of a
+// member's records wins; a record not signed by a current member is
+// refused). The node hands learned records to the transport, which dials
+// those members, and keeps them in Config.AddrStore (AddrFile) so a
+// restarted node finds them again although the peer that told it is gone.
 package mesh

@@ -28,6 +28,9 @@ type Metrics struct {
 	JoinsAdmitted    atomic.Uint64 // newcomers admitted by their proof
 	JoinsRefused     atomic.Uint64 // proofs refused
 	RequestsRefused  atomic.Uint64 // sync requests refused: the peer is not a member
+	PeersAppeared    atomic.Uint64 // peers a transport said (re)appeared: each starts a reconciliation
+	AddrsLearned     atomic.Uint64 // members' address records taken from peers (or the store) and handed to the transport
+	AddrsRefused     atomic.Uint64 // address records refused: not a current member's, badly signed, malformed
 }
 
 // MetricsSnapshot is a plain copy of Metrics.
@@ -48,5 +51,7 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		"bytes_received": m.BytesReceived.Load(), "orphans_held": m.OrphansHeld.Load(),
 		"orphan_limit": m.OrphanLimit.Load(), "joins_admitted": m.JoinsAdmitted.Load(),
 		"joins_refused": m.JoinsRefused.Load(), "requests_refused": m.RequestsRefused.Load(),
+		"peers_appeared": m.PeersAppeared.Load(), "addrs_learned": m.AddrsLearned.Load(),
+		"addrs_refused": m.AddrsRefused.Load(),
 	}
 }

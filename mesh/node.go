@@ -53,6 +53,18 @@ type Config struct {
 	// never displace the member. Optional.
 	Acknowledge func(ctx context.Context) error
 	JoinCooloff time.Duration // a refused joiner gets the same answer for this long (default 1m)
+
+	// Key is the node's key: over a transport that reaches peers at
+	// addresses (a Locator), it signs the record of this node's addresses
+	// that members pass on to each other. Without it others learn where
+	// this node is only from the node itself.
+	Key core.PrivateKey
+	// AddrStore keeps the address records learned from peers across
+	// restarts (AddrFile). Optional.
+	AddrStore AddrStore
+	// AddrInterval: address records are sent to a peer when ours changed,
+	// and at least this often (default 1m).
+	AddrInterval time.Duration
 }
 
 func (c *Config) defaults() {
@@ -87,6 +99,9 @@ func (c *Config) defaults() {
 	if c.JoinCooloff <= 0 {
 		c.JoinCooloff = time.Minute
 	}
+	if c.AddrInterval <= 0 {
+		c.AddrInterval = time.Minute
+	}
 }
 
 // SyncStats describe one reconciliation.
@@ -112,20 +127,22 @@ type Node struct {
 	log     *slog.Logger
 	metrics Metrics
 
-	itemsMu sync.Mutex
-	items   []Item
-	dirty   bool
+	idx index // the reconciliation's (height, ID) list
 
 	outbox  chan []core.ID
 	inbound chan pushed
-	kick    chan PeerID
 	serving chan struct{}
+
+	kickMu sync.Mutex
+	kicked map[PeerID]bool // peers to reconcile with soon; "" for every peer
+	kickc  chan struct{}
 
 	limMu    sync.Mutex
 	limiters map[PeerID]*bucket
 	banned   map[PeerID]string
 
-	adm admission
+	adm  admission
+	book addrBook
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -150,6 +167,7 @@ var (
 	_ Handler = (*Node)(nil)
 	_ Applier = (*Node)(nil)
 	_ History = (*Node)(nil)
+	_ Greeter = (*Node)(nil)
 )
 
 // NewNode makes a node for store's space over tr; Start runs it.
@@ -158,13 +176,14 @@ func NewNode(store Store, tr Transport, cfg Config) *Node {
 	return &Node{
 		store: store, tr: tr, cfg: cfg, space: store.Space(),
 		log:      cfg.Logger.With("space", store.Space().Short()),
-		dirty:    true,
+		idx:      index{dirty: true},
 		outbox:   make(chan []core.ID, 4096),
 		inbound:  make(chan pushed, cfg.InboundQueue),
-		kick:     make(chan PeerID, 64),
+		kicked:   map[PeerID]bool{},
+		kickc:    make(chan struct{}, 1),
 		serving:  make(chan struct{}, cfg.MaxSyncsInFlight),
 		limiters: map[PeerID]*bucket{}, banned: map[PeerID]string{},
-		adm: newAdmission(),
+		adm: newAdmission(), book: newAddrBook(),
 	}
 }
 
@@ -191,6 +210,7 @@ func (n *Node) Start(ctx context.Context) error {
 		g.SetAdmission(n.space, gate{n})
 	}
 	n.unwatch = n.store.Watch(n.stored)
+	n.loadAddrs()
 	if err := n.tr.Join(n.space, n); err != nil {
 		n.unwatch()
 		if gated {
@@ -229,9 +249,7 @@ func (n *Node) Close() error {
 
 // stored is the replica's watch callback: it must not block.
 func (n *Node) stored(local bool, ids []core.ID) {
-	n.itemsMu.Lock()
-	n.dirty = true
-	n.itemsMu.Unlock()
+	n.idx.add(ids)
 	n.afterStore(local)
 	if !local {
 		return
@@ -244,12 +262,35 @@ func (n *Node) stored(local bool, ids []core.ID) {
 	}
 }
 
-// Kick asks for a reconciliation with peer ("" for every peer) soon.
+// maxKicked bounds the peers remembered for a reconciliation soon; past
+// it, every peer is.
+const maxKicked = 1024
+
+// Kick asks for a reconciliation with peer ("" for every peer) soon. Kicks
+// are never lost: those made while a reconciliation runs are served next.
 func (n *Node) Kick(peer PeerID) {
+	n.kickMu.Lock()
+	if len(n.kicked) >= maxKicked {
+		clear(n.kicked)
+		peer = ""
+	}
+	n.kicked[peer] = true
+	n.kickMu.Unlock()
 	select {
-	case n.kick <- peer:
+	case n.kickc <- struct{}{}:
 	default:
 	}
+}
+
+// Appeared implements Greeter: a peer that connects, or comes back, is
+// reconciled with at once.
+func (n *Node) Appeared(peer PeerID) {
+	if n.isBanned(peer) {
+		return
+	}
+	n.metrics.PeersAppeared.Add(1)
+	n.log.Debug("peer appeared: reconciling", "peer", peer)
+	n.Kick(peer)
 }
 
 func (n *Node) publishLoop(ctx context.Context) {
@@ -507,28 +548,36 @@ func (n *Node) syncLoop(ctx context.Context) {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.SyncInterval)
 	defer t.Stop()
-	n.syncPeers(ctx, "") // at start
+	n.syncPeers(ctx, nil) // at start
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n.syncPeers(ctx, "")
-		case p := <-n.kick:
-			n.syncPeers(ctx, p)
+			n.syncPeers(ctx, nil)
+		case <-n.kickc:
+			n.kickMu.Lock()
+			kicked := n.kicked
+			n.kicked = map[PeerID]bool{}
+			n.kickMu.Unlock()
+			if kicked[""] {
+				kicked = nil
+			}
+			n.syncPeers(ctx, kicked)
 		}
 	}
 }
 
-// syncPeers reconciles with one peer, or with every reachable peer.
-func (n *Node) syncPeers(ctx context.Context, only PeerID) {
+// syncPeers reconciles with the reachable peers in only, or with every
+// reachable peer when only is nil.
+func (n *Node) syncPeers(ctx context.Context, only map[PeerID]bool) {
 	peers := n.tr.Peers(n.space)
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	for _, p := range peers {
 		if ctx.Err() != nil {
 			return
 		}
-		if (only != "" && p != only) || n.isBanned(p) {
+		if (only != nil && !only[p]) || n.isBanned(p) {
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, n.cfg.SyncTimeout)
@@ -547,23 +596,7 @@ func (n *Node) syncPeers(ctx context.Context, only PeerID) {
 }
 
 // snapshot returns the sorted items of the store.
-func (n *Node) snapshot() ([]Item, error) {
-	n.itemsMu.Lock()
-	defer n.itemsMu.Unlock()
-	if !n.dirty {
-		return n.items, nil
-	}
-	items := make([]Item, 0, len(n.items)+64)
-	err := n.store.Range(0, math.MaxUint64, func(h uint64, id core.ID) bool {
-		items = append(items, Item{Height: h, ID: id})
-		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list changes: %w", err)
-	}
-	n.items, n.dirty = items, false
-	return items, nil
-}
+func (n *Node) snapshot() ([]Item, error) { return n.idx.snapshot(n.store) }
 
 var (
 	_ VerifiedHandler = (*Node)(nil)

@@ -16,6 +16,7 @@ const (
 	reqFetch     uint8 = 2 // IDs: send me these changes
 	reqPush      uint8 = 3 // Envelopes: changes you lack
 	reqJoin      uint8 = 4 // Envelopes[0]: a newcomer's proof, the use of an invite granting it
+	reqAddrs     uint8 = 5 // Addrs: the address records I hold; the reply: those you lack
 )
 
 type request struct {
@@ -24,6 +25,7 @@ type request struct {
 	Ranges    []Range
 	IDs       []core.ID
 	Envelopes [][]byte
+	Addrs     []AddrRecord
 }
 
 type response struct {
@@ -31,6 +33,7 @@ type response struct {
 	Ranges    []Range
 	Envelopes [][]byte
 	Applied   int
+	Addrs     []AddrRecord
 }
 
 // Serve implements Handler: it answers reconciliation, fetch and push
@@ -105,6 +108,8 @@ func (n *Node) Serve(ctx context.Context, from PeerID, data []byte) ([]byte, err
 			return nil, err
 		}
 		resp.Applied = rep.Applied
+	case reqAddrs:
+		resp.Addrs = n.serveAddrs(from, req.Addrs)
 	default:
 		n.ban(from, fmt.Sprintf("unknown sync request kind %d", req.Kind))
 		return nil, fmt.Errorf("%w: unknown request kind %d", ErrBadPeer, req.Kind)
@@ -177,6 +182,9 @@ func (n *Node) syncWith(ctx context.Context, peer PeerID, st *SyncStats) error {
 	// already cut the peer it revokes.
 	if !n.admits(peer) {
 		return fmt.Errorf("%w: %s", ErrNotMember, peer)
+	}
+	if err := n.exchangeAddrs(ctx, peer, st); err != nil {
+		n.log.Debug("address exchange failed; syncing on", "peer", peer, "err", err)
 	}
 	rc := n.cfg.Reconciler
 	msg := rc.Initiate(items)

@@ -60,6 +60,16 @@ type Applier interface {
 	Apply(ctx context.Context, from PeerID, envelopes [][]byte) error
 }
 
+// Greeter is implemented by Handlers that reconcile with a peer as soon
+// as it appears rather than at their next periodic sync (the Node). A
+// transport that can tell calls Appeared when a peer of the space becomes
+// reachable: connected and admitted (libp2p), heard again after an
+// absence (NATS presence), joined or healed (memnet). Appeared must not
+// block.
+type Greeter interface {
+	Appeared(peer PeerID)
+}
+
 // History is implemented by Handlers that let a store-and-forward
 // transport keep a copy of the space (NATS JetStream): on reaching its
 // server the transport adds what its copy lacks, so that a new member

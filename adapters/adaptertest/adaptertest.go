@@ -109,6 +109,7 @@ func Run(t *testing.T, h Harness) {
 		{"values", testValues},
 		{"names", testNames},
 		{"retry", testRetry},
+		{"types", testTypes},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
 			sc.run(newFixture(t, h, sc.name))

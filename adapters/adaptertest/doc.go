@@ -41,6 +41,10 @@
 //	retry            parked effects retried (Runner.Retry): the sink applies
 //	                 a Batch.Redo below its checkpoint, a superseded one is
 //	                 dropped, a still refused one stays parked
+//	types            fields of an enum and of named scalars (TypesSchema),
+//	                 alone, in lists and in sets, stored as their base
+//	                 values; an upgrade adding an enum value and an enum
+//	                 field, carried on by the same and by a new instance
 //
 // A target that other sinks and processes reach too (a database server)
 // also implements SharedHarness and runs RunShared:

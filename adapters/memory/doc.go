@@ -14,6 +14,7 @@
 // refilled from the effect log when the process restarts. Options.Validate
 // lets an application refuse documents (the runner parks them); a Redo
 // batch (tributary sink retry) is applied although the checkpoint covers
-// it. A view is a target of its own, reached by no other process: it has
+// it. Values are the effects' canonical values: an enum's value is the
+// text of its name, a named scalar's that of its base kind. A view is a target of its own, reached by no other process: it has
 // no claim, fence or name mapping, and keeps every name as it is.
 package memory

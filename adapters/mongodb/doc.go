@@ -36,6 +36,8 @@
 //	                       refuses, also as an element of a list of JSON)
 //	                       is stored as its text, as binary of subtype
 //	                       0x80 (JSONTextSubtype)
+//	enum                   string holding the value's name ("OPEN")
+//	named scalar           as its base (scalar Email: string)
 //	list, set              array of the above (a set in canonical order)
 //	absent or cleared      no field
 //
@@ -99,8 +101,10 @@
 // so. Field names are the schema's: GraphQL names never hold "$" or ".",
 // and never start with "_", so they are valid field names that never meet
 // the sink's own; the mapping lists each field anyway, appended as
-// upgrades add fields, so that a later "field renamed" upgrade can keep a
-// field's stored name. A MongoDB collection that exists without a mapping
+// upgrades add fields, so that an upgrade that renames a field
+// (@renamed(from: ...)) keeps its stored name: the entry's field becomes
+// the new name, its name stays, and the sink writes the field, and
+// DecodeDoc reads it back, under that name. A MongoDB collection that exists without a mapping
 // document (written before the mapping existed) is adopted.
 //
 // Sinks of different claims may share a database as long as their

@@ -49,8 +49,9 @@
 // property properties[i] and, for a reference field, as relationships
 // of type types[i]. A collection and its fields are mapped the first time
 // a schema shows them and looked up by name ever after, so an upgrade
-// that reorders fields changes nothing, and a later "field renamed"
-// upgrade can rename fields[i] and keep its property. Labels, properties
+// that reorders fields changes nothing, and an upgrade that renames a
+// field (@renamed(from: ...)) renames fields[i] and keeps its property and
+// relationship type. Labels, properties
 // and relationship types tell case apart, so a collection's label is its
 // name (after LabelPrefix, or as Config.Labels gives it, checked at New:
 // not another claim's, not the sink's own labels, and the collection's own
@@ -86,6 +87,8 @@
 //	                       order); a list of Bytes is a LIST<STRING> of
 //	                       base64 (standard, padded), since Neo4j cannot store
 //	                       a list of byte arrays
+//	enum                   STRING holding the value's name ("OPEN")
+//	named scalar           the type of its base (scalar Email: STRING)
 //
 // An absent or null field is no property: an update replaces all the
 // node's properties (SET n = $props), so cleared fields disappear. Every

@@ -37,7 +37,7 @@ type harness struct {
 
 func newHarness(t testing.TB) *harness {
 	h := &harness{url: neo4jtest.Shared(t)}
-	for _, text := range []string{adaptertest.SchemaV2, adaptertest.BenchSchema, adaptertest.NamesSchemaV2, adaptertest.RenameSchemaV3} {
+	for _, text := range []string{adaptertest.SchemaV2, adaptertest.BenchSchema, adaptertest.NamesSchemaV2, adaptertest.RenameSchemaV3, adaptertest.TypesSchemaV2} {
 		h.schemas = append(h.schemas, mustSchema(t, text))
 	}
 	t.Cleanup(func() {

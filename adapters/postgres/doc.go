@@ -45,9 +45,10 @@
 // transaction that creates their tables and columns; the sinks sharing a
 // PostgreSQL schema serialise on an advisory lock. A mapped name is never
 // derived again: it is looked up by collection and field name, so an
-// upgrade that reorders fields changes nothing, and a later "field
-// renamed" upgrade can move a field's row to its new name and keep its
-// column. A table belongs to the claim whose row names it: a sink that
+// upgrade that reorders fields changes nothing, and an upgrade that
+// renames a field (@renamed(from: ...), docs/SCHEMA.md) moves the field's
+// row to its new name and keeps its column: rows written before read
+// under the new name. A table belongs to the claim whose row names it: a sink that
 // wants a table another claim owns is refused with a *checkpoint.
 // ClaimedError (give it its own Config.Schema, a TablePrefix, or
 // Config.Tables).
@@ -74,7 +75,8 @@
 //	_author   text               its author
 //	_hlc      text               its hybrid logical clock
 //
-// A schema upgrade (which only adds fields and collections) creates the
+// A schema upgrade (which adds fields and collections, and renames fields
+// in the mapping only) creates the
 // new tables and runs ALTER TABLE ... ADD COLUMN IF NOT EXISTS for the new
 // fields when the first batch under it arrives: no table is rebuilt and
 // existing rows keep their values (NULL in the new columns until their
@@ -99,6 +101,36 @@
 //	[T] list, [T] @set T[] (text[], bigint[], double precision[], boolean[],
 //	                   timestamptz[], bytea[], jsonb[]), elements in order;
 //	                   sets in their canonical (sorted) order
+//
+// Operator-defined types are stored as their base kind: a named scalar
+// (scalar Email @pattern(...)) in the column of its base (text, bigint,
+// ...), with no constraint (its rules are RE2 patterns and bounds the
+// replica checks before anything reaches the effect log; PostgreSQL's
+// regular expressions are another dialect); an enum in a text column (a
+// list or set of one in text[]) with a CHECK constraint admitting its
+// values, named <column>_enum:
+//
+//	status text CONSTRAINT status_enum CHECK (status = ANY (ARRAY['OPEN', 'RETURNED']::text[]))
+//	history text[] CONSTRAINT history_enum CHECK (history <@ ARRAY['OPEN', 'RETURNED']::text[])
+//
+// Text with a CHECK rather than a native CREATE TYPE ... AS ENUM because
+// the column's type then never changes (a mapping never changes for an
+// existing field, and the sink stops on a column of another type), an
+// upgrade that adds a value is a DROP and ADD of the constraint in the DDL
+// transaction instead of ALTER TYPE ... ADD VALUE (which cannot be used in
+// the transaction that adds it and cannot be undone), a value can never
+// be removed from a native enum while documents kept by an @existing
+// policy may still hold it, no type name has to be mapped collision-free
+// beside the tables, and the binary COPY into the staging table needs no
+// enum type registered with the driver. Queries compare with plain text
+// ('LOST' = status); what is lost is only the declaration order as sort
+// order. The constraint is widened when an upgrade adds values and never
+// narrowed (it admits every value any schema the sink saw declared; its
+// comment, "tributary enum LoanStatus: OPEN RETURNED LOST", is what the
+// sink reads back), and it is added NOT VALID: every row the sink writes
+// is checked, the rows already there (admitted by the narrower one) are
+// not scanned again under the table's exclusive lock. A CHECK of that name
+// the sink did not make stops it with an error naming it.
 //
 // Lists and sets are typed arrays rather than jsonb so that they keep their
 // element types and can be queried and indexed as PostgreSQL arrays

@@ -452,6 +452,15 @@ func (s *Sink) ensure(ctx context.Context, sch *schema.Schema) (*layout, error) 
 			}
 		}
 		if b.Len() > 0 {
+			if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+				return err
+			}
+			b = pgx.Batch{}
+		}
+		if err := s.enumConstraints(ctx, tx, l, &b); err != nil {
+			return err
+		}
+		if b.Len() > 0 {
 			return tx.SendBatch(ctx, &b).Close()
 		}
 		return nil

@@ -131,7 +131,8 @@ type MeshConfig struct {
 	PushBurst        int           `yaml:"push_burst"`
 	InboundQueue     int           `yaml:"inbound_queue"`
 	PushHaveMax      int           `yaml:"push_have_max"`
-	JoinCooloff      time.Duration `yaml:"join_cooloff"` // a refused joiner gets the same answer this long
+	JoinCooloff      time.Duration `yaml:"join_cooloff"`  // a refused joiner gets the same answer this long
+	AddrInterval     time.Duration `yaml:"addr_interval"` // members' address records go to a peer when ours changed, and at least this often
 }
 
 // RunnerConfig tunes every sink's runner (a sink's batch_size overrides
@@ -167,7 +168,7 @@ func DefaultConfig() Config {
 			OperationTimeout: nc.OperationTimeout},
 		Mesh: MeshConfig{SyncInterval: 5 * time.Second, SyncTimeout: 2 * time.Minute, MaxMessageBytes: 32 << 20,
 			FetchBatch: 4096, PushBatch: 256, MaxSyncsInFlight: 8, MaxRounds: 32, PushRate: 50000, PushBurst: 200000,
-			InboundQueue: 1024, PushHaveMax: 1024, JoinCooloff: time.Minute},
+			InboundQueue: 1024, PushHaveMax: 1024, JoinCooloff: time.Minute, AddrInterval: time.Minute},
 		Runner: RunnerConfig{BatchSize: rc.BatchSize, Linger: rc.Linger, RetryMin: rc.RetryMin, RetryMax: rc.RetryMax, ReadyMaxLag: 10000},
 	}
 }
@@ -506,7 +507,7 @@ func (c *Config) meshConfig(log *slog.Logger) mesh.Config {
 	return mesh.Config{SyncInterval: m.SyncInterval, SyncTimeout: m.SyncTimeout, MaxMessageBytes: int(m.MaxMessageBytes),
 		FetchBatch: m.FetchBatch, PushBatch: m.PushBatch, MaxSyncsInFlight: m.MaxSyncsInFlight, MaxRounds: m.MaxRounds,
 		PushRate: m.PushRate, PushBurst: m.PushBurst, InboundQueue: m.InboundQueue, PushHaveMax: m.PushHaveMax,
-		JoinCooloff: m.JoinCooloff, Logger: log}
+		JoinCooloff: m.JoinCooloff, AddrInterval: m.AddrInterval, Logger: log}
 }
 
 // runnerConfig is a sink runner's config (batch overrides the default

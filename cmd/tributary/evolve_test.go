@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -90,10 +93,32 @@ func TestSchemaEvolutionThroughTheBinary(t *testing.T) {
 			t.Fatalf("violations on %s: %+v, want b1.pages", filepath.Base(home), vs)
 		}
 	}
+
+	// The same over HTTP, with alice's node running (the CLI then goes
+	// through it too).
+	api := newAPIClient(t, alice, startNode(t, alice))
+	auth := map[string]string{"Authorization": "Bearer " + api.token, "Content-Type": "application/json"}
+	httpViolations := func() []violationOut {
+		t.Helper()
+		code, body := api.raw("GET", "/v1/spaces/"+space+"/violations", "", auth)
+		var vs []violationOut
+		if err := json.Unmarshal(body, &vs); code != http.StatusOK || err != nil {
+			t.Fatalf("GET violations: %d %s", code, body)
+		}
+		return vs
+	}
+	if vs := httpViolations(); len(vs) != 1 || vs[0].ID != "b1" {
+		t.Fatalf("GET violations: %+v, want b1.pages", vs)
+	}
+	bad, _ := json.Marshal(map[string]string{"schema": "type Book {\n  title: Int @renamed(from: \"name\")\n  pages: Int\n  status: String\n}"})
+	code, body := api.raw("POST", "/v1/spaces/"+space+"/schema", string(bad), auth)
+	if code < 400 || code >= 500 || !strings.Contains(string(body), "Book.title") {
+		t.Fatalf("POST a hostile upgrade: %d %s, want a 4xx naming Book.title", code, body)
+	}
 	put(t, alice, space, "Book", `{"pages":412}`, "--id", "b1")
 	var vs []violationOut
 	ok(t, alice, &vs, "violations", "--space", space)
-	if len(vs) != 0 {
+	if len(vs) != 0 || len(httpViolations()) != 0 {
 		t.Fatalf("violations after the fix: %+v", vs)
 	}
 }

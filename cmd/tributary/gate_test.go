@@ -13,6 +13,12 @@ import (
 func startP2PNode(t *testing.T, home string, extra ...string) []string {
 	t.Helper()
 	info := startNode(t, home, append([]string{"--p2p", "/ip4/127.0.0.1/tcp/0", "--mdns=false", "--sync-interval", "300ms"}, extra...)...)
+	return p2pAddrs(t, info)
+}
+
+// p2pAddrs are the libp2p addresses a starting node printed.
+func p2pAddrs(t *testing.T, info map[string]any) []string {
+	t.Helper()
 	lp, _ := info["libp2p"].(map[string]any)
 	raw, _ := lp["addrs"].([]any)
 	var addrs []string

@@ -20,8 +20,9 @@ func (c *cli) inviteCmd() *cobra.Command {
 		Short: "Print a single-use invite code (admins only); `tributary join CODE` makes one new member",
 		Long: `Print a single-use invite code. The code adds exactly one member, once,
 before it expires (--ttl, default 7 days). Anyone holding the code can use it:
-send it privately. Codes made while the node runs carry its addresses;
-otherwise name reachable peers with --addr.
+send it privately. The code carries the node's addresses (while it runs;
+else those it had at its last run) and any --addr; a code that carries
+none is warned about (on stderr, and as "warning" with --json).
 
   tributary invite list                      invites and what became of them
   tributary invite revoke INVITE             refuse every future use of an invite
@@ -32,13 +33,13 @@ otherwise name reachable peers with --addr.
 			if err != nil {
 				return err
 			}
-			if len(inv.Addrs) == 0 {
-				c.warn("this code carries no peer address: start the node (tributary run) before inviting, pass --addr, or carry bundles by hand")
+			if inv.Warning != "" {
+				c.warn("%s", inv.Warning)
 			}
 			return c.say(inv, "%s", inv.Code)
 		}),
 	}
-	cmd.Flags().StringSliceVar(&addrs, "addr", nil, "address of a peer to bootstrap from (repeatable)")
+	cmd.Flags().StringSliceVar(&addrs, "addr", nil, "an address to put in the code besides the node's, with /p2p/ (repeatable)")
 	cmd.Flags().DurationVar(&ttl, "ttl", time.Duration(core.DefaultInviteTTL)*time.Millisecond, "how long the code stays usable")
 	cmd.Flags().StringVar(&role, "role", "", "role its use grants: writer (the default) or a role the schema declares, never admin")
 	c.spaceFlag(cmd)

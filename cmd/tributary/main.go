@@ -20,6 +20,7 @@ import (
 	"github.com/tributary-sync/tributary/cmd/tributary/node"
 	"github.com/tributary-sync/tributary/cmd/tributary/service"
 	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/mesh"
 	meshlibp2p "github.com/tributary-sync/tributary/mesh/libp2p"
 )
 
@@ -101,7 +102,7 @@ func (c *cli) serviceFor(ctx context.Context, h *node.Home) (service.Service, fu
 		lock, err := node.TryLock(h.Dir)
 		if err == nil {
 			node.RemoveRunInfo(h.Dir) // whoever wrote it is gone
-			return &service.Local{Home: h, Open: h.OpenSpace, Now: c.nowFunc, PresentProof: presentProof}, func() { lock.Unlock() }, nil
+			return &service.Local{Home: h, Open: h.OpenSpace, Now: c.nowFunc, PresentProof: presentProof, LastAddrs: lastAddrs(h)}, func() { lock.Unlock() }, nil
 		}
 		if !errors.Is(err, node.ErrHomeBusy) {
 			return nil, nil, err
@@ -179,6 +180,23 @@ func presentProof(ctx context.Context, key core.PrivateKey, space core.ID, proof
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	return meshlibp2p.PresentProof(ctx, key, space, proof, addrs)
+}
+
+// lastAddrs gives the node's own addresses as its last run saved them
+// (its signed record among the members' addresses), with /p2p/.
+func lastAddrs(h *node.Home) func(space core.ID) []string {
+	return func(space core.ID) []string {
+		recs, err := (&mesh.AddrFile{Path: h.AddrsFile(space.String())}).Load()
+		if err != nil {
+			return nil
+		}
+		for _, r := range recs {
+			if r.Peer == h.Key.Public() && r.Verify(space) == nil {
+				return meshlibp2p.WithPeer(r.Peer, r.Addrs)
+			}
+		}
+		return nil
+	}
 }
 
 // version is set at build time (-ldflags "-X main.version=v1.2.3");

@@ -86,6 +86,7 @@ var (
 	descSinkApplied      = prometheus.NewDesc("tributary_sink_applied_total", "Effects the sink applied since the node started.", []string{"sink"}, nil)
 	descSinkParked       = prometheus.NewDesc("tributary_sink_parked", "Effects the sink refused, parked with their reason (tributary sink parked NAME).", []string{"sink"}, nil)
 	descSinkFailures     = prometheus.NewDesc("tributary_sink_failures_total", "Failed attempts to apply a batch since the node started.", []string{"sink"}, nil)
+	descMeshAddrs        = prometheus.NewDesc("tributary_mesh_addr_records_total", "Members' signed address records received, by result (learned: newer and taken, refused: not a current member's, badly signed or malformed).", []string{"space", "transport", "result"}, nil)
 	descReady            = prometheus.NewDesc("tributary_ready", "1 when /readyz reports ready.", nil, nil)
 	meshRejectionReasons = map[string]string{
 		"changes_rejected": "invalid", "push_rate_limited": "rate_limited", "push_queue_full": "queue_full",
@@ -100,7 +101,7 @@ type nodeCollector struct{ b *bridge }
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descReplicaChanges, descReplicaInvalid, descReplicaHeads, descReplicaOrphans,
 		descReplicaMembers, descContested, descEffectHead, descMeshPeers, descMeshReceived, descMeshApplied, descMeshRejected,
-		descMeshBytesSent, descMeshBytesRecv, descMeshRounds, descMeshSyncs, descTransportUp, descSinkUp, descSinkCheckpoint,
+		descMeshBytesSent, descMeshBytesRecv, descMeshRounds, descMeshSyncs, descMeshAddrs, descTransportUp, descSinkUp, descSinkCheckpoint,
 		descSinkLag, descSinkLagSeconds, descSinkApplied, descSinkParked, descSinkFailures, descReady} {
 		ch <- d
 	}
@@ -144,6 +145,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			for key, result := range meshSyncResults {
 				counter(descMeshSyncs, ms.Metrics[key], id, ms.Transport, result)
 			}
+			counter(descMeshAddrs, ms.Metrics["addrs_learned"], id, ms.Transport, "learned")
+			counter(descMeshAddrs, ms.Metrics["addrs_refused"], id, ms.Transport, "refused")
 		}
 	})
 	for _, t := range b.transportHealth() {

@@ -131,7 +131,7 @@ With --nats and no --p2p or --peer, only NATS carries changes.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&fl.config, "config", "", "YAML config file (env TRIBUTARY_CONFIG)")
-	f.StringArrayVar(&fl.p2p, "p2p", nil, "libp2p listen multiaddr (repeatable; libp2p.listen)")
+	f.StringArrayVar(&fl.p2p, "p2p", nil, "libp2p listen multiaddr (repeatable; libp2p.listen; default /ip4/0.0.0.0/tcp/7466 and /ip4/0.0.0.0/udp/7466/quic-v1)")
 	f.StringArrayVar(&fl.peers, "peer", nil, "libp2p bootstrap peer multiaddr (repeatable; libp2p.peers)")
 	f.StringVar(&fl.nats, "nats", "", "NATS server URL(s), comma-separated (nats.urls)")
 	f.StringVar(&fl.http, "http", "", "HTTP API listen address (http.listen; default 127.0.0.1:7465, :0 picks a free port)")
@@ -426,6 +426,8 @@ func (b *bridge) startSpace(ctx context.Context, sp *node.Space) error {
 func (b *bridge) startMeshNode(ctx context.Context, sp *node.Space, t transport) (*meshNode, error) {
 	info, _ := b.home.Info(sp.Replica.Space().String())
 	mc := b.cfg.meshConfig(b.log.With("transport", t.name))
+	mc.Key = b.home.Key
+	mc.AddrStore = &mesh.AddrFile{Path: b.home.AddrsFile(sp.Replica.Space().String())}
 	if !sp.Replica.IsMember(b.home.Key.Public()) {
 		mc.Proof = info.Proof
 	}

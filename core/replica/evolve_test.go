@@ -64,6 +64,7 @@ func TestSchemaEvolutionConverges(t *testing.T) {
 	mustWrite(t, a, admin, clk, core.Op{Kind: core.OpSchema, Schema: evolveV2})
 	put(a, admin, "b1", map[string]any{"labels": []any{"y", "z"}}) // removes x, written as a tag
 	put(a, admin, "b3", map[string]any{"title": "Children of Dune"})
+	put(a, admin, "b1", map[string]any{"title": "Dune (a)"}) // concurrent with bob's write of name
 	mustWrite(t, a, admin, clk, core.Op{Kind: core.OpIncrement, Coll: "Book", Doc: "b1", Field: "hearts", Delta: 10})
 	put(b, bob, "b1", map[string]any{"name": "Dune (revised)", "tags": []any{"x", "w"}}) // removes y, adds w
 	mustWrite(t, b, bob, clk, core.Op{Kind: core.OpIncrement, Coll: "Book", Doc: "b1", Field: "likes", Delta: 3})
@@ -99,6 +100,19 @@ func TestSchemaEvolutionConverges(t *testing.T) {
 			t.Fatalf("replica %d differs from replica 0 (seed %d):\n%s", i, seed, printDiff(prints[0], prints[i]))
 		}
 	}
+	// The writers themselves, once they have exchanged everything, agree.
+	for _, x := range []*Replica{a, b, c} {
+		for _, y := range []*Replica{a, b, c} {
+			if x != y {
+				syncInto(t, x, y)
+			}
+		}
+	}
+	for i, x := range []*Replica{a, b, c} {
+		if p := fingerprint(t, x); p != prints[0] {
+			t.Fatalf("writer %d differs from the fresh replicas (seed %d):\n%s", i, seed, printDiff(prints[0], p))
+		}
+	}
 	r := replicas[0]
 	if !strings.Contains(r.Schema().Text, "@renamed") {
 		t.Fatal("the upgrade is not in force")
@@ -131,6 +145,21 @@ func TestSchemaEvolutionConverges(t *testing.T) {
 		if ovs, _ := other.Violations(); fmt.Sprint(ovs) != fmt.Sprint(vs) {
 			t.Fatalf("violations differ: %v and %v", ovs, vs)
 		}
+	}
+	// a's write of title and bob's concurrent write of name are one
+	// conflict of title; bob's is later, so it wins. A write that follows
+	// both resolves it.
+	cs, err := r.Conflicts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 1 || cs[0].ID != "b1" || cs[0].Field != "title" || cs[0].Winner.Value != "Dune (revised)" ||
+		len(cs[0].Losers) != 1 || cs[0].Losers[0].Value != "Dune (a)" {
+		t.Fatalf("conflicts %+v, want b1.title: Dune (revised) over Dune (a)", cs)
+	}
+	put(r, admin, "b1", map[string]any{"title": "Dune"})
+	if cs, _ := r.Conflicts(); len(cs) != 0 {
+		t.Fatalf("conflicts after a resolving write: %+v", cs)
 	}
 	// Under the new version the old names are refused, naming the new one.
 	_, err = r.Write(ctx, admin, []core.Op{{Kind: core.OpSet, Coll: "Book", Doc: "b1", Field: "name", Value: "x"}}, clk.now())

@@ -1,8 +1,10 @@
 package replica
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -277,30 +279,134 @@ func writeView(w core.Write) WriteView {
 }
 
 // Conflicts lists open conflicts across the space, by collection, id,
-// field.
+// field. A renamed field's conflicts are those of the writes under all
+// its names (renamedConflicts): the collections with a renamed field are
+// read whole, the others through the conflict markers.
 func (r *Replica) Conflicts() ([]ConflictView, error) {
 	var out []ConflictView
+	s := r.view.Load().schema
+	renamed := renamedFields(s)
+	if len(renamed) > 0 {
+		r.mu.Lock() // ancestry reads the meta cache
+		defer r.mu.Unlock()
+	}
 	err := r.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, []byte(pConflict), func(k []byte) error {
+		err := scanKeys(txn, []byte(pConflict), func(k []byte) error {
 			coll, doc, _ := strings.Cut(string(k[len(pConflict):]), "\x00")
+			if renamed[coll] != nil {
+				return nil
+			}
 			var st core.DocState
 			if err := getValue(txn, docKey(coll, doc), &st); err != nil {
 				return err
 			}
-			for _, c := range st.Conflicts() {
-				v := ConflictView{Collection: coll, ID: doc, Field: c.Field, Winner: writeView(c.Winner)}
-				for _, l := range c.Losers {
-					v.Losers = append(v.Losers, writeView(l))
-				}
-				out = append(out, v)
-			}
+			out = appendConflicts(out, coll, doc, st.Conflicts())
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		anc := txnAncestry{r: r, txn: txn}
+		for _, coll := range slices.Sorted(maps.Keys(renamed)) {
+			prefix := []byte(pDoc + coll + "\x00")
+			err := scan(txn, prefix, func(k, v []byte) error {
+				var st core.DocState
+				if err := core.Unmarshal(v, &st); err != nil {
+					return fmt.Errorf("document %q: %w", k, err)
+				}
+				out = appendConflicts(out, coll, string(k[len(prefix):]), renamedConflicts(&st, renamed[coll], anc))
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("conflicts: %w", err)
 	}
+	slices.SortStableFunc(out, func(a, b ConflictView) int {
+		return cmp.Or(strings.Compare(a.Collection, b.Collection), strings.Compare(a.ID, b.ID))
+	})
 	return out, nil
+}
+
+func appendConflicts(out []ConflictView, coll, doc string, cs []core.Conflict) []ConflictView {
+	for _, c := range cs {
+		v := ConflictView{Collection: coll, ID: doc, Field: c.Field, Winner: writeView(c.Winner)}
+		for _, l := range c.Losers {
+			v.Losers = append(v.Losers, writeView(l))
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// renamedFields lists, by collection, the fields of s that have former
+// names.
+func renamedFields(s *schema.Schema) map[string][]*schema.Field {
+	out := map[string][]*schema.Field{}
+	for _, c := range s.Collections {
+		for _, f := range c.Fields {
+			if len(f.Former) > 0 {
+				out[c.Name] = append(out[c.Name], f)
+			}
+		}
+	}
+	return out
+}
+
+// renamedConflicts is a document's open conflicts when fields were
+// renamed: a renamed field's writes under all its names form one
+// frontier (the writes no other of them causally follows, above the
+// newest delete), listed under its name when it holds more than one; the
+// other registers as DocState.Conflicts lists them.
+func renamedConflicts(st *core.DocState, fields []*schema.Field, anc core.Ancestry) []core.Conflict {
+	family := map[string]bool{}
+	for _, f := range fields {
+		for _, n := range f.Names() {
+			family[n] = true
+		}
+	}
+	var out []core.Conflict
+	for _, c := range st.Conflicts() {
+		if !family[c.Field] {
+			out = append(out, c)
+		}
+	}
+	for _, f := range fields {
+		var ws []core.Write
+		for _, n := range f.Names() {
+			if reg := st.Fields[n]; reg != nil {
+				for _, w := range reg.Writes {
+					if w.Key.Compare(st.DeleteKey) > 0 {
+						ws = append(ws, w)
+					}
+				}
+			}
+		}
+		var frontier []core.Write
+		for _, w := range ws {
+			if !slices.ContainsFunc(ws, func(o core.Write) bool { return o.Key != w.Key && writePrecedes(w.Key, o.Key, anc) }) {
+				frontier = append(frontier, w)
+			}
+		}
+		if len(frontier) > 1 {
+			slices.SortFunc(frontier, func(a, b core.Write) int { return a.Key.Compare(b.Key) })
+			n := len(frontier)
+			out = append(out, core.Conflict{Field: f.Name, Winner: frontier[n-1], Losers: frontier[:n-1]})
+		}
+	}
+	return out
+}
+
+// writePrecedes reports whether write a is causally before write b.
+func writePrecedes(a, b core.WriteKey, anc core.Ancestry) bool {
+	if a.Change == b.Change {
+		return a.Op < b.Op
+	}
+	return anc.IsAncestor(a.Change, b.Change)
 }
 
 // Schema returns the schema in force (the newest accepted).
@@ -380,6 +486,24 @@ func (r *Replica) Has(id core.ID) bool {
 		return err
 	})
 	return err == nil
+}
+
+// Heights returns the heights of stored changes, in the order of ids
+// (what a reconciliation index needs of the changes a Watch callback
+// names). It fails, naming the change, if one is not stored.
+func (r *Replica) Heights(ids []core.ID) ([]uint64, error) {
+	out := make([]uint64, len(ids))
+	err := r.db.View(func(txn *badger.Txn) error {
+		for i, id := range ids {
+			var m meta
+			if err := getValue(txn, idKey(pMeta, id), &m); err != nil {
+				return fmt.Errorf("height of change %s: %w", id.Short(), err)
+			}
+			out[i] = m.Height
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Range lists (height, ID) of stored changes with height in [from, to),

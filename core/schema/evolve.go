@@ -3,6 +3,8 @@ package schema
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -115,6 +117,34 @@ func (s *Schema) HasRenames() bool {
 		}
 	}
 	return false
+}
+
+// Rename gives a document written under an earlier version the names of
+// c: the value of a field written under a former name moves to its name
+// (a value under the name itself is kept). It returns doc itself, and
+// false, when nothing moves.
+func (c *Collection) Rename(doc map[string]any) (map[string]any, bool) {
+	var out map[string]any
+	for k, v := range doc {
+		if _, ok := c.byName[k]; ok {
+			continue
+		}
+		f, renamed := c.FieldByAnyName(k)
+		if !renamed {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(doc)
+		}
+		delete(out, k)
+		if _, has := doc[f.Name]; !has {
+			out[f.Name] = v
+		}
+	}
+	if out == nil {
+		return doc, false
+	}
+	return out, true
 }
 
 // FieldByAnyName looks a field up by its name or a former name.
@@ -262,19 +292,36 @@ func checkTightened(coll string, pf, nf *Field) error {
 // Tightened says how nf's rules accept less than pf's, "" when they do not.
 // A changed pattern counts as tightened (regular languages are not compared).
 func Tightened(pf, nf *Field) string {
-	switch {
-	case nf.Required && !pf.Required:
+	if nf.Required && !pf.Required {
 		return "it becomes required"
-	case lowerRaised(pf.Min, nf.Min):
-		return fmt.Sprintf("@range min goes from %s to %v", bound(pf.Min), *nf.Min)
-	case upperLowered(pf.Max, nf.Max):
-		return fmt.Sprintf("@range max goes from %s to %v", bound(pf.Max), *nf.Max)
-	case lowerRaised(intf(pf.MinLen), intf(nf.MinLen)):
-		return fmt.Sprintf("@length min goes from %s to %d", bound(intf(pf.MinLen)), *nf.MinLen)
-	case upperLowered(intf(pf.MaxLen), intf(nf.MaxLen)):
-		return fmt.Sprintf("@length max goes from %s to %d", bound(intf(pf.MaxLen)), *nf.MaxLen)
-	case nf.Pattern != nil && (pf.Pattern == nil || pf.Pattern.String() != nf.Pattern.String()):
-		return fmt.Sprintf("@pattern becomes %q", nf.Pattern.String())
+	}
+	return rulesTightened(pf.rules(), nf.rules())
+}
+
+// ruleSet is the @range, @length and @pattern of a field or a named scalar.
+type ruleSet struct {
+	min, max       *float64
+	minLen, maxLen *int
+	pattern        *regexp.Regexp
+}
+
+func (f *Field) rules() ruleSet { return ruleSet{f.Min, f.Max, f.MinLen, f.MaxLen, f.Pattern} }
+
+func (t *Type) rules() ruleSet { return ruleSet{t.Min, t.Max, t.MinLen, t.MaxLen, t.Pattern} }
+
+// rulesTightened says how n accepts less than p, "" when it does not.
+func rulesTightened(p, n ruleSet) string {
+	switch {
+	case lowerRaised(p.min, n.min):
+		return fmt.Sprintf("@range min goes from %s to %v", bound(p.min), *n.min)
+	case upperLowered(p.max, n.max):
+		return fmt.Sprintf("@range max goes from %s to %v", bound(p.max), *n.max)
+	case lowerRaised(intf(p.minLen), intf(n.minLen)):
+		return fmt.Sprintf("@length min goes from %s to %d", bound(intf(p.minLen)), *n.minLen)
+	case upperLowered(intf(p.maxLen), intf(n.maxLen)):
+		return fmt.Sprintf("@length max goes from %s to %d", bound(intf(p.maxLen)), *n.maxLen)
+	case n.pattern != nil && (p.pattern == nil || p.pattern.String() != n.pattern.String()):
+		return fmt.Sprintf("@pattern becomes %q", n.pattern.String())
 	}
 	return ""
 }

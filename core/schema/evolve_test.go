@@ -197,6 +197,15 @@ func TestRenameChains(t *testing.T) {
 	}
 }
 
+// TestTwoRenamesFromOneField: a field cannot split into two; the text
+// is refused before any upgrade is considered.
+func TestTwoRenamesFromOneField(t *testing.T) {
+	_, err := Parse(`type Book { title: String @renamed(from: "name"), heading: String @renamed(from: "name") }`)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "Book.title and Book.heading are both @renamed from name") {
+		t.Fatalf("Parse: %v", err)
+	}
+}
+
 func TestParseEvolutionDirectives(t *testing.T) {
 	s := mustParse(t, `type Book { title: String @renamed(from: ["name", "label"]) @existing(policy: flag), year: Int @existing(policy: "keep") }`)
 	c, _ := s.Collection("Book")

@@ -234,6 +234,9 @@ func (c *checker) check(n node) (typ, error) {
 			if err != nil {
 				return typ{}, err
 			}
+			if err := c.enumLiteral(n.x, lit); err != nil {
+				return typ{}, err
+			}
 			n.cmp = k
 		}
 		return typ{k: tBool}, nil
@@ -272,6 +275,9 @@ func (c *checker) checkBin(n *binNode) (typ, error) {
 		switch k {
 		case tList, tDoc, tOpaque:
 			return typ{}, c.err(n, "a %s can only be compared with null", lt)
+		}
+		if err := c.enumLiteral(n.l, n.r); err != nil {
+			return typ{}, err
 		}
 		n.cmp = k
 		return typ{k: tBool}, nil
@@ -386,6 +392,9 @@ func (c *checker) checkCall(n *callNode) (typ, error) {
 		if _, err := c.unify(n, typ{k: ts[0].elem}, ts[1], nil, n.args[1]); err != nil {
 			return typ{}, err
 		}
+		if err := c.enumLiteral(n.args[0], n.args[1]); err != nil {
+			return typ{}, err
+		}
 		return typ{k: tBool}, nil
 	}
 	return typ{}, c.err(n, "unknown function %s (known: creator, contains, days, hours, minutes, seconds)", n.fn)
@@ -484,4 +493,21 @@ func mentions(n node, name string) bool {
 		return n.where != nil && mentions(n.where, name)
 	}
 	return false
+}
+
+// enumLiteral refuses a string literal compared with (or looked for in) a
+// field of an enum type that is not one of its values: such a comparison
+// could never hold, and is most likely a typo.
+func (c *checker) enumLiteral(a, b node) error {
+	for _, p := range [][2]node{{a, b}, {b, a}} {
+		path, ok := p[0].(*pathNode)
+		lit, isLit := p[1].(*litNode)
+		if !ok || !isLit || path.f == nil || path.f.Type == nil || !path.f.Type.IsEnum() {
+			continue
+		}
+		if v, isStr := lit.val.(string); isStr && !path.f.Type.Has(v) {
+			return c.err(lit, "%q is not a value of enum %s (%s)", v, path.f.Type.Name, path.f.Type.valueList())
+		}
+	}
+	return nil
 }

@@ -276,19 +276,7 @@ func TypeTightened(prev, next *Type) string {
 		}
 		return ""
 	}
-	switch {
-	case lowerRaised(prev.Min, next.Min):
-		return fmt.Sprintf("@range min goes from %s to %v", bound(prev.Min), *next.Min)
-	case upperLowered(prev.Max, next.Max):
-		return fmt.Sprintf("@range max goes from %s to %v", bound(prev.Max), *next.Max)
-	case lowerRaised(intf(prev.MinLen), intf(next.MinLen)):
-		return fmt.Sprintf("@length min goes from %s to %d", bound(intf(prev.MinLen)), *next.MinLen)
-	case upperLowered(intf(prev.MaxLen), intf(next.MaxLen)):
-		return fmt.Sprintf("@length max goes from %s to %d", bound(intf(prev.MaxLen)), *next.MaxLen)
-	case next.Pattern != nil && (prev.Pattern == nil || prev.Pattern.String() != next.Pattern.String()):
-		return fmt.Sprintf("@pattern becomes %q", next.Pattern.String())
-	}
-	return ""
+	return rulesTightened(prev.rules(), next.rules())
 }
 
 func typeName(f *Field) string {

@@ -179,6 +179,10 @@ func TestParseTypeErrors(t *testing.T) {
 		{"default not in enum", `enum E { A B } type T { x: E @default(value: C) }`, []string{"T.x", "@default", `"C" is not a value of enum E`}},
 		{"default breaks scalar", `scalar S @length(max: 1) type T { x: S @default(value: "ab") }`, []string{"T.x", "@default", "S: 2 characters, at most 1"}},
 		{"only types", "enum E { A } scalar S", []string{"no collections"}},
+		{"rule compares an enum with a non-value", `enum E { OPEN SHUT } type T @update(if: "old.e == 'OPNE'") { e: E }`, []string{"@update", `"OPNE" is not a value of enum E (OPEN, SHUT)`}},
+		{"rule compares a non-value with an enum", `enum E { OPEN SHUT } type T @update(if: "'open' != new.e") { e: E }`, []string{`"open" is not a value of enum E`}},
+		{"rule in-list with a non-value", `enum E { OPEN SHUT } type T @create(if: "new.e in ['OPEN', 'CLOSED']") { e: E }`, []string{`"CLOSED" is not a value of enum E`}},
+		{"rule contains a non-value", `enum E { OPEN SHUT } type T @create(if: "contains(new.h, 'GONE')") { h: [E!] }`, []string{`"GONE" is not a value of enum E`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -330,5 +334,66 @@ type Loan { status: Status email: Other year: Year }`, "changes the type of Loan
 	next := mustParse(t, strings.Replace(base, "year: Year }", "year: Year st2: [Status!] }", 1))
 	if err := CheckUpgrade(prev, next); err != nil {
 		t.Errorf("new field of an existing enum: %v", err)
+	}
+}
+
+// TestRulesOverTypedFields: conditions compare enum values as strings and
+// look documents up by a named scalar's field (the docs/RULES.md example).
+func TestRulesOverTypedFields(t *testing.T) {
+	s := mustParse(t, `
+scalar Email @pattern(regex: "^[^@ ]+@[^@ ]+$") @length(max: 254)
+scalar Isbn @pattern(regex: "^[0-9]{9}[0-9X]$|^97[89][0-9]{10}$")
+scalar Stars @base(type: Int) @range(min: 1, max: 5)
+enum Condition { NEW GOOD WORN DAMAGED }
+
+type Copy @collection {
+  isbn: Isbn!
+  condition: Condition! @default(value: GOOD)
+  history: [Condition!]
+  contacts: [Email!] @length(max: 3)
+}
+type Loan @create(if: "exists(Copy c where c.isbn == new.isbn and c.condition != 'DAMAGED') and new.stars >= 1") {
+  isbn: Isbn!
+  stars: Stars
+}`)
+	if got := s.Indexed("Copy"); len(got) != 1 || got[0] != "isbn" {
+		t.Errorf("Copy is looked up by %v, want [isbn]", got)
+	}
+	c, _ := s.Collection("Copy")
+	f, _ := c.Field("contacts")
+	if err := f.Check([]any{"a@b", "c@d", "e@f", "g@h"}); err == nil || !strings.Contains(err.Error(), "4 elements, at most 3") {
+		t.Errorf("contacts: %v", err)
+	}
+	if f, _ := c.Field("condition"); f.Check("LOST") == nil {
+		t.Error("condition LOST accepted")
+	}
+}
+
+// BenchmarkCheckTyped measures Field.Check of one value: a plain String, an
+// enum value, a named scalar with a pattern and length, and a list of 8
+// enum values.
+func BenchmarkCheckTyped(b *testing.B) {
+	s, err := Parse(typesSchema + "\ntype P { s: String }")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		coll, field string
+		v           any
+	}{
+		{"P", "s", "a@b"},
+		{"Loan", "status", "RETURNED"},
+		{"Loan", "email", "reader@example.org"},
+		{"Loan", "history", []any{"OPEN", "RETURNED", "LOST", "OPEN", "RETURNED", "LOST", "OPEN", "RETURNED"}},
+	} {
+		c, _ := s.Collection(bc.coll)
+		f, _ := c.Field(bc.field)
+		b.Run(bc.field, func(b *testing.B) {
+			for range b.N {
+				if err := f.Check(bc.v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -13,18 +13,28 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/tributary-sync/tributary/core"
+	"github.com/tributary-sync/tributary/mesh"
 )
 
 const dialTimeout = 10 * time.Second
 
-func parsePeers(addrs []string) ([]peer.AddrInfo, error) {
+// parseAddrs parses multiaddrs; what names them in errors.
+func parseAddrs(what string, addrs []string) ([]ma.Multiaddr, error) {
 	ms := make([]ma.Multiaddr, 0, len(addrs))
 	for _, a := range addrs {
 		m, err := ma.NewMultiaddr(a)
 		if err != nil {
-			return nil, fmt.Errorf("libp2p: peer address %q: %w", a, err)
+			return nil, fmt.Errorf("libp2p: %s address %q: %w", what, a, err)
 		}
 		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+func parsePeers(addrs []string) ([]peer.AddrInfo, error) {
+	ms, err := parseAddrs("peer", addrs)
+	if err != nil {
+		return nil, err
 	}
 	infos, err := peer.AddrInfosFromP2pAddrs(ms...)
 	if err != nil {
@@ -66,8 +76,33 @@ func (t *Transport) connected(_ network.Network, c network.Conn) {
 	t.known[p] = true
 	t.peersMu.Unlock()
 	// While joining, our proof goes to every peer we connect to (the
-	// Admission tells; it reads the replica, so not on this goroutine).
-	t.spawn(func() { t.present(p) })
+	// Admission tells; it reads the replica, so not on this goroutine);
+	// then the spaces that admit the peer reconcile with it at once.
+	t.spawn(func() {
+		t.present(p)
+		t.greet(p)
+	})
+}
+
+// greet tells the nodes of the spaces that admit p that it appeared
+// (mesh.Greeter): they reconcile with it at once, rather than at their
+// next periodic sync.
+func (t *Transport) greet(p peer.ID) {
+	id, err := ToPeerID(p)
+	if err != nil || t.host.Network().Connectedness(p) != network.Connected {
+		return
+	}
+	t.mu.Lock()
+	handlers := make(map[core.ID]mesh.Handler, len(t.spaces))
+	for s, j := range t.spaces {
+		handlers[s] = j.h
+	}
+	t.mu.Unlock()
+	for space, h := range handlers {
+		if g, ok := h.(mesh.Greeter); ok && t.gater.admittedFor(space, p) {
+			g.Appeared(id)
+		}
+	}
 }
 
 // disconnected frees a probation place when the peer's last connection
@@ -210,6 +245,60 @@ func (n mdnsNotifee) HandlePeerFound(in peer.AddrInfo) {
 	t.known[in.ID] = true
 	t.peersMu.Unlock()
 	if t.gater.InterceptPeerDial(in.ID) {
+		t.kick()
+	}
+}
+
+// LocalAddrs implements mesh.Locator: the host's listen addresses, as
+// others may dial them (without /p2p/).
+func (t *Transport) LocalAddrs() []string {
+	ms := t.host.Addrs()
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.String())
+	}
+	return out
+}
+
+// Locate implements mesh.Locator: the member's addresses go to the
+// peerstore (replacing those of its previous record) and it is dialled
+// now and re-dialled whenever disconnected, like a bootstrap peer; the
+// gater still decides (a peer no space admits is not dialled).
+// Addresses that do not parse, or name another peer, are skipped.
+func (t *Transport) Locate(p mesh.PeerID, addrs []string) {
+	pid, err := FromPeerID(p)
+	if err != nil || pid == t.self {
+		return
+	}
+	ms := make([]ma.Multiaddr, 0, len(addrs))
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			continue
+		}
+		if rest, last := ma.SplitLast(m); last != nil && last.Protocol().Code == ma.P_P2P {
+			if id, err := peer.IDFromBytes(last.RawValue()); err != nil || id != pid {
+				continue
+			}
+			m = rest
+		}
+		if len(m) > 0 {
+			ms = append(ms, m)
+		}
+	}
+	if len(ms) == 0 {
+		return
+	}
+	ps := t.host.Peerstore()
+	t.peersMu.Lock()
+	if old := t.located[pid]; len(old) > 0 {
+		ps.SetAddrs(pid, old, 0) // the previous record's addresses go
+	}
+	t.located[pid] = ms
+	t.known[pid] = true
+	t.peersMu.Unlock()
+	ps.AddAddrs(pid, ms, peerstore.PermanentAddrTTL)
+	if t.host.Network().Connectedness(pid) != network.Connected && t.gater.InterceptPeerDial(pid) {
 		t.kick()
 	}
 }

@@ -6,7 +6,7 @@
 //	defer tr.Close()
 //	node := mesh.NewNode(replica, tr, mesh.Config{})
 //	_ = node.Start(ctx) // tells the gater who the space's members are
-//	invite.Addrs = tr.Addrs() // /ip4/…/tcp/4001/p2p/12D3Koo…, for others' Bootstrap
+//	invite.Addrs = tr.Addrs() // /ip4/…/tcp/7466/p2p/12D3Koo…, for others' Bootstrap
 //
 // The host's identity is the node's signing key, so a peer's libp2p ID and
 // its mesh.PeerID name the same Ed25519 key (ToPeerID, FromPeerID).
@@ -68,8 +68,11 @@
 // the error text (a mesh sentinel it names survives errors.Is). Frames
 // are capped at Config.MaxFrame (48 MiB).
 //
-// Bootstrap peers, peers added with AddBootstrap and peers once connected
-// are re-dialled every Config.RedialInterval while disconnected; MDNS
-// finds peers on the LAN. SetOffline(true) closes every connection and
+// Bootstrap peers, peers added with AddBootstrap, peers once connected
+// and members whose addresses the node learned through the space
+// (mesh.Locator: Locate, from signed address records) are re-dialled
+// every Config.RedialInterval while disconnected; MDNS finds peers on the
+// LAN. A peer that connects and is admitted is announced to the space's
+// node (mesh.Greeter), which reconciles with it at once. SetOffline(true) closes every connection and
 // refuses all until SetOffline(false) (tests isolate peers with it).
 package libp2p

@@ -6,6 +6,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/tributary-sync/tributary/core"
 	"github.com/tributary-sync/tributary/mesh"
@@ -52,4 +53,26 @@ func hostKey(k core.PrivateKey) (crypto.PrivKey, error) {
 		return nil, fmt.Errorf("libp2p: key of %d bytes, want an Ed25519 private key of %d", len(k), ed25519.PrivateKeySize)
 	}
 	return crypto.UnmarshalEd25519PrivateKey(k)
+}
+
+// WithPeer appends /p2p/<id of key> to addrs (multiaddrs of the peer, as
+// in an address record), for invite codes and Config.Bootstrap; addresses
+// that do not parse are left out.
+func WithPeer(key core.PublicKey, addrs []string) []string {
+	id, err := FromPeerID(mesh.PeerOf(key))
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			continue
+		}
+		ms, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: id, Addrs: []ma.Multiaddr{m}})
+		if err == nil && len(ms) == 1 {
+			out = append(out, ms[0].String())
+		}
+	}
+	return out
 }

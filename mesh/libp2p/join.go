@@ -85,6 +85,7 @@ func (t *Transport) handleJoin(s network.Stream) {
 	t.gater.endProbation(remote)
 	t.log.Info("peer admitted by its invite", "remote", remote, "space", space.Short())
 	t.answerJoin(s, statusOK, "")
+	t.greet(remote)
 	t.kick()
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,13 +20,18 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/tributary-sync/tributary/core"
 	"github.com/tributary-sync/tributary/mesh"
 )
 
+// DefaultPort is the default TCP and UDP (QUIC) port: not 4001, which
+// other libp2p software (IPFS) listens on by default.
+const DefaultPort = 7466
+
 // DefaultListen are the listen addresses when Config.Listen is empty.
-var DefaultListen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}
+var DefaultListen = []string{"/ip4/0.0.0.0/tcp/7466", "/ip4/0.0.0.0/udp/7466/quic-v1"}
 
 // MDNSService is the mDNS service name peers announce on the LAN.
 const MDNSService = "_tributary._udp"
@@ -106,8 +112,9 @@ type Transport struct {
 
 	peersMu    sync.Mutex
 	bootstrap  map[peer.ID]bool
-	known      map[peer.ID]bool // peers we were connected to
-	presenting map[peer.ID]bool // our proofs on their way to them
+	known      map[peer.ID]bool           // peers we were connected to, or were told of (Locate)
+	located    map[peer.ID][]ma.Multiaddr // addresses of members' records (Locate)
+	presenting map[peer.ID]bool           // our proofs on their way to them
 }
 
 type joined struct {
@@ -123,6 +130,7 @@ var (
 	_ mesh.Transport = (*Transport)(nil)
 	_ mesh.Banner    = (*Transport)(nil)
 	_ mesh.Gated     = (*Transport)(nil)
+	_ mesh.Locator   = (*Transport)(nil)
 )
 
 // TopicName is the gossipsub topic of a space's changes.
@@ -147,17 +155,28 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 	t := &Transport{
 		cfg: cfg, log: cfg.Logger.With("peer", selfID), self: self, selfID: selfID,
 		gater: newGater(self, &cfg), redial: make(chan struct{}, 1), joins: make(chan struct{}, cfg.MaxProbation),
-		spaces: map[core.ID]*joined{}, bootstrap: map[peer.ID]bool{}, known: map[peer.ID]bool{}, presenting: map[peer.ID]bool{},
+		spaces: map[core.ID]*joined{}, bootstrap: map[peer.ID]bool{}, known: map[peer.ID]bool{}, located: map[peer.ID][]ma.Multiaddr{}, presenting: map[peer.ID]bool{},
 	}
 	boot, err := parsePeers(cfg.Bootstrap)
 	if err != nil {
 		return nil, err
 	}
+	listen, err := parseAddrs("listen", cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
 	opts := []golibp2p.Option{
 		golibp2p.Identity(priv),
-		golibp2p.ListenAddrStrings(cfg.Listen...),
+		// Listening is done below, address by address, so that any one
+		// that fails stops the start (libp2p itself goes on if one works).
+		golibp2p.NoListenAddrs,
 		golibp2p.Security(noise.ID, noise.New),
-		golibp2p.Transport(tcp.NewTCPTransport),
+		// No SO_REUSEPORT: a second process on our port must fail to
+		// bind, not share (and split) our incoming connections. QUIC's
+		// reuse is not SO_REUSEPORT (its UDP socket is bound exclusively
+		// and only shared with our own dials), so it stays for hole
+		// punching.
+		golibp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		golibp2p.Transport(libp2pquic.NewTransport),
 		golibp2p.ConnectionGater(t.gater),
 		golibp2p.EnableRelay(),
@@ -170,6 +189,15 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 	h, err := golibp2p.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("libp2p: start host: %w", err)
+	}
+	for _, a := range listen {
+		if err := h.Network().Listen(a); err != nil {
+			h.Close()
+			if strings.Contains(err.Error(), "address already in use") {
+				return nil, fmt.Errorf("libp2p: listen on %s: the port is in use by another process (another node, or IPFS): choose another listen address: %w", a, err)
+			}
+			return nil, fmt.Errorf("libp2p: listen on %s: %w", a, err)
+		}
 	}
 	t.host = h
 	t.ctx, t.cancel = context.WithCancel(context.WithoutCancel(ctx))

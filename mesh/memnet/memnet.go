@@ -50,20 +50,65 @@ func (n *Network) Endpoint(id mesh.PeerID) *Endpoint {
 }
 
 // Partition splits the network: peers in different groups cannot reach
-// each other; peers not named form one more group.
+// each other; peers not named form one more group. Peers that can reach
+// each other again are told (mesh.Greeter).
 func (n *Network) Partition(groups ...[]mesh.PeerID) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	before := n.reachablePairs()
 	clear(n.group)
 	for i, g := range groups {
 		for _, p := range g {
 			n.group[p] = i + 1
 		}
 	}
+	var met []meeting
+	for pair := range n.reachablePairs() {
+		if !before[pair] {
+			met = append(met, pair)
+		}
+	}
+	n.mu.Unlock()
+	n.greet(met)
 }
 
 // Heal removes every partition.
 func (n *Network) Heal() { n.Partition() }
+
+// meeting is an endpoint in a space that can reach another one.
+type meeting struct {
+	e, o  *Endpoint
+	space core.ID
+}
+
+// reachablePairs lists, for every space, the endpoints that reach each
+// other in it; net.mu held.
+func (n *Network) reachablePairs() map[meeting]bool {
+	out := map[meeting]bool{}
+	for _, e := range n.endpoints {
+		for space := range e.handlers {
+			for _, o := range n.endpoints {
+				if _, ok := e.reachable(o, space); ok {
+					out[meeting{e, o, space}] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// greet tells each endpoint's handler that the other one appeared; net.mu
+// not held (a handler may call the transport).
+func (n *Network) greet(met []meeting) {
+	for _, m := range met {
+		n.mu.Lock()
+		h := m.e.handlers[m.space]
+		_, still := m.e.reachable(m.o, m.space)
+		n.mu.Unlock()
+		if g, ok := h.(mesh.Greeter); ok && still {
+			g.Appeared(m.o.id)
+		}
+	}
+}
 
 // Close stops deliveries and waits for those in flight.
 func (n *Network) Close() {
@@ -100,14 +145,23 @@ var (
 // ID is the endpoint's peer ID.
 func (e *Endpoint) ID() mesh.PeerID { return e.id }
 
-// Join implements mesh.Transport.
+// Join implements mesh.Transport; the space's other endpoints that e
+// reaches, and e, are told (mesh.Greeter).
 func (e *Endpoint) Join(space core.ID, h mesh.Handler) error {
 	e.net.mu.Lock()
-	defer e.net.mu.Unlock()
 	if _, ok := e.handlers[space]; ok {
+		e.net.mu.Unlock()
 		return fmt.Errorf("memnet: %s already joined space %s", e.id, space.Short())
 	}
 	e.handlers[space] = h
+	var met []meeting
+	for _, o := range e.net.endpoints {
+		if _, ok := o.reachable(e, space); ok {
+			met = append(met, meeting{o, e, space}, meeting{e, o, space})
+		}
+	}
+	e.net.mu.Unlock()
+	e.net.greet(met)
 	return nil
 }
 

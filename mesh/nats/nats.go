@@ -491,7 +491,8 @@ func (t *Transport) maxChunk() int {
 }
 
 // onPresence records a peer's heartbeat; a peer heard for the first time
-// gets ours at once so that both see each other quickly.
+// (or after an absence) gets ours at once so that both see each other
+// quickly, and the space's node hears that it appeared (mesh.Greeter).
 func (t *Transport) onPresence(sp *space, m *natsgo.Msg) {
 	p := mesh.PeerID(m.Data)
 	if p == t.id {
@@ -520,6 +521,11 @@ func (t *Transport) onPresence(sp *space, m *natsgo.Msg) {
 		select {
 		case t.announce <- struct{}{}:
 		default:
+		}
+		// A peer heard for the first time, or again after an absence:
+		// its node reconciles with it at once.
+		if g, ok := sp.h.(mesh.Greeter); ok {
+			g.Appeared(p)
 		}
 	}
 }

@@ -34,6 +34,7 @@ var (
 //	run.json               where the running node serves its API
 //	spaces/<space>/db/     Badger: op-log, documents, effect log
 //	spaces/<space>/space.json
+//	spaces/<space>/addrs.json  members' signed addresses, learned through the space
 type Home struct {
 	Dir string
 	Key core.PrivateKey
@@ -124,6 +125,11 @@ func InitHome(dir string) (h *Home, created bool, err error) {
 }
 
 func (h *Home) spaceDir(id string) string { return filepath.Join(h.Dir, "spaces", id) }
+
+// AddrsFile is where the node keeps the members' address records it
+// learned for a space (mesh.AddrFile), so that after a restart it dials
+// them although the peer that told it is gone.
+func (h *Home) AddrsFile(id string) string { return filepath.Join(h.spaceDir(id), "addrs.json") }
 
 // Spaces lists the spaces this home holds. The list is read again only
 // when the spaces directory changed (a space added or removed), so

@@ -54,7 +54,10 @@ type Local struct {
 	// a registry keeps open).
 	Open func(ctx context.Context, id string) (*node.Space, error)
 	Node Node // nil without a running node
-	Now  func() time.Time
+	// LastAddrs, when set, gives this node's addresses as it saved them
+	// at its last run, for invite codes made while no node runs.
+	LastAddrs func(space core.ID) []string
+	Now       func() time.Time
 	// PresentProof, when set, shows a joiner's use of its invite to the
 	// code's peers right away (libp2p), so join can tell a used, expired
 	// or revoked code at once; unset or unreachable, the use travels with
@@ -512,14 +515,8 @@ func (l *Local) Invite(ctx context.Context, space string, req InviteRequest) (In
 	}
 	var inv Invitation
 	err := l.with(ctx, space, true, func(sp *node.Space) error {
-		addrs := req.Addrs
-		if len(addrs) == 0 && l.Node != nil {
-			addrs = l.Node.Addrs()
-		}
 		info, _ := l.Home.Info(sp.Replica.Space().String())
-		if len(addrs) == 0 {
-			addrs = info.Bootstrap
-		}
+		addrs := l.inviteAddrs(sp.Replica.Space(), req.Addrs, info.Bootstrap)
 		now := l.ms()
 		role := req.Role
 		if role == "" {
@@ -538,12 +535,38 @@ func (l *Local) Invite(ctx context.Context, space string, req InviteRequest) (In
 			return err
 		}
 		inv = Invitation{Code: code, Invite: terms.Change, Change: terms.Change, Expires: time.UnixMilli(int64(terms.Expires)).UTC(), Addrs: slices.Clone(addrs)}
-		if inv.Addrs == nil {
+		if len(addrs) == 0 {
 			inv.Addrs = []string{}
+			inv.Warning = NoAddrWarning
 		}
 		return nil
 	})
 	return inv, err
+}
+
+// NoAddrWarning is Invitation.Warning for a code that carries no address.
+const NoAddrWarning = "this code carries no peer address: start the node (tributary run) before inviting, pass --addr, or carry bundles by hand"
+
+// inviteAddrs are the addresses an invite code carries: the running
+// node's (else those it had at its last run), then extra; when that is
+// none, the addresses this node joined by.
+func (l *Local) inviteAddrs(space core.ID, extra, joinedBy []string) []string {
+	var addrs []string
+	if l.Node != nil {
+		addrs = append(addrs, l.Node.Addrs()...)
+	} else if l.LastAddrs != nil {
+		addrs = append(addrs, l.LastAddrs(space)...)
+	}
+	addrs = append(addrs, extra...)
+	if len(addrs) == 0 {
+		addrs = append(addrs, joinedBy...)
+	}
+	seen := map[string]bool{}
+	return slices.DeleteFunc(addrs, func(a string) bool {
+		dup := seen[a]
+		seen[a] = true
+		return dup
+	})
 }
 
 func (l *Local) Invites(ctx context.Context, space string) ([]core.Invite, error) {

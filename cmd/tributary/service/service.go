@@ -121,7 +121,7 @@ type Exported struct {
 // InviteRequest asks for an invite code.
 type InviteRequest struct {
 	TTL   time.Duration `json:"ttl"`             // how long the code stays usable
-	Addrs []string      `json:"addrs,omitempty"` // peer addresses to put in the code; default: the node's
+	Addrs []string      `json:"addrs,omitempty"` // peer addresses to put in the code besides the node's
 	Role  string        `json:"role,omitempty"`  // role its use grants; default writer
 }
 
@@ -132,6 +132,9 @@ type Invitation struct {
 	Change  core.ID   `json:"change"` // the same as Invite (the change that made it)
 	Expires time.Time `json:"expires"`
 	Addrs   []string  `json:"addrs"`
+	// Warning says what the joiner will lack (NoAddrWarning: the code
+	// carries no address).
+	Warning string `json:"warning,omitempty"`
 }
 
 // Status is a space's state, with the node's view of it.
