@@ -154,15 +154,35 @@ func State(t testing.TB, r *replica.Replica) string {
 // Eventually polls cond until it holds or timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	EventuallyProgressing(t, timeout, nil, what, cond)
+}
+
+// EventuallyProgressing polls cond until it holds. With progress nil it
+// fails once timeout passes; otherwise only when progress's value stays
+// the same for timeout (the work is stuck, not slow).
+func EventuallyProgressing(t testing.TB, timeout time.Duration, progress func() uint64, what string, cond func() (bool, string)) {
+	t.Helper()
 	var last string
-	for time.Now().Before(deadline) {
+	var seen uint64
+	if progress != nil {
+		seen = progress()
+	}
+	since := time.Now()
+	for time.Since(since) < timeout {
 		ok, msg := cond()
 		if ok {
 			return
 		}
 		last = msg
 		time.Sleep(20 * time.Millisecond)
+		if progress != nil {
+			if p := progress(); p != seen {
+				seen, since = p, time.Now()
+			}
+		}
+	}
+	if progress != nil {
+		t.Fatalf("%s: no progress for %s: %s", what, timeout, last)
 	}
 	t.Fatalf("%s: not reached within %s: %s", what, timeout, last)
 }
