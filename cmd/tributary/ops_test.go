@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/tributary-sync/tributary/adapters/postgres/pgtest"
+	"github.com/tributary-sync/tributary/cmd/tributary/bench"
 )
 
 // exportedSeries is every series the node promises (deploy/grafana and
@@ -88,7 +89,7 @@ sinks:
 	if err != nil {
 		t.Fatalf("/metrics does not parse: %v", err)
 	}
-	for _, name := range exportedSeries {
+	for _, name := range append(exportedSeries, bench.Series()...) {
 		if _, ok := families[name]; !ok {
 			t.Errorf("/metrics lacks %s", name)
 		}

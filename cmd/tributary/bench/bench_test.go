@@ -114,8 +114,10 @@ func TestAPIClientReads(t *testing.T) {
 		}
 		switch r.URL.Path {
 		case "/metrics":
-			fmt.Fprintln(w, `tributary_mesh_sync_rounds{space="a",transport="libp2p"} 3`)
-			fmt.Fprintln(w, `tributary_mesh_sync_rounds{space="b",transport="nats"} 2`)
+			fmt.Fprintln(w, `tributary_mesh_reconcile_rounds_total{space="a",transport="libp2p"} 3`)
+			fmt.Fprintln(w, `tributary_mesh_reconcile_rounds_total{space="b",transport="nats"} 2`)
+			fmt.Fprintln(w, `tributary_mesh_syncs_total{space="a",transport="libp2p",result="started"} 4`)
+			fmt.Fprintln(w, `tributary_mesh_syncs_total{space="a",transport="libp2p",result="failed"} 1`)
 			fmt.Fprintln(w, `tributary_mesh_peers{space="a",transport="libp2p"} 1`)
 		case "/v1/sinks":
 			fmt.Fprintln(w, `[{"name":"pg","checkpoint":5,"last_lsn":7,"running":true}]`)
@@ -130,7 +132,7 @@ func TestAPIClientReads(t *testing.T) {
 	ctx := context.Background()
 	c := newAPIClient(srv.URL, "tok", 1)
 	m, err := c.metrics(ctx)
-	if err != nil || m["tributary_mesh_sync_rounds"] != 5 || m["tributary_mesh_peers"] != 1 {
+	if err != nil || m[seriesRounds] != 5 || m["tributary_mesh_peers"] != 1 || m[seriesSyncsStarted] != 4 || m[seriesSyncsFailed] != 1 || m["tributary_mesh_syncs_total"] != 5 {
 		t.Fatalf("metrics %v %v", m, err)
 	}
 	s, err := c.sink(ctx, "pg")

@@ -112,7 +112,7 @@ func catchup(ctx context.Context, t *trial, n int) error {
 	// B is a new process (its counters start at 0); A's are taken as the
 	// difference over the catch-up. Either side may start the sync.
 	delta := func(k string) float64 { return after[k] - before[k] }
-	rounds := m["tributary_mesh_sync_rounds"] + delta("tributary_mesh_sync_rounds")
+	rounds := m[seriesRounds] + delta(seriesRounds)
 	raw, err := rawUpsert(ctx, url, t.h.cfg.Seed, prefix, n, t.h.cfg.PGBatch)
 	if err != nil {
 		return err
@@ -125,10 +125,10 @@ func catchup(ctx context.Context, t *trial, n int) error {
 		Note: fmt.Sprintf("B served its API after %.2fs, the first row came after %.2fs", ready.Seconds(), (ready + wait.first).Seconds())}, nil)
 	t.add(Result{Case: cs, Metric: "catch-up into Postgres", Unit: "rows/s", Value: perSecond(n, total)},
 		&Baseline{What: fmt.Sprintf("pgx unnest upsert, %d rows per txn", t.h.cfg.PGBatch), Value: raw})
-	t.add(Result{Case: cs, Metric: "bytes B received in sync", Unit: "bytes", Value: m["tributary_mesh_bytes_received"]},
+	t.add(Result{Case: cs, Metric: "bytes B received in sync", Unit: "bytes", Value: m[seriesBytesReceived]},
 		&Baseline{What: fmt.Sprintf("bundle of the %d missing changes", changes), Value: float64(missing)})
 	t.add(Result{Case: cs, Metric: "reconcile round trips, A's and B's", Unit: "count", Value: rounds,
-		Note: fmt.Sprintf("syncs started: %.0f by B, %.0f by A; B received %.0f changes", m["tributary_mesh_syncs_started"],
-			delta("tributary_mesh_syncs_started"), m["tributary_mesh_changes_received"])}, nil)
+		Note: fmt.Sprintf("syncs started: %.0f by B, %.0f by A; B received %.0f changes", m[seriesSyncsStarted],
+			delta(seriesSyncsStarted), m[seriesChangesReceived])}, nil)
 	return nil
 }

@@ -144,7 +144,30 @@ func (c *apiClient) sink(ctx context.Context, name string) (sinkStatus, error) {
 	return sinkStatus{}, fmt.Errorf("the node runs no sink %q", name)
 }
 
-// metrics reads /metrics: each series by name, summed over its labels.
+// Series the bench reads from a node's /metrics (a test checks the node
+// exports each family).
+const (
+	seriesRounds          = "tributary_mesh_reconcile_rounds_total"
+	seriesBytesReceived   = "tributary_mesh_bytes_received_total"
+	seriesChangesReceived = "tributary_mesh_changes_received_total"
+	seriesChangesApplied  = "tributary_mesh_changes_applied_total"
+	seriesSyncsStarted    = `tributary_mesh_syncs_total{result="started"}`
+	seriesSyncsFailed     = `tributary_mesh_syncs_total{result="failed"}`
+)
+
+// Series lists the metric families the bench reads.
+func Series() []string {
+	out := []string{}
+	for _, s := range []string{seriesRounds, seriesBytesReceived, seriesChangesReceived, seriesChangesApplied, seriesSyncsStarted, seriesSyncsFailed} {
+		name, _, _ := strings.Cut(s, "{")
+		out = append(out, name)
+	}
+	return out
+}
+
+// metrics reads /metrics: each series by name, summed over its labels,
+// and by name with one of its labels (name{label="value"}), summed over
+// the others.
 func (c *apiClient) metrics(ctx context.Context) (map[string]float64, error) {
 	resp, err := c.send(ctx, "GET", "/metrics", nil, "")
 	if err != nil {
@@ -162,12 +185,17 @@ func (c *apiClient) metrics(ctx context.Context) (map[string]float64, error) {
 		if sp < 0 {
 			continue
 		}
-		name, _, _ := strings.Cut(line[:sp], "{")
+		name, labels, _ := strings.Cut(line[:sp], "{")
 		v, err := strconv.ParseFloat(line[sp+1:], 64)
 		if err != nil {
 			return nil, fmt.Errorf("metrics line %q: %v", line, err)
 		}
 		out[name] += v
+		for _, l := range strings.Split(strings.TrimSuffix(labels, "}"), ",") {
+			if l != "" {
+				out[name+"{"+l+"}"] += v
+			}
+		}
 	}
 	return out, sc.Err()
 }

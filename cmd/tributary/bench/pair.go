@@ -70,5 +70,5 @@ func meshSummary(ctx context.Context, n *Node) string {
 		return fmt.Sprintf("node %s metrics: %v", n.Name, err)
 	}
 	return fmt.Sprintf("node %s: %.0f syncs started, %.0f failed, %.0f changes received, %.0f applied (its log, kept with --dir, says why)",
-		n.Name, m["tributary_mesh_syncs_started"], m["tributary_mesh_syncs_failed"], m["tributary_mesh_changes_received"], m["tributary_mesh_changes_applied"])
+		n.Name, m[seriesSyncsStarted], m[seriesSyncsFailed], m[seriesChangesReceived], m[seriesChangesApplied])
 }
