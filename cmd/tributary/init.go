@@ -102,7 +102,7 @@ func (c *cli) spaceCmd() *cobra.Command {
 	var upgradeFile string
 	upgrade := &cobra.Command{
 		Use:   "upgrade --schema FILE",
-		Short: "Upgrade the space's schema (admins only; fields may be added, never removed or retyped)",
+		Short: "Upgrade the space's schema (admins only): add fields, collections, types and enum values, rename a field (@renamed), change a default, tighten a rule (@existing); never remove or retype (docs/SCHEMA.md)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			text, err := os.ReadFile(upgradeFile)
