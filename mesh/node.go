@@ -140,6 +140,7 @@ type Node struct {
 	limMu    sync.Mutex
 	limiters map[PeerID]*bucket
 	banned   map[PeerID]string
+	pulling  map[PeerID]time.Time // when each peer last reconciled with us (it pulls what it lacks)
 
 	adm  admission
 	book addrBook
@@ -182,7 +183,7 @@ func NewNode(store Store, tr Transport, cfg Config) *Node {
 		kicked:   map[PeerID]bool{},
 		kickc:    make(chan struct{}, 1),
 		serving:  make(chan struct{}, cfg.MaxSyncsInFlight),
-		limiters: map[PeerID]*bucket{}, banned: map[PeerID]string{},
+		limiters: map[PeerID]*bucket{}, banned: map[PeerID]string{}, pulling: map[PeerID]time.Time{},
 		adm: newAdmission(), book: newAddrBook(),
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/tributary-sync/tributary/core"
 	"github.com/tributary-sync/tributary/core/replica"
@@ -84,6 +85,9 @@ func (n *Node) Serve(ctx context.Context, from PeerID, data []byte) ([]byte, err
 	switch req.Kind {
 	case reqReconcile:
 		n.metrics.SyncsServed.Add(1)
+		n.limMu.Lock()
+		n.pulling[from] = time.Now()
+		n.limMu.Unlock()
 		items, err := n.snapshot()
 		if err != nil {
 			return nil, err
@@ -211,6 +215,16 @@ func (n *Node) syncWith(ctx context.Context, peer PeerID, st *SyncStats) error {
 	// it is bounded to avoid sending a large backlog twice.
 	if len(have) > n.cfg.PushHaveMax {
 		n.log.Debug("peer lacks many of our changes; leaving them for its own pull", "peer", peer, "changes", len(have))
+		return nil
+	}
+	// A peer reconciling with us right now (both sides often start at
+	// once, when they meet) pulls these itself: pushing them too would
+	// send every change twice.
+	n.limMu.Lock()
+	since, pulls := n.pulling[peer]
+	n.limMu.Unlock()
+	if pulls && time.Since(since) < n.cfg.SyncTimeout {
+		n.log.Debug("peer is reconciling with us; leaving our changes for its pull", "peer", peer, "changes", len(have))
 		return nil
 	}
 	return n.pushItems(ctx, peer, have, st)

@@ -184,8 +184,10 @@ func testCatchUp(t *testing.T, o Options, f Factory) {
 	if syncs := after["syncs_started"] - before["syncs_started"] + 1; rounds > 8*syncs {
 		t.Fatalf("%d round trips in %d syncs", rounds, syncs)
 	}
-	if recv > uint64(3*missingBytes)+1<<20 {
-		t.Fatalf("received %d bytes for %d bytes of missing changes", recv, missingBytes)
+	// Each missing change crosses once: when both sides reconcile at
+	// once, the one the peer pulls from does not push it too.
+	if recv > uint64(missingBytes)*3/2+1<<20 {
+		t.Fatalf("received %d bytes for %d bytes of missing changes (more than 1.5 times: changes sent twice?)", recv, missingBytes)
 	}
 }
 
