@@ -140,7 +140,9 @@ func TestClusterLeaderLoss(t *testing.T) {
 	tune := func(cfg *Config) {
 		cfg.Replicas = 3
 		cfg.PublishTimeout = 2 * time.Second
-		cfg.OperationTimeout = 5 * time.Second
+		// Creating an R=3 consumer on a cluster that just formed can take
+		// seconds on a loaded machine.
+		cfg.OperationTimeout = 20 * time.Second
 		cfg.ReconnectWait = 100 * time.Millisecond
 		cfg.RetryDelay, cfg.RetryMaxDelay = 100*time.Millisecond, time.Second
 	}
