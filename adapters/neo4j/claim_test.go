@@ -154,3 +154,41 @@ func TestNameMapping(t *testing.T) {
 		}
 	}
 }
+
+// TestInterruptedConstraintRecovered: a node killed while Neo4j created
+// one of the sink's uniqueness constraints leaves the constraint's backing
+// index behind (named as the constraint, owned by none), and every later
+// CREATE CONSTRAINT fails on that name. The next start must recover: drop
+// the orphan and create the constraint. (Found by the SIGKILL test.)
+func TestInterruptedConstraintRecovered(t *testing.T) {
+	url := neo4jtest.Shared(t)
+	neo4jtest.Wipe(t, url)
+	ctx := context.Background()
+	cfg := Config{URL: url, Name: "graph", Space: "bafyspace1", Node: "node-1"}
+	s := open(t, cfg)
+	d := s.Driver()
+	owned := cypher(t, d, "SHOW CONSTRAINTS YIELD name, labelsOrTypes WHERE labelsOrTypes = [$l] RETURN name", map[string]any{"l": MappingLabel})
+	if len(owned) != 1 {
+		t.Fatalf("constraints on :%s: %v", MappingLabel, owned)
+	}
+	name := owned[0]["name"].(string)
+	// What the interrupted creation leaves: the index without its constraint.
+	cypher(t, d, "DROP CONSTRAINT "+quote(name), nil)
+	cypher(t, d, "CREATE INDEX "+quote(name)+" FOR (n:"+quote(MappingLabel)+") ON (n.label)", nil)
+	s.Close(ctx)
+
+	again, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start after an interrupted constraint creation: %v", err)
+	}
+	defer again.Close(ctx)
+	d = again.Driver()
+	got := cypher(t, d, "SHOW CONSTRAINTS YIELD name, labelsOrTypes, properties WHERE labelsOrTypes = [$l] RETURN properties", map[string]any{"l": MappingLabel})
+	if len(got) != 1 {
+		t.Fatalf("after recovery, constraints on :%s: %v", MappingLabel, got)
+	}
+	orphans := cypher(t, d, "SHOW INDEXES YIELD name, owningConstraint WHERE name = $n AND owningConstraint IS NULL RETURN name", map[string]any{"n": name})
+	if len(orphans) != 0 {
+		t.Fatalf("the orphan index %s is still there", name)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/neo4j/neo4j-go-driver/v5/neo4j"
@@ -195,11 +196,62 @@ func (s *Sink) session(ctx context.Context, mode neo4j.AccessMode) neo4j.Session
 
 // constrain creates the uniqueness constraint of label on prop unless it
 // exists. Schema changes cannot share a transaction with data changes, so
-// each runs on its own.
+// each runs on its own. A constraint whose creation was cut short (the
+// process killed meanwhile) can leave its backing index behind, named as
+// the constraint would be and owned by no constraint; creating the
+// constraint then fails on that name forever. Such an index is dropped
+// and the constraint created again.
 func (s *Sink) constrain(ctx context.Context, label, prop string) error {
+	q := fmt.Sprintf("CREATE CONSTRAINT IF NOT EXISTS FOR (n:%s) REQUIRE n.%s IS UNIQUE", quote(label), quote(prop))
+	err := s.schemaWrite(ctx, q)
+	if ne := (*neo4j.Neo4jError)(nil); errors.As(err, &ne) && strings.HasPrefix(ne.Code, "Neo.ClientError.Schema.") {
+		dropped, derr := s.dropOrphanIndexes(ctx, label, prop)
+		if derr != nil {
+			return fmt.Errorf("create the uniqueness constraint on :%s(%s): %w (and looking for an index left by an interrupted creation: %v)", label, prop, err, derr)
+		}
+		if dropped > 0 {
+			err = s.schemaWrite(ctx, q)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("create the uniqueness constraint on :%s(%s): %w", label, prop, err)
+	}
+	return nil
+}
+
+// dropOrphanIndexes drops the indexes on label(prop) that no constraint
+// owns and that are named as Neo4j names a constraint's backing index:
+// what an interrupted CREATE CONSTRAINT leaves.
+func (s *Sink) dropOrphanIndexes(ctx context.Context, label, prop string) (int, error) {
+	sess := s.session(ctx, neo4j.AccessModeRead)
+	v, err := sess.ExecuteRead(ctx, func(tx neo4j.ManagedTransaction) (any, error) {
+		res, err := tx.Run(ctx, `SHOW INDEXES YIELD name, labelsOrTypes, properties, owningConstraint
+WHERE owningConstraint IS NULL AND labelsOrTypes = [$label] AND properties = [$prop] AND name STARTS WITH 'constraint_'
+RETURN name`, map[string]any{"label": label, "prop": prop})
+		if err != nil {
+			return nil, err
+		}
+		return res.Collect(ctx)
+	})
+	sess.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, rec := range v.([]*neo4j.Record) {
+		name, _ := rec.Values[0].(string)
+		if err := s.schemaWrite(ctx, "DROP INDEX "+quote(name)+" IF EXISTS"); err != nil {
+			return n, fmt.Errorf("drop index %s: %w", name, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// schemaWrite runs one schema command in a transaction of its own.
+func (s *Sink) schemaWrite(ctx context.Context, q string) error {
 	sess := s.session(ctx, neo4j.AccessModeWrite)
 	defer sess.Close(context.WithoutCancel(ctx))
-	q := fmt.Sprintf("CREATE CONSTRAINT IF NOT EXISTS FOR (n:%s) REQUIRE n.%s IS UNIQUE", quote(label), quote(prop))
 	_, err := sess.ExecuteWrite(ctx, func(tx neo4j.ManagedTransaction) (any, error) {
 		res, err := tx.Run(ctx, q, nil)
 		if err != nil {
@@ -207,10 +259,7 @@ func (s *Sink) constrain(ctx context.Context, label, prop string) error {
 		}
 		return res.Consume(ctx)
 	})
-	if err != nil {
-		return fmt.Errorf("create the uniqueness constraint on :%s(%s): %w", label, prop, err)
-	}
-	return nil
+	return err
 }
 
 // Checkpoint implements checkpoint.Sink. A sink whose fence the
