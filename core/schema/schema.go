@@ -57,11 +57,8 @@ type Field struct {
 	Elem     Kind   // element kind of a List or Set
 	Ref      string // referenced collection (Kind Ref, or Elem Ref)
 	Required bool
-	Min, Max *float64 // @range
-	MinLen   *int     // @length
-	MaxLen   *int
-	Pattern  *regexp.Regexp
-	Default  any // canonical value, nil when none
+	ValueRules
+	Default any // canonical value, nil when none
 	// Former are the names the field had in earlier schema versions
 	// (@renamed(from: ...)); values written under them are its values.
 	Former   []string
@@ -311,16 +308,8 @@ func (s *Schema) field(coll string, fd *ast.FieldDefinition) (*Field, error) {
 				return nil, errors.New("@counter takes no arguments and applies to Int")
 			}
 			f.Kind = Counter
-		case "length":
-			if f.MinLen, f.MaxLen, err = lengthArgs(args); err != nil {
-				return nil, err
-			}
-		case "range":
-			if f.Min, f.Max, err = rangeArgs(args); err != nil {
-				return nil, err
-			}
-		case "pattern":
-			if f.Pattern, err = patternArg(args); err != nil {
+		case "length", "range", "pattern":
+			if err := f.ValueRules.parse(dir.Name, args); err != nil {
 				return nil, err
 			}
 		case "default":
@@ -396,6 +385,27 @@ func directiveArgs(dir *ast.Directive) (map[string]any, error) {
 		out[a.Name] = v
 	}
 	return out, nil
+}
+
+// ValueRules are the value rules a field and a named scalar share
+// (@range, @length, @pattern), parsed and checked by the same code.
+type ValueRules struct {
+	Min, Max       *float64 // @range
+	MinLen, MaxLen *int     // @length
+	Pattern        *regexp.Regexp
+}
+
+// parse sets the rule of directive name ("length", "range" or "pattern").
+func (r *ValueRules) parse(name string, args map[string]any) (err error) {
+	switch name {
+	case "length":
+		r.MinLen, r.MaxLen, err = lengthArgs(args)
+	case "range":
+		r.Min, r.Max, err = rangeArgs(args)
+	case "pattern":
+		r.Pattern, err = patternArg(args)
+	}
+	return err
 }
 
 func lengthArgs(args map[string]any) (lo, hi *int, err error) {

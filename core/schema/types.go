@@ -31,9 +31,7 @@ type Type struct {
 	// The rules of a scalar, the same as a field's and checked by the same
 	// code, but always per value: @length counts a value's characters or
 	// bytes, never a list's elements.
-	Min, Max       *float64
-	MinLen, MaxLen *int
-	Pattern        *regexp.Regexp
+	ValueRules
 	// Existing is @existing(policy: ...) on the declaration: what an
 	// upgrade that tightens the type does to documents written before.
 	Existing Policy
@@ -145,16 +143,8 @@ func parseScalar(d *ast.Definition) (*Type, error) {
 				return nil, fmt.Errorf("@base(type: %s): want a built-in scalar (String, Int, Float, Boolean, DateTime, Bytes, JSON); a scalar is never based on another named type", name)
 			}
 			t.Kind = k
-		case "length":
-			if t.MinLen, t.MaxLen, err = lengthArgs(args); err != nil {
-				return nil, err
-			}
-		case "range":
-			if t.Min, t.Max, err = rangeArgs(args); err != nil {
-				return nil, err
-			}
-		case "pattern":
-			if t.Pattern, err = patternArg(args); err != nil {
+		case "length", "range", "pattern":
+			if err := t.ValueRules.parse(dir.Name, args); err != nil {
 				return nil, err
 			}
 		case "existing":
