@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tributary-sync/tributary/cmd/tributary/api"
 )
 
 // startNode runs `tributary run` on home until the test ends and returns
@@ -362,6 +364,19 @@ func TestHTTPAPIRefusesAttacks(t *testing.T) {
 	}
 	if d := get(t, home, space, "Author", "x"); d["name"] != "Mallory" {
 		t.Fatalf("document %v", d)
+	}
+	// Every route the node serves, old or new, refuses a request without
+	// the token, except the health probes.
+	for _, pat := range api.Patterns() {
+		method, path, _ := strings.Cut(pat, " ")
+		if path == "/healthz" || path == "/readyz" {
+			continue
+		}
+		path = strings.NewReplacer("{space}", space, "{coll}", "Author", "{id}", "x", "{name}", "sink",
+			"{key}", "k", "{invite}", "i").Replace(path)
+		if code, b := a.raw(method, path, "{}", map[string]string{"Content-Type": "application/json"}); code != 401 {
+			t.Errorf("%s without a token: %d %s, want 401", pat, code, b)
+		}
 	}
 	// Rotating the token through the CLI cuts the old one off; the CLI
 	// keeps working (it reads the new token from the home).
