@@ -60,7 +60,16 @@ func init() {
 // Marshal encodes v in Tributary's canonical CBOR (RFC 8949 core
 // deterministic encoding). Equal values always give equal bytes.
 func Marshal(v any) ([]byte, error) {
-	b, err := encMode.Marshal(v)
+	var b []byte
+	var err error
+	switch v := v.(type) { // the hot types, encoded by hand (cborappend.go)
+	case *DocState:
+		b, err = v.appendCBOR(make([]byte, 0, 256))
+	case *Effect:
+		b, err = v.appendCBOR(make([]byte, 0, 256))
+	default:
+		b, err = encMode.Marshal(v)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("encode cbor: %w", err)
 	}
