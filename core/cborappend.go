@@ -6,8 +6,9 @@ import (
 	"strings"
 )
 
-// Hand-written canonical CBOR for the types the write path encodes for
-// every document (DocState, Effect and the values inside them). They
+// Hand-written canonical CBOR for what the write path encodes for every
+// document (the Effect and the values inside it; the DocState's compact
+// encoding in statecodec.go is built from the same pieces). They
 // produce exactly the bytes encMode.Marshal produces (RFC 8949 core
 // deterministic encoding with Tributary's options); cborappend_test.go
 // checks that byte for byte on seeded random states. Anything they do not
@@ -122,91 +123,6 @@ func appendMap[V any](b []byte, m map[string]V, value func([]byte, V) ([]byte, e
 		}
 	}
 	return b, nil
-}
-
-func appendHLC(b []byte, h HLC) []byte {
-	b = append(b, cborArray|2)
-	b = appendHead(b, cborUint, h.Wall)
-	return appendHead(b, cborUint, uint64(h.Logical))
-}
-
-func appendWriteKey(b []byte, k *WriteKey) []byte {
-	b = append(b, cborArray|4)
-	b = appendHLC(b, k.HLC)
-	b = appendBytes(b, k.Author[:])
-	b = appendBytes(b, k.Change[:])
-	return appendHead(b, cborUint, uint64(k.Op))
-}
-
-func appendWriteKeys(b []byte, ks []WriteKey) []byte {
-	b = appendHead(b, cborArray, uint64(len(ks)))
-	for i := range ks {
-		b = appendWriteKey(b, &ks[i])
-	}
-	return b
-}
-
-func appendRegister(b []byte, r *Register) ([]byte, error) {
-	if r == nil {
-		return append(b, cborNull), nil
-	}
-	b = append(b, cborArray|1)
-	b = appendHead(b, cborArray, uint64(len(r.Writes)))
-	var err error
-	for i := range r.Writes {
-		w := &r.Writes[i]
-		b = append(b, cborArray|2)
-		b = appendWriteKey(b, &w.Key)
-		if b, err = appendValue(b, w.Value); err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
-}
-
-func appendIncrements(b []byte, incs []Increment) ([]byte, error) {
-	b = appendHead(b, cborArray, uint64(len(incs)))
-	for i := range incs {
-		b = append(b, cborArray|2)
-		b = appendWriteKey(b, &incs[i].Key)
-		b = appendInt(b, incs[i].Delta)
-	}
-	return b, nil
-}
-
-func appendSetElements(b []byte, els []SetElement) ([]byte, error) {
-	b = appendHead(b, cborArray, uint64(len(els)))
-	var err error
-	for i := range els {
-		e := &els[i]
-		b = append(b, cborArray|3)
-		if b, err = appendValue(b, e.Value); err != nil {
-			return nil, err
-		}
-		b = appendWriteKeys(b, e.Adds)
-		b = appendWriteKeys(b, e.Removes)
-	}
-	return b, nil
-}
-
-// appendCBOR appends the state's canonical encoding.
-func (d *DocState) appendCBOR(b []byte) ([]byte, error) {
-	b = append(b, cborArray|6)
-	var err error
-	if b, err = appendRegister(b, &d.Exists); err != nil {
-		return nil, err
-	}
-	b = appendWriteKey(b, &d.DeleteKey)
-	if b, err = appendMap(b, d.Fields, appendRegister); err != nil {
-		return nil, err
-	}
-	if b, err = appendMap(b, d.Counters, appendIncrements); err != nil {
-		return nil, err
-	}
-	if b, err = appendMap(b, d.Sets, appendSetElements); err != nil {
-		return nil, err
-	}
-	return appendWriteKey(b, &d.Last), nil
 }
 
 // appendCBOR appends the effect's canonical encoding.
