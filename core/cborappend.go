@@ -6,8 +6,9 @@ import (
 	"strings"
 )
 
-// Hand-written canonical CBOR for the types the write path encodes for
-// every document (DocState, Effect and the values inside them). They
+// Hand-written canonical CBOR for what the write path encodes for every
+// document (the Effect and the values inside it; the DocState's compact
+// encoding in statecodec.go is built from the same pieces). They
 // produce exactly the bytes encMode.Marshal produces (RFC 8949 core
 // deterministic encoding with Tributary's options); cborappend_test.go
 // checks that byte for byte on seeded random states. Anything they do not
@@ -124,91 +125,6 @@ func appendMap[V any](b []byte, m map[string]V, value func([]byte, V) ([]byte, e
 	return b, nil
 }
 
-func appendHLC(b []byte, h HLC) []byte {
-	b = append(b, cborArray|2)
-	b = appendHead(b, cborUint, h.Wall)
-	return appendHead(b, cborUint, uint64(h.Logical))
-}
-
-func appendWriteKey(b []byte, k *WriteKey) []byte {
-	b = append(b, cborArray|4)
-	b = appendHLC(b, k.HLC)
-	b = appendBytes(b, k.Author[:])
-	b = appendBytes(b, k.Change[:])
-	return appendHead(b, cborUint, uint64(k.Op))
-}
-
-func appendWriteKeys(b []byte, ks []WriteKey) []byte {
-	b = appendHead(b, cborArray, uint64(len(ks)))
-	for i := range ks {
-		b = appendWriteKey(b, &ks[i])
-	}
-	return b
-}
-
-func appendRegister(b []byte, r *Register) ([]byte, error) {
-	if r == nil {
-		return append(b, cborNull), nil
-	}
-	b = append(b, cborArray|1)
-	b = appendHead(b, cborArray, uint64(len(r.Writes)))
-	var err error
-	for i := range r.Writes {
-		w := &r.Writes[i]
-		b = append(b, cborArray|2)
-		b = appendWriteKey(b, &w.Key)
-		if b, err = appendValue(b, w.Value); err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
-}
-
-func appendIncrements(b []byte, incs []Increment) ([]byte, error) {
-	b = appendHead(b, cborArray, uint64(len(incs)))
-	for i := range incs {
-		b = append(b, cborArray|2)
-		b = appendWriteKey(b, &incs[i].Key)
-		b = appendInt(b, incs[i].Delta)
-	}
-	return b, nil
-}
-
-func appendSetElements(b []byte, els []SetElement) ([]byte, error) {
-	b = appendHead(b, cborArray, uint64(len(els)))
-	var err error
-	for i := range els {
-		e := &els[i]
-		b = append(b, cborArray|3)
-		if b, err = appendValue(b, e.Value); err != nil {
-			return nil, err
-		}
-		b = appendWriteKeys(b, e.Adds)
-		b = appendWriteKeys(b, e.Removes)
-	}
-	return b, nil
-}
-
-// appendCBOR appends the state's canonical encoding.
-func (d *DocState) appendCBOR(b []byte) ([]byte, error) {
-	b = append(b, cborArray|6)
-	var err error
-	if b, err = appendRegister(b, &d.Exists); err != nil {
-		return nil, err
-	}
-	b = appendWriteKey(b, &d.DeleteKey)
-	if b, err = appendMap(b, d.Fields, appendRegister); err != nil {
-		return nil, err
-	}
-	if b, err = appendMap(b, d.Counters, appendIncrements); err != nil {
-		return nil, err
-	}
-	if b, err = appendMap(b, d.Sets, appendSetElements); err != nil {
-		return nil, err
-	}
-	return appendWriteKey(b, &d.Last), nil
-}
-
 // appendCBOR appends the effect's canonical encoding.
 func (e *Effect) appendCBOR(b []byte) ([]byte, error) {
 	b = append(b, cborArray|10)
@@ -228,4 +144,94 @@ func (e *Effect) appendCBOR(b []byte) ([]byte, error) {
 	b = appendText(b, e.HLC)
 	b = appendText(b, e.LastChange)
 	return appendText(b, e.SchemaID), nil
+}
+
+// appendCBOR appends the change's canonical encoding: its body, whose
+// SHA-256 is its ID. An op carrying an attestation (rare) goes through
+// the reflective encoder.
+func (c *Change) appendCBOR(b []byte) ([]byte, error) {
+	b = append(b, cborArray|9)
+	b = appendHead(b, cborUint, uint64(c.Version))
+	b = appendBytes(b, c.Space[:])
+	b = appendBytes(b, c.Author[:])
+	b = appendHead(b, cborUint, c.Seq)
+	b = appendBytes(b, c.Prev[:])
+	b = appendHead(b, cborArray, uint64(len(c.Parents)))
+	for i := range c.Parents {
+		b = appendBytes(b, c.Parents[i][:])
+	}
+	b = appendHead(b, cborUint, c.Height)
+	b = append(b, cborArray|2)
+	b = appendHead(b, cborUint, c.HLC.Wall)
+	b = appendHead(b, cborUint, uint64(c.HLC.Logical))
+	b = appendHead(b, cborArray, uint64(len(c.Ops)))
+	var err error
+	for i := range c.Ops {
+		if b, err = c.Ops[i].appendCBOR(b); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// appendCBOR appends the op as a map keyed by small integers, in key
+// order, leaving out the empty fields the struct tags mark omitempty.
+func (o *Op) appendCBOR(b []byte) ([]byte, error) {
+	if len(o.Reads) > 0 {
+		enc, err := encMode.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		return append(b, enc...), nil
+	}
+	n := 2 // Kind and Member are always there
+	for _, present := range [...]bool{o.Coll != "", o.Doc != "", o.Field != "", o.Value != nil, len(o.Fields) > 0,
+		o.Delta != 0, o.Role != "", o.Schema != "", len(o.Admins) > 0, o.MaxClockAhead != 0, o.Name != "", o.Expires != 0} {
+		if present {
+			n++
+		}
+	}
+	b = appendHead(b, cborMap, uint64(n))
+	b = append(b, 1)
+	b = appendHead(b, cborUint, uint64(o.Kind))
+	text := func(b []byte, key byte, s string) []byte {
+		if s == "" {
+			return b
+		}
+		return appendText(append(b, key), s)
+	}
+	b = text(b, 2, o.Coll)
+	b = text(b, 3, o.Doc)
+	b = text(b, 4, o.Field)
+	var err error
+	if o.Value != nil {
+		if b, err = appendValue(append(b, 5), o.Value); err != nil {
+			return nil, err
+		}
+	}
+	if len(o.Fields) > 0 {
+		if b, err = appendMap(append(b, 6), o.Fields, appendValue); err != nil {
+			return nil, err
+		}
+	}
+	if o.Delta != 0 {
+		b = appendInt(append(b, 7), o.Delta)
+	}
+	b = appendBytes(append(b, 8), o.Member[:])
+	b = text(b, 9, o.Role)
+	b = text(b, 10, o.Schema)
+	if len(o.Admins) > 0 {
+		b = appendHead(append(b, 11), cborArray, uint64(len(o.Admins)))
+		for i := range o.Admins {
+			b = appendBytes(b, o.Admins[i][:])
+		}
+	}
+	if o.MaxClockAhead != 0 {
+		b = appendHead(append(b, 12), cborUint, o.MaxClockAhead)
+	}
+	b = text(b, 13, o.Name)
+	if o.Expires != 0 {
+		b = appendHead(append(b, 14), cborUint, o.Expires)
+	}
+	return b, nil
 }

@@ -63,9 +63,20 @@ func Marshal(v any) ([]byte, error) {
 	var b []byte
 	var err error
 	switch v := v.(type) { // the hot types, encoded by hand (cborappend.go)
-	case *DocState:
-		b, err = v.appendCBOR(make([]byte, 0, 256))
+	case *DocState: // stored compact (statecodec.go)
+		if v == nil {
+			return []byte{cborNull}, nil
+		}
+		b, err = v.appendCompact(make([]byte, 0, 256))
+	case *Change:
+		if v == nil {
+			return []byte{cborNull}, nil
+		}
+		b, err = v.appendCBOR(make([]byte, 0, 512))
 	case *Effect:
+		if v == nil {
+			return []byte{cborNull}, nil
+		}
 		b, err = v.appendCBOR(make([]byte, 0, 256))
 	default:
 		b, err = encMode.Marshal(v)
@@ -79,7 +90,13 @@ func Marshal(v any) ([]byte, error) {
 // Unmarshal decodes canonical CBOR into v. Integers decode as int64, maps as
 // map[string]any and byte strings as []byte, so canonical values round-trip.
 func Unmarshal(data []byte, v any) error {
-	if err := decMode.Unmarshal(data, v); err != nil {
+	var err error
+	if d, ok := v.(*DocState); ok {
+		err = decodeState(data, d) // either of its encodings
+	} else {
+		err = decMode.Unmarshal(data, v)
+	}
+	if err != nil {
 		return fmt.Errorf("decode cbor: %w", err)
 	}
 	return nil
