@@ -56,12 +56,19 @@
 // every Config.AdmissionInterval catches the rest. Relays and bootstrap
 // peers are gated like everyone else: they must be members of a space.
 //
-// Pushes go to the topic "/tributary/1/<space>/changes" as CBOR [][]byte
-// of envelopes. The topic validator opens every envelope (signature
+// Pushes go to the topic "/tributary/2/<space>/changes" as CBOR [][]byte
+// of envelopes. Gossip messages are unsigned (no author, no sequence
+// number: each change is signed by its author already) and a message's ID
+// is the hash of its topic and data, so a push relayed by several peers
+// is delivered once. The topic validator opens every envelope (signature
 // verified, right space) before a message is delivered or forwarded;
 // anything else is rejected, which drops the sender's gossipsub score, and
-// the sender is banned. A push may be lost (a message published as a peer
-// appears, an envelope over MaxPushBytes): reconciliation delivers it.
+// the sender (the peer it came from) is banned. Messages are validated
+// one at a time in the order they arrived and handed to the node from the
+// validator, so a change rarely waits for a parent still in flight. A
+// push may be lost (a message published as a peer appears, an envelope
+// over MaxPushBytes, a full gossipsub queue: GossipDropped):
+// reconciliation delivers it.
 //
 // Requests use SyncProtocol, one stream each: space ID, uvarint length
 // and payload; the reply is a status byte, a length and the payload or
