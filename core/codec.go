@@ -60,7 +60,22 @@ func init() {
 // Marshal encodes v in Tributary's canonical CBOR (RFC 8949 core
 // deterministic encoding). Equal values always give equal bytes.
 func Marshal(v any) ([]byte, error) {
-	b, err := encMode.Marshal(v)
+	var b []byte
+	var err error
+	switch v := v.(type) { // the hot types, encoded by hand (cborappend.go)
+	case *DocState: // stored compact (statecodec.go)
+		if v == nil {
+			return []byte{cborNull}, nil
+		}
+		b, err = v.appendCompact(make([]byte, 0, 256))
+	case *Effect:
+		if v == nil {
+			return []byte{cborNull}, nil
+		}
+		b, err = v.appendCBOR(make([]byte, 0, 256))
+	default:
+		b, err = encMode.Marshal(v)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("encode cbor: %w", err)
 	}
@@ -70,7 +85,13 @@ func Marshal(v any) ([]byte, error) {
 // Unmarshal decodes canonical CBOR into v. Integers decode as int64, maps as
 // map[string]any and byte strings as []byte, so canonical values round-trip.
 func Unmarshal(data []byte, v any) error {
-	if err := decMode.Unmarshal(data, v); err != nil {
+	var err error
+	if d, ok := v.(*DocState); ok {
+		err = decodeState(data, d) // either of its encodings
+	} else {
+		err = decMode.Unmarshal(data, v)
+	}
+	if err != nil {
 		return fmt.Errorf("decode cbor: %w", err)
 	}
 	return nil

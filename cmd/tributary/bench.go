@@ -41,6 +41,9 @@ Scenarios (--scenarios, comma-separated; all by default):
               (baseline: a pgx unnest upsert of the same rows)
   catchup     B offline while A writes N, then B starts: time to all rows,
               round trips, bytes received vs the missing changes' size
+  catchup-missing  A and B hold N (--missing-held), B offline while A writes
+              M more, one PUT each (--missing-docs), then B starts: the same
+              figures for a small difference in a large set
   backfill    tributary sink reset: rows/s (baseline: pgx unnest upsert)
   rss         peak RSS (VmHWM) of a node holding N documents, with and
               without a postgres sink (baseline: the node holding none)
@@ -69,6 +72,8 @@ measures.`,
 			set("load-batch", func() { cfg.LoadBatch = f.LoadBatch })
 			set("replicate-docs", func() { cfg.ReplicateDocs = f.ReplicateDocs })
 			set("catchup-docs", func() { cfg.CatchupDocs = f.CatchupDocs })
+			set("missing-held", func() { cfg.MissingHeld = f.MissingHeld })
+			set("missing-docs", func() { cfg.MissingDocs = f.MissingDocs })
 			set("backfill-docs", func() { cfg.BackfillDocs = f.BackfillDocs })
 			set("rss-docs", func() { cfg.RSSDocs = f.RSSDocs })
 			set("visibility-rate", func() { cfg.VisibilityRate = f.VisibilityRate })
@@ -125,6 +130,8 @@ measures.`,
 	fl.IntVar(&f.LoadBatch, "load-batch", def.LoadBatch, "operations per batch of tributary load")
 	fl.IntVar(&f.ReplicateDocs, "replicate-docs", def.ReplicateDocs, "documents written at A for B's Postgres")
 	fl.IntSliceVar(&f.CatchupDocs, "catchup-docs", def.CatchupDocs, "documents written while B is offline (one catch-up per size)")
+	fl.IntVar(&f.MissingHeld, "missing-held", def.MissingHeld, "documents A and B both hold before B goes offline (catchup-missing)")
+	fl.IntVar(&f.MissingDocs, "missing-docs", def.MissingDocs, "documents A writes while B is offline, one PUT each (catchup-missing)")
 	fl.IntVar(&f.BackfillDocs, "backfill-docs", def.BackfillDocs, "documents rewritten by the backfill")
 	fl.IntVar(&f.RSSDocs, "rss-docs", def.RSSDocs, "documents the node holds when its memory is read")
 	fl.IntVar(&f.VisibilityRate, "visibility-rate", def.VisibilityRate, "writes per second at A")

@@ -21,7 +21,7 @@ func TestBenchSmoke(t *testing.T) {
 	out, profiles := filepath.Join(dir, "bench.json"), filepath.Join(dir, "profiles")
 	cmd := exec.Command(bin, "bench", "--out", out, "--cpuprofile", profiles, "--dir", filepath.Join(dir, "homes"),
 		"--http-clients", "1,2", "--http-writes", "20", "--load-docs", "200", "--load-batch", "50",
-		"--replicate-docs", "100", "--catchup-docs", "100", "--backfill-docs", "100", "--rss-docs", "100",
+		"--replicate-docs", "100", "--catchup-docs", "100", "--missing-held", "200", "--missing-docs", "20", "--backfill-docs", "100", "--rss-docs", "100",
 		"--visibility-rate", "50", "--visibility-time", "1s")
 	cmd.Env = append(os.Environ(), "TRIBUTARY_HOME=")
 	var stderr strings.Builder

@@ -272,7 +272,7 @@ func TestBatchTooLargeForOneTransaction(t *testing.T) {
 	}
 	huge := make([]Mutation, 15000)
 	for i := range huge {
-		huge[i] = Mutation{Op: MutPut, Collection: "Book", ID: fmt.Sprintf("h%d", i), Fields: map[string]any{"title": "a title long enough to weigh", "year": 2000, "tags": []any{"a", "b", "c"}}}
+		huge[i] = Mutation{Op: MutPut, Collection: "Book", ID: fmt.Sprintf("h%d", i), Fields: map[string]any{"title": strings.Repeat("a title long enough to weigh ", 10), "year": 2000, "tags": []any{"a", "b", "c"}}}
 	}
 	before, _ := r.Status()
 	var wg sync.WaitGroup

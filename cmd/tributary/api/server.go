@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -505,23 +506,44 @@ func (e *lineError) Unwrap() error { return e.err }
 // ParseMutations reads a batch: NDJSON (one operation per line) or a JSON
 // array of operations. A line that does not parse is named by its number.
 func ParseMutations(data []byte, ndjson bool) ([]replica.Mutation, error) {
-	var muts []replica.Mutation
 	if !ndjson {
+		var muts []replica.Mutation
 		if err := decodeJSON(data, &muts); err != nil {
 			return nil, err
 		}
 		return muts, nil
 	}
-	for i, line := range bytes.Split(data, []byte("\n")) {
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 {
-			continue
+	lines := bytes.Split(data, []byte("\n"))
+	parsed := make([]replica.Mutation, len(lines))
+	present := make([]bool, len(lines))
+	errs := make([]error, len(lines))
+	// Lines are independent: a large batch is decoded on every core (the
+	// commit that follows runs on one).
+	workers := min(runtime.GOMAXPROCS(0), 1+len(lines)/256)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(lines); i += workers {
+				line := bytes.TrimSpace(lines[i])
+				if len(line) == 0 {
+					continue
+				}
+				present[i] = true
+				if err := decodeJSON(line, &parsed[i]); err != nil {
+					errs[i] = &lineError{line: i + 1, err: err}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	muts := make([]replica.Mutation, 0, len(lines))
+	for i := range lines {
+		if errs[i] != nil {
+			return nil, errs[i] // the first bad line, as a serial parse would name it
 		}
-		var m replica.Mutation
-		if err := decodeJSON(line, &m); err != nil {
-			return nil, &lineError{line: i + 1, err: err}
+		if present[i] {
+			muts = append(muts, parsed[i])
 		}
-		muts = append(muts, m)
 	}
 	return muts, nil
 }

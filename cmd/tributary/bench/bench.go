@@ -18,13 +18,14 @@ var ErrNoPostgres = errors.New("no PostgreSQL")
 
 // scenarioRuns are the measurements, by name.
 var scenarioRuns = map[string]func(ctx context.Context, t *trial) error{
-	"http":       runHTTP,
-	"load":       runLoad,
-	"replicate":  runReplicate,
-	"catchup":    runCatchup,
-	"backfill":   runBackfill,
-	"rss":        runRSS,
-	"visibility": runVisibility,
+	"http":            runHTTP,
+	"load":            runLoad,
+	"replicate":       runReplicate,
+	"catchup":         runCatchup,
+	"catchup-missing": runCatchupMissing,
+	"backfill":        runBackfill,
+	"rss":             runRSS,
+	"visibility":      runVisibility,
 }
 
 // harness is one run of the bench.

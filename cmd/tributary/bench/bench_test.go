@@ -45,6 +45,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.LoadDocs = 0 }, "load docs 0"},
 		{func(c *Config) { c.CatchupDocs = []int{10, -1} }, "catch-up docs -1"},
 		{func(c *Config) { c.HTTPClients = nil }, "at least one value"},
+		{func(c *Config) { c.MissingHeld = 0 }, "missing held 0"},
+		{func(c *Config) { c.MissingDocs = -3 }, "missing docs -3"},
 		{func(c *Config) { c.VisibilityTime = time.Millisecond }, "visibility time"},
 	} {
 		c := ok

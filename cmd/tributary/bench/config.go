@@ -9,10 +9,10 @@ import (
 )
 
 // Scenarios, in the order they run.
-var Scenarios = []string{"http", "load", "replicate", "catchup", "backfill", "rss", "visibility"}
+var Scenarios = []string{"http", "load", "replicate", "catchup", "catchup-missing", "backfill", "rss", "visibility"}
 
 // needsPostgres are the scenarios that write into PostgreSQL.
-var needsPostgres = []string{"replicate", "catchup", "backfill", "rss"}
+var needsPostgres = []string{"replicate", "catchup", "catchup-missing", "backfill", "rss"}
 
 // Config says what to run and how large.
 type Config struct {
@@ -35,9 +35,13 @@ type Config struct {
 	// ReplicateDocs are written at A for B's Postgres.
 	ReplicateDocs int `json:"replicate_docs"`
 	// CatchupDocs: one catch-up per size, of documents written while B is offline.
-	CatchupDocs  []int `json:"catchup_docs"`
-	BackfillDocs int   `json:"backfill_docs"`
-	RSSDocs      int   `json:"rss_docs"`
+	CatchupDocs []int `json:"catchup_docs"`
+	// MissingHeld documents are held by A and B when B goes offline and
+	// A writes MissingDocs more (catchup-missing).
+	MissingHeld  int `json:"missing_held"`
+	MissingDocs  int `json:"missing_docs"`
+	BackfillDocs int `json:"backfill_docs"`
+	RSSDocs      int `json:"rss_docs"`
 	// VisibilityRate writes per second for VisibilityTime.
 	VisibilityRate int           `json:"visibility_rate"`
 	VisibilityTime time.Duration `json:"visibility_time_ns"`
@@ -53,8 +57,9 @@ func DefaultConfig() Config {
 		Seed:        1,
 		HTTPClients: []int{1, 16, 64}, HTTPWrites: 2000,
 		LoadDocs: 50_000, LoadBatch: 2000,
-		ReplicateDocs:  20_000,
-		CatchupDocs:    []int{10_000},
+		ReplicateDocs: 20_000,
+		CatchupDocs:   []int{10_000},
+		MissingHeld:   100_000, MissingDocs: 1000,
 		BackfillDocs:   20_000,
 		RSSDocs:        50_000,
 		VisibilityRate: 1000, VisibilityTime: 10 * time.Second,
@@ -68,6 +73,7 @@ func (c *Config) Full() {
 	c.LoadDocs = 1_000_000
 	c.ReplicateDocs = 200_000
 	c.CatchupDocs = []int{100_000, 1_000_000}
+	c.MissingHeld = 1_000_000
 	c.BackfillDocs = 1_000_000
 	c.RSSDocs = 1_000_000
 	c.VisibilityTime = time.Minute
@@ -101,6 +107,7 @@ func (c *Config) Validate() error {
 		check("http clients", c.HTTPClients...), check("http writes", c.HTTPWrites),
 		check("load docs", c.LoadDocs), check("load batch", c.LoadBatch),
 		check("replicate docs", c.ReplicateDocs), check("catch-up docs", c.CatchupDocs...),
+		check("missing held", c.MissingHeld), check("missing docs", c.MissingDocs),
 		check("backfill docs", c.BackfillDocs), check("rss docs", c.RSSDocs),
 		check("visibility rate", c.VisibilityRate), check("pg batch", c.PGBatch),
 	} {

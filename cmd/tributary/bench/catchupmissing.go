@@ -1,0 +1,131 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// runCatchupMissing: A and B both hold n documents, B (with its postgres
+// sink) goes offline, A writes m more, B starts again: the catch-up of a
+// small difference in a large set. The n held documents are loaded at A
+// with B online and reach B over libp2p (each home keeps its own identity;
+// nothing is copied between homes); the m missing ones are single-document
+// PUTs at A, one change each, as an application writes. Reported: the time
+// until all rows are in B's Postgres, the reconciliation round trips of
+// both sides, the bytes B received against the encoded size of the m
+// missing changes (a bundle of them from A), and rows/s against pgx.
+func runCatchupMissing(ctx context.Context, t *trial) error {
+	n, m := t.h.cfg.MissingHeld, t.h.cfg.MissingDocs
+	a, b, space, err := t.pair(ctx)
+	if err != nil {
+		return err
+	}
+	url, err := t.database(ctx)
+	if err != nil {
+		return err
+	}
+	cfg, err := t.sinkConfig("B", space, url)
+	if err != nil {
+		return err
+	}
+	file, _, err := t.items("h", n)
+	if err != nil {
+		return err
+	}
+	an, err := t.startNode(ctx, a, "A", nodeOptions{})
+	if err != nil {
+		return err
+	}
+	bn, err := t.startB(ctx, an, b, space, cfg, false)
+	if err != nil {
+		return err
+	}
+	const warm = 10
+	if err := t.warmUp(ctx, an, space, url, "hw", warm); err != nil {
+		return err
+	}
+	t.h.logf("  A loads %d documents; B online holds them too", n)
+	if _, _, err := t.load(ctx, a, space, file, n); err != nil {
+		return err
+	}
+	if _, err := t.waitRows(ctx, url, warm+n, "B's PostgreSQL before B goes offline"); err != nil {
+		return fmt.Errorf("%w; %s", err, meshSummary(ctx, bn))
+	}
+	sa, err := an.API.status(ctx, space)
+	if err != nil {
+		return err
+	}
+	var held spaceStatus
+	if err := waitUntil(ctx, time.Minute, "B holds every change A holds", func() (bool, error) {
+		var err error
+		held, err = bn.API.status(ctx, space)
+		return err == nil && held.Space.Changes == sa.Space.Changes, err
+	}); err != nil {
+		return err
+	}
+	if err := t.stopNode(bn); err != nil {
+		return err
+	}
+	t.h.logf("  B offline; A writes %d documents, one PUT each", m)
+	for i := range m {
+		it := genItem(t.h.cfg.Seed, "hm", i)
+		if err := an.API.put(ctx, space, it.ID, it.body()); err != nil {
+			return fmt.Errorf("write %d of the missing documents: %w", i, err)
+		}
+	}
+	missing, changes, err := an.API.exportSize(ctx, space, held.Space.Heads)
+	if err != nil {
+		return err
+	}
+	select { // past gossipsub's message cache: what B lacks comes by reconciliation
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(gossipWindow):
+	}
+	before, err := an.API.metrics(ctx)
+	if err != nil {
+		return err
+	}
+	if err := t.measure(); err != nil {
+		return err
+	}
+	start := time.Now()
+	bn, err = t.startB(ctx, an, b, space, cfg, true)
+	if err != nil {
+		return err
+	}
+	ready := time.Since(start)
+	wait, err := t.waitRows(ctx, url, warm+n+m, "B's PostgreSQL after catch-up")
+	if err != nil {
+		return fmt.Errorf("%w; %s", err, meshSummary(ctx, bn))
+	}
+	total := time.Since(start)
+	mb, err := bn.API.metrics(ctx)
+	if err != nil {
+		return err
+	}
+	after, err := an.API.metrics(ctx)
+	if err != nil {
+		return err
+	}
+	delta := func(k string) float64 { return after[k] - before[k] }
+	raw, err := rawUpsert(ctx, url, t.h.cfg.Seed, "hm", m, t.h.cfg.PGBatch)
+	if err != nil {
+		return err
+	}
+	if err := t.finish(); err != nil {
+		return err
+	}
+	cs := fmt.Sprintf("held=%d missing=%d", n, m)
+	t.add(Result{Case: cs, Metric: "B start -> all rows in B's Postgres", Unit: "s", Value: total.Seconds(),
+		Note: fmt.Sprintf("B served its API after %.2fs, the first missing row came after %.2fs; both held %d changes", ready.Seconds(), (ready + wait.first).Seconds(), sa.Space.Changes)}, nil)
+	t.add(Result{Case: cs, Metric: "catch-up into Postgres", Unit: "rows/s", Value: perSecond(m, total)},
+		&Baseline{What: fmt.Sprintf("pgx unnest upsert, %d rows per txn", t.h.cfg.PGBatch), Value: raw})
+	t.add(Result{Case: cs, Metric: "bytes B received in sync", Unit: "bytes", Value: mb[seriesBytesReceived]},
+		&Baseline{What: fmt.Sprintf("bundle of the %d missing changes", changes), Value: float64(missing)})
+	t.add(Result{Case: cs, Metric: "reconcile round trips, A's and B's", Unit: "count", Value: mb[seriesRounds] + delta(seriesRounds),
+		Note: fmt.Sprintf("B: %.0f rounds in %.0f syncs; A: %.0f rounds in %.0f syncs; B received %.0f changes",
+			mb[seriesRounds], mb[seriesSyncsStarted], delta(seriesRounds), delta(seriesSyncsStarted), mb[seriesChangesReceived])}, nil)
+	return nil
+}
