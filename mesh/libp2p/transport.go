@@ -337,19 +337,33 @@ func (t *Transport) SetAdmission(space core.ID, a mesh.Admission) {
 // and of peers in the space's topic the space no longer admits (a member
 // of another space too comes back without its subscription to this one).
 func (t *Transport) Recheck(space core.ID) {
-	t.mu.Lock()
-	j := t.spaces[space]
-	t.mu.Unlock()
 	var subscribed []peer.ID
-	if j != nil {
-		subscribed = j.topic.ListPeers()
-	}
+	listed := false
 	nw := t.host.Network()
 	for _, p := range nw.Peers() {
-		if !t.gater.connAllowed(p) || slices.Contains(subscribed, p) && !t.gater.onProbation(p) && !t.gater.admittedFor(space, p) {
-			t.log.Info("closing connection to a peer no longer admitted", "remote", p, "space", space.Short())
-			_ = nw.ClosePeer(p)
+		if t.gater.connAllowed(p) && (t.gater.onProbation(p) || t.gater.admittedFor(space, p)) {
+			continue
 		}
+		if t.gater.connAllowed(p) {
+			// A member of another space: cut if it took this space's
+			// topic. The topic's peers are asked only then (a round trip
+			// through gossipsub's event loop, which is busy when pushes
+			// flow).
+			if !listed {
+				listed = true
+				t.mu.Lock()
+				j := t.spaces[space]
+				t.mu.Unlock()
+				if j != nil {
+					subscribed = j.topic.ListPeers()
+				}
+			}
+			if !slices.Contains(subscribed, p) {
+				continue
+			}
+		}
+		t.log.Info("closing connection to a peer no longer admitted", "remote", p, "space", space.Short())
+		_ = nw.ClosePeer(p)
 	}
 }
 
