@@ -768,7 +768,7 @@ func TestTableDroppedByHand(t *testing.T) {
 // (1000) and larger ones.
 func BenchmarkCatchUp(b *testing.B) {
 	h := newHarness(b)
-	for _, batch := range []int{1000, 10_000, 50_000} {
+	for _, batch := range []int{1000, 5000, 10_000, 50_000} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			b.ReportMetric(adaptertest.BenchCatchUpRate(b, h, 100_000, batch), "rows/s")
 		})
