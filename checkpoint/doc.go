@@ -40,7 +40,14 @@
 // covers it); the parked effects that apply now, or that a newer effect
 // superseded, leave the Parking, the others stay with the sink's reason.
 //
-// Back-pressure: the runner holds at most one batch in memory and reads
-// the next only after the sink accepted the previous one, so a slow sink
-// slows only its own runner; the durable effect log absorbs the difference.
+// Back-pressure: the runner reads the next batch while the sink applies
+// the current one (reading and decoding overlap with the target's work),
+// and holds at most those two batches in memory: it reads no further until
+// the sink accepted the current one, so a slow sink slows only its own
+// runner; the durable effect log absorbs the difference. The batch read
+// ahead is only ever applied right after the checkpoint it follows: after
+// a failed batch it is dropped and the log is read again from the sink's
+// checkpoint. While the sink is far behind (a backfill, a catch-up)
+// batches grow to Config.CatchUpBatch effects, bounded by
+// Config.BatchBytes.
 package checkpoint

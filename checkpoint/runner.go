@@ -13,11 +13,21 @@ import (
 
 // Config tunes a runner.
 type Config struct {
-	BatchSize int           // most effects read per batch (default 1000)
-	Linger    time.Duration // wait for more effects before a small batch (default 5ms)
-	RetryMin  time.Duration // first backoff after a failed batch (default 100ms)
-	RetryMax  time.Duration // backoff cap (default 10s)
-	Logger    *slog.Logger
+	BatchSize int // most effects read per batch (default 1000)
+	// CatchUpBatch is the most effects read per batch while the sink is
+	// at least BatchSize effects behind the log (a backfill after a
+	// reset, catching up after downtime): larger batches cost the target
+	// fewer transactions. 0, or below BatchSize: BatchSize.
+	CatchUpBatch int
+	// BatchBytes bounds the stored size of the effects read for one
+	// batch when the source can tell it (SizedSource: eventstream.Log
+	// can); a batch holds at least one effect. 0: no bound (default
+	// 8 MiB).
+	BatchBytes int
+	Linger     time.Duration // wait for more effects before a small batch (default 5ms)
+	RetryMin   time.Duration // first backoff after a failed batch (default 100ms)
+	RetryMax   time.Duration // backoff cap (default 10s)
+	Logger     *slog.Logger
 	// OnBatch, when set, is told of every batch the runner applied or
 	// failed to apply: how many effects it read, how long applying took,
 	// and the error (nil on success). It must return quickly (metrics).
@@ -26,7 +36,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{BatchSize: 1000, Linger: 5 * time.Millisecond, RetryMin: 100 * time.Millisecond, RetryMax: 10 * time.Second}
+	return Config{BatchSize: 1000, BatchBytes: 8 << 20, Linger: 5 * time.Millisecond, RetryMin: 100 * time.Millisecond, RetryMax: 10 * time.Second}
 }
 
 // Validate reports the first bad setting.
@@ -34,6 +44,10 @@ func (c Config) Validate() error {
 	switch {
 	case c.BatchSize < 1 || c.BatchSize > 1_000_000:
 		return fmt.Errorf("checkpoint config: batch size %d: want 1 to 1000000", c.BatchSize)
+	case c.CatchUpBatch < 0 || c.CatchUpBatch > 1_000_000:
+		return fmt.Errorf("checkpoint config: catch-up batch %d: want 0 (the batch size) to 1000000", c.CatchUpBatch)
+	case c.BatchBytes < 0:
+		return fmt.Errorf("checkpoint config: batch bytes %d: want 0 (no bound) or more", c.BatchBytes)
 	case c.Linger < 0 || c.Linger > time.Minute:
 		return fmt.Errorf("checkpoint config: linger %s: want 0 to 1m", c.Linger)
 	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
@@ -73,8 +87,9 @@ type Runner struct {
 
 	runMu    sync.Mutex // one batch at a time
 	ckpt     uint64
-	known    bool // ckpt loaded from the sink
-	prepared bool // Preparer.Prepare done
+	known    bool   // ckpt loaded from the sink
+	prepared bool   // Preparer.Prepare done
+	ahead    *ahead // the next batch, read while the last one was applied
 
 	mu      sync.Mutex
 	status  Status
@@ -229,9 +244,12 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 	if err := r.start(ctx); err != nil {
 		return 0, err
 	}
-	effects, err := r.src.Read(ctx, r.ckpt+1, r.cfg.BatchSize)
-	if err != nil {
-		return 0, r.fail(fmt.Errorf("sink %s: read effects: %w", r.sink.Name(), err))
+	effects := r.takeAhead()
+	if effects == nil {
+		var err error
+		if effects, err = r.read(ctx, r.ckpt+1); err != nil {
+			return 0, r.fail(fmt.Errorf("sink %s: read effects: %w", r.sink.Name(), err))
+		}
 	}
 	if len(effects) == 0 {
 		r.mu.Lock()
@@ -241,11 +259,13 @@ func (r *Runner) RunOnce(ctx context.Context) (int, error) {
 	}
 	through := effects[len(effects)-1].LSN
 	kept := Collapse(effects)
+	next := r.readAhead(ctx, through)
 	began := time.Now()
 	parked, err := r.apply(ctx, kept, through)
 	if r.cfg.OnBatch != nil {
 		r.cfg.OnBatch(len(effects), time.Since(began), err)
 	}
+	r.waitAhead(next, err == nil)
 	if err != nil {
 		return 0, r.fail(err)
 	}
@@ -371,6 +391,7 @@ func (r *Runner) setCheckpoint(c uint64) {
 
 func (r *Runner) fail(err error) error {
 	r.known = false // re-read the sink's checkpoint: the failed batch may have landed
+	r.ahead = nil   // and read what follows it afresh
 	r.mu.Lock()
 	r.status.Failures++
 	r.status.LastError = err.Error()

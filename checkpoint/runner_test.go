@@ -634,14 +634,17 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("default config invalid: %v", err)
 	}
 	for name, mod := range map[string]func(*Config){
-		"zero batch":      func(c *Config) { c.BatchSize = 0 },
-		"negative batch":  func(c *Config) { c.BatchSize = -1 },
-		"huge batch":      func(c *Config) { c.BatchSize = 1_000_001 },
-		"negative linger": func(c *Config) { c.Linger = -time.Millisecond },
-		"long linger":     func(c *Config) { c.Linger = time.Hour },
-		"zero retry min":  func(c *Config) { c.RetryMin = 0 },
-		"negative retry":  func(c *Config) { c.RetryMin = -time.Second },
-		"max below min":   func(c *Config) { c.RetryMin, c.RetryMax = time.Second, time.Millisecond },
+		"zero batch":              func(c *Config) { c.BatchSize = 0 },
+		"negative batch":          func(c *Config) { c.BatchSize = -1 },
+		"huge batch":              func(c *Config) { c.BatchSize = 1_000_001 },
+		"negative linger":         func(c *Config) { c.Linger = -time.Millisecond },
+		"long linger":             func(c *Config) { c.Linger = time.Hour },
+		"zero retry min":          func(c *Config) { c.RetryMin = 0 },
+		"negative retry":          func(c *Config) { c.RetryMin = -time.Second },
+		"max below min":           func(c *Config) { c.RetryMin, c.RetryMax = time.Second, time.Millisecond },
+		"negative catch-up batch": func(c *Config) { c.CatchUpBatch = -1 },
+		"huge catch-up batch":     func(c *Config) { c.CatchUpBatch = 1_000_001 },
+		"negative batch bytes":    func(c *Config) { c.BatchBytes = -1 },
 	} {
 		c := DefaultConfig()
 		mod(&c)

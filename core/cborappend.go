@@ -145,3 +145,93 @@ func (e *Effect) appendCBOR(b []byte) ([]byte, error) {
 	b = appendText(b, e.LastChange)
 	return appendText(b, e.SchemaID), nil
 }
+
+// appendCBOR appends the change's canonical encoding: its body, whose
+// SHA-256 is its ID. An op carrying an attestation (rare) goes through
+// the reflective encoder.
+func (c *Change) appendCBOR(b []byte) ([]byte, error) {
+	b = append(b, cborArray|9)
+	b = appendHead(b, cborUint, uint64(c.Version))
+	b = appendBytes(b, c.Space[:])
+	b = appendBytes(b, c.Author[:])
+	b = appendHead(b, cborUint, c.Seq)
+	b = appendBytes(b, c.Prev[:])
+	b = appendHead(b, cborArray, uint64(len(c.Parents)))
+	for i := range c.Parents {
+		b = appendBytes(b, c.Parents[i][:])
+	}
+	b = appendHead(b, cborUint, c.Height)
+	b = append(b, cborArray|2)
+	b = appendHead(b, cborUint, c.HLC.Wall)
+	b = appendHead(b, cborUint, uint64(c.HLC.Logical))
+	b = appendHead(b, cborArray, uint64(len(c.Ops)))
+	var err error
+	for i := range c.Ops {
+		if b, err = c.Ops[i].appendCBOR(b); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// appendCBOR appends the op as a map keyed by small integers, in key
+// order, leaving out the empty fields the struct tags mark omitempty.
+func (o *Op) appendCBOR(b []byte) ([]byte, error) {
+	if len(o.Reads) > 0 {
+		enc, err := encMode.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		return append(b, enc...), nil
+	}
+	n := 2 // Kind and Member are always there
+	for _, present := range [...]bool{o.Coll != "", o.Doc != "", o.Field != "", o.Value != nil, len(o.Fields) > 0,
+		o.Delta != 0, o.Role != "", o.Schema != "", len(o.Admins) > 0, o.MaxClockAhead != 0, o.Name != "", o.Expires != 0} {
+		if present {
+			n++
+		}
+	}
+	b = appendHead(b, cborMap, uint64(n))
+	b = append(b, 1)
+	b = appendHead(b, cborUint, uint64(o.Kind))
+	text := func(b []byte, key byte, s string) []byte {
+		if s == "" {
+			return b
+		}
+		return appendText(append(b, key), s)
+	}
+	b = text(b, 2, o.Coll)
+	b = text(b, 3, o.Doc)
+	b = text(b, 4, o.Field)
+	var err error
+	if o.Value != nil {
+		if b, err = appendValue(append(b, 5), o.Value); err != nil {
+			return nil, err
+		}
+	}
+	if len(o.Fields) > 0 {
+		if b, err = appendMap(append(b, 6), o.Fields, appendValue); err != nil {
+			return nil, err
+		}
+	}
+	if o.Delta != 0 {
+		b = appendInt(append(b, 7), o.Delta)
+	}
+	b = appendBytes(append(b, 8), o.Member[:])
+	b = text(b, 9, o.Role)
+	b = text(b, 10, o.Schema)
+	if len(o.Admins) > 0 {
+		b = appendHead(append(b, 11), cborArray, uint64(len(o.Admins)))
+		for i := range o.Admins {
+			b = appendBytes(b, o.Admins[i][:])
+		}
+	}
+	if o.MaxClockAhead != 0 {
+		b = appendHead(append(b, 12), cborUint, o.MaxClockAhead)
+	}
+	b = text(b, 13, o.Name)
+	if o.Expires != 0 {
+		b = appendHead(append(b, 14), cborUint, o.Expires)
+	}
+	return b, nil
+}

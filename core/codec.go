@@ -68,6 +68,11 @@ func Marshal(v any) ([]byte, error) {
 			return []byte{cborNull}, nil
 		}
 		b, err = v.appendCompact(make([]byte, 0, 256))
+	case *Change:
+		if v == nil {
+			return []byte{cborNull}, nil
+		}
+		b, err = v.appendCBOR(make([]byte, 0, 512))
 	case *Effect:
 		if v == nil {
 			return []byte{cborNull}, nil

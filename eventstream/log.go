@@ -214,6 +214,13 @@ func (l *Log) LastLSN() uint64 {
 // Read returns up to max effects with LSN >= from, in LSN order. Effects
 // removed by compaction are skipped.
 func (l *Log) Read(ctx context.Context, from uint64, max int) ([]Effect, error) {
+	return l.ReadSized(ctx, from, max, 0)
+}
+
+// ReadSized is Read that also stops before the effect that would take the
+// stored (encoded) size of the effects it returns past maxBytes; the
+// first effect is returned whatever its size. maxBytes 0: no bound.
+func (l *Log) ReadSized(ctx context.Context, from uint64, max, maxBytes int) ([]Effect, error) {
 	if from == 0 {
 		from = 1
 	}
@@ -222,6 +229,7 @@ func (l *Log) Read(ctx context.Context, from uint64, max int) ([]Effect, error) 
 		return nil, nil
 	}
 	var out []Effect
+	size := 0
 	err := l.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(max, 256), Prefix: l.key([]byte("l/"))})
 		defer it.Close()
@@ -235,8 +243,11 @@ func (l *Log) Read(ctx context.Context, from uint64, max int) ([]Effect, error) 
 			if n > last {
 				break
 			}
+			if size += int(item.ValueSize()); maxBytes > 0 && size > maxBytes && len(out) > 0 {
+				break
+			}
 			var e Effect
-			if err := item.Value(func(v []byte) error { return core.Unmarshal(v, &e) }); err != nil {
+			if err := item.Value(func(v []byte) error { return decodeEffect(v, &e) }); err != nil {
 				return fmt.Errorf("%w: LSN %d: %v", ErrCorrupt, n, err)
 			}
 			if e.LSN != n {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tributary-sync/tributary/core"
 )
 
 func openMem(t testing.TB) (*badger.DB, *Log) {
@@ -173,5 +175,43 @@ func BenchmarkAppend(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "effects/s")
 		})
+	}
+}
+
+// ReadSized stops before the effect that would take the stored size of
+// what it returns past the bound, and returns a first effect larger than
+// the bound on its own.
+func TestReadSized(t *testing.T) {
+	_, l := openMem(t)
+	ctx := context.Background()
+	var in []Effect
+	for i := range 6 {
+		in = append(in, upsert("Book", fmt.Sprint(i), int64(i)))
+	}
+	in[3].Doc["blob"] = string(make([]byte, 2000))
+	stored, err := l.Append(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := core.Marshal(&stored[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := len(one) // effects 0, 1, 2, 4 and 5 encode alike in size
+	got, err := l.ReadSized(ctx, 1, 10, 2*size+size/2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1].LSN != 2 {
+		t.Fatalf("bounded to 2.5 effects' size: got %d effects", len(got))
+	}
+	if got, err = l.ReadSized(ctx, 3, 10, 3*size); err != nil || len(got) != 1 || got[0].LSN != 3 {
+		t.Fatalf("the large effect 4 must not join 3: got %d effects, %v", len(got), err)
+	}
+	if got, err = l.ReadSized(ctx, 4, 10, size); err != nil || len(got) != 1 || got[0].LSN != 4 || len(got[0].Doc["blob"].(string)) != 2000 {
+		t.Fatalf("a first effect over the bound must come alone: got %d effects, %v", len(got), err)
+	}
+	if got, err = l.ReadSized(ctx, 1, 4, 0); err != nil || len(got) != 4 {
+		t.Fatalf("no bound: got %d effects, want the 4 asked for (%v)", len(got), err)
 	}
 }
