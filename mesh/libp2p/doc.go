@@ -44,17 +44,18 @@
 //
 // Nothing of a space flows to or from a peer the space does not admit
 // now: each sync request is checked when it arrives; each gossip message
-// is dropped unless its sender and origin are admitted; a probation peer's
-// gossip score is sunk (no pushes reach it, its messages are ignored) and
-// a peer's subscription to a space's topic is recorded only if the space
-// admits it (or it is on probation). A revoked member is cut as soon as
-// the node stores the revocation: Recheck closes the connections the
-// admissions no longer allow, and the node calls it before it publishes
-// or lets a push be relayed (mesh.Relayer: a push is relayed only once
-// its parents are stored here and the peers were re-checked, so nothing
-// written after a revocation is relayed to the revoked member). A check
-// every Config.AdmissionInterval catches the rest. Relays and bootstrap
-// peers are gated like everyone else: they must be members of a space.
+// is dropped unless its sender (the peer it came from) is admitted; a
+// probation peer's gossip score is sunk (no pushes reach it, its messages
+// are ignored) and a peer's subscription to a space's topic is recorded
+// only if the space admits it (or it is on probation). A revoked member
+// is cut as soon as the node stores the revocation: Recheck closes the
+// connections the admissions no longer allow, and the node calls it
+// before it publishes or lets a push be relayed (mesh.Relayer: a push is
+// relayed only once its parents are stored here and the peers were
+// re-checked, so nothing written after a revocation is relayed to the
+// revoked member). A check every Config.AdmissionInterval catches the
+// rest. Relays and bootstrap peers are gated like everyone else: they
+// must be members of a space.
 //
 // Pushes go to the topic "/tributary/2/<space>/changes" as CBOR [][]byte
 // of envelopes. Gossip messages are unsigned (no author, no sequence
