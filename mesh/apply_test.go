@@ -9,6 +9,8 @@ import (
 	"github.com/tributary-sync/tributary/core/replica"
 )
 
+// testKey and memReplica are meshtest.Key and meshtest.OpenReplica, which
+// this package's own tests cannot import (meshtest imports mesh).
 func testKey(t *testing.T, seed byte) core.PrivateKey {
 	t.Helper()
 	k, err := core.PrivateKeyFromSeed(bytes.Repeat([]byte{seed}, 32))
