@@ -21,7 +21,8 @@ type Config struct {
 	CatchUpBatch int
 	// BatchBytes bounds the stored size of the effects read for one
 	// batch when the source can tell it (SizedSource: eventstream.Log
-	// can); a batch holds at least one effect. 0: no bound.
+	// can); a batch holds at least one effect. 0: no bound (default
+	// 8 MiB).
 	BatchBytes int
 	Linger     time.Duration // wait for more effects before a small batch (default 5ms)
 	RetryMin   time.Duration // first backoff after a failed batch (default 100ms)
@@ -35,7 +36,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{BatchSize: 1000, Linger: 5 * time.Millisecond, RetryMin: 100 * time.Millisecond, RetryMax: 10 * time.Second}
+	return Config{BatchSize: 1000, BatchBytes: 8 << 20, Linger: 5 * time.Millisecond, RetryMin: 100 * time.Millisecond, RetryMax: 10 * time.Second}
 }
 
 // Validate reports the first bad setting.

@@ -14,6 +14,7 @@ type Metrics struct {
 	PushRateLimited  atomic.Uint64 // pushes dropped by the per-peer rate limit
 	PushQueueFull    atomic.Uint64 // pushes dropped because the inbound queue was full
 	PushesDeferred   atomic.Uint64 // pushes applied in part or not at all, to be delivered again (Apply: rate or orphan limit)
+	PushesGrouped    atomic.Uint64 // pushes that queued up and were applied with others, in one commit
 	OutboxFull       atomic.Uint64 // local changes not published because the outbox was full
 	SyncsStarted     atomic.Uint64 // reconciliations we initiated
 	SyncsFailed      atomic.Uint64
@@ -52,6 +53,6 @@ func (m *Metrics) Snapshot() MetricsSnapshot {
 		"orphan_limit": m.OrphanLimit.Load(), "joins_admitted": m.JoinsAdmitted.Load(),
 		"joins_refused": m.JoinsRefused.Load(), "requests_refused": m.RequestsRefused.Load(),
 		"peers_appeared": m.PeersAppeared.Load(), "addrs_learned": m.AddrsLearned.Load(),
-		"addrs_refused": m.AddrsRefused.Load(),
+		"addrs_refused": m.AddrsRefused.Load(), "pushes_grouped": m.PushesGrouped.Load(),
 	}
 }

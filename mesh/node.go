@@ -409,26 +409,93 @@ func (n *Node) Envelope(id core.ID) ([]byte, error) { return n.store.Envelope(id
 // Held implements History.
 func (n *Node) Held() [][]byte { return n.store.Orphans() }
 
+// maxApplyGroup bounds the queued pushes applied together.
+const maxApplyGroup = 64
+
+// applyLoop applies pushes as they come; those that queued up while one
+// was applied are applied together, in one commit (one fsync), so the
+// queue drains faster than it fills.
 func (n *Node) applyLoop(ctx context.Context) {
 	defer n.wg.Done()
+	group := make([]pushed, 0, maxApplyGroup)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case p := <-n.inbound:
-			if n.isBanned(p.from) {
-				continue
+			group = append(group[:0], p)
+		}
+	more:
+		for len(group) < maxApplyGroup {
+			select {
+			case p := <-n.inbound:
+				group = append(group, p)
+			default:
+				break more
 			}
+		}
+		n.applyPushes(ctx, group)
+		clear(group)
+	}
+}
+
+// applyPushes applies pushes from the inbound queue: verified ones
+// together, the others one by one. A refused change gets the peer that
+// pushed it banned; changes held for missing parents start a
+// reconciliation with the peers that pushed them.
+func (n *Node) applyPushes(ctx context.Context, group []pushed) {
+	live := group[:0]
+	for _, p := range group {
+		if !n.isBanned(p.from) {
+			live = append(live, p)
+		}
+	}
+	vs, together := n.store.(VerifiedStore)
+	for _, p := range live {
+		together = together && len(p.verified) == len(p.envs) && len(p.envs) > 0
+	}
+	if !together || len(live) < 2 {
+		for _, p := range live {
 			rep, err := n.receivePushed(ctx, p)
-			if err != nil {
-				if ctx.Err() == nil {
-					n.log.Error("apply pushed changes", "peer", p.from, "err", err)
-				}
-				continue
+			n.afterPush(ctx, err, rep.Held > 0, p.from)
+		}
+		return
+	}
+	var changes []core.Verified
+	sender := map[core.ID]PeerID{}
+	var senders []PeerID
+	for _, p := range live {
+		for _, v := range p.verified {
+			if _, ok := sender[v.ID()]; !ok {
+				sender[v.ID()] = p.from
 			}
-			if rep.Held > 0 {
-				n.Kick(p.from)
-			}
+		}
+		changes = append(changes, p.verified...)
+		if !slices.Contains(senders, p.from) {
+			senders = append(senders, p.from)
+		}
+	}
+	n.metrics.ChangesReceived.Add(uint64(len(changes)))
+	n.metrics.PushesGrouped.Add(uint64(len(live)))
+	rep, err := vs.ReceiveVerified(ctx, changes)
+	if err == nil {
+		err = n.settleBy(rep, func(id core.ID) PeerID { return sender[id] })
+	}
+	n.afterPush(ctx, err, rep.Held > 0, senders...)
+}
+
+// afterPush logs a push that failed and asks the senders of one that left
+// changes held for missing parents for them.
+func (n *Node) afterPush(ctx context.Context, err error, held bool, from ...PeerID) {
+	if err != nil {
+		if ctx.Err() == nil {
+			n.log.Error("apply pushed changes", "peers", from, "err", err)
+		}
+		return
+	}
+	if held {
+		for _, p := range from {
+			n.Kick(p)
 		}
 	}
 }
@@ -457,6 +524,12 @@ func (n *Node) settle(from PeerID, rep replica.Report, err error) (replica.Repor
 	if err != nil {
 		return rep, err
 	}
+	return rep, n.settleBy(rep, func(core.ID) PeerID { return from })
+}
+
+// settleBy counts what Receive did and bans the peers that sent bad
+// changes (sender names the peer that sent a change).
+func (n *Node) settleBy(rep replica.Report, sender func(core.ID) PeerID) error {
 	n.metrics.ChangesApplied.Add(uint64(rep.Applied + rep.Released))
 	n.metrics.OrphansHeld.Add(uint64(rep.Held))
 	var bad []replica.Rejection
@@ -465,17 +538,36 @@ func (n *Node) settle(from PeerID, rep replica.Report, err error) (replica.Repor
 			// Our limit, not the peer's fault: reconciliation in height
 			// order brings the parents first.
 			n.metrics.OrphanLimit.Add(1)
-			n.log.Warn("change dropped: too many held for missing parents", "peer", from, "change", rj.ID.String())
+			n.log.Warn("change dropped: too many held for missing parents", "peer", sender(rj.ID), "change", rj.ID.String())
 			continue
 		}
 		bad = append(bad, rj)
 	}
-	if len(bad) > 0 {
-		n.metrics.ChangesRejected.Add(uint64(len(bad)))
-		n.ban(from, fmt.Sprintf("sent %d invalid changes, first: %s", len(bad), bad[0].Msg))
-		return rep, fmt.Errorf("%w: %s: %s", ErrBadPeer, from, bad[0].Msg)
+	if len(bad) == 0 {
+		return nil
 	}
-	return rep, nil
+	n.metrics.ChangesRejected.Add(uint64(len(bad)))
+	var blamed []PeerID
+	count := map[PeerID]int{}
+	first := map[PeerID]string{}
+	for _, rj := range bad {
+		p := sender(rj.ID)
+		if p == "" {
+			n.log.Warn("invalid change from no known peer", "change", rj.ID.String(), "err", rj.Msg)
+			continue
+		}
+		if count[p] == 0 {
+			blamed, first[p] = append(blamed, p), rj.Msg
+		}
+		count[p]++
+	}
+	for _, p := range blamed {
+		n.ban(p, fmt.Sprintf("sent %d invalid changes, first: %s", count[p], first[p]))
+	}
+	if len(blamed) == 0 {
+		return fmt.Errorf("%w: %s", ErrBadPeer, bad[0].Msg)
+	}
+	return fmt.Errorf("%w: %s: %s", ErrBadPeer, blamed[0], first[blamed[0]])
 }
 
 func (n *Node) ban(peer PeerID, reason string) {

@@ -143,7 +143,10 @@
 // with COPY (binary) into a session-local temporary staging table and
 // merges them with one INSERT ... SELECT ... ON CONFLICT (id) DO UPDATE
 // that replaces every field column (the effect carries the document's full
-// post-image), deletes with one DELETE ... WHERE id = ANY($1) per table, and
+// post-image) of the rows that differ from the staged values in any
+// column (a row that already holds them is left as it is, so a backfill
+// over intact tables or a replayed batch writes no new row versions, while
+// a row edited by hand is written again), deletes with one DELETE ... WHERE id = ANY($1) per table, and
 // writes the new checkpoint. It commits all of it or none. A batch whose
 // Through is at or below the stored checkpoint changes nothing, so a batch
 // replayed after a crash is harmless. A Redo batch (parked effects

@@ -331,7 +331,7 @@ func (t *table) columns() []column {
 
 func (t *table) buildSQL(pgSchema string) {
 	cols := t.columns()
-	var names, sets []string
+	var names, sets, differs []string
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s.%s", pgSchema, t.name)
 	for _, c := range cols {
@@ -339,15 +339,34 @@ func (t *table) buildSQL(pgSchema string) {
 		t.copyCol = append(t.copyCol, c.name)
 		if c.name != "id" {
 			sets = append(sets, quote(c.name)+" = EXCLUDED."+quote(c.name))
+			differs = append(differs, c.differs("cur", "EXCLUDED"))
 		}
 		fmt.Fprintf(h, "|%s %s", c.name, c.typ)
 	}
 	t.stage = fmt.Sprintf("_tributary_stage_%016x", h.Sum64())
 	t.stageDDL = t.stageSQL()
 	list := strings.Join(names, ", ")
-	t.upsert = fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT (id) DO UPDATE SET %s",
-		t.qualified(pgSchema), list, list, quote(t.stage), strings.Join(sets, ", "))
+	// A row that already holds exactly the staged values is left alone
+	// (no new row version, no WAL): a backfill after a reset, or a batch
+	// replayed over rows it wrote, costs reads only, and a row that
+	// drifted (edited by hand) is written again.
+	t.upsert = fmt.Sprintf("INSERT INTO %s AS cur (%s) SELECT %s FROM %s ON CONFLICT (id) DO UPDATE SET %s WHERE %s",
+		t.qualified(pgSchema), list, list, quote(t.stage), strings.Join(sets, ", "), strings.Join(differs, " OR "))
 	t.delete = fmt.Sprintf("DELETE FROM %s WHERE id = ANY($1)", t.qualified(pgSchema))
+}
+
+// differs is the SQL condition "column c of row a differs from that of
+// row b", NULLs compared as values. Floats compare by their binary form,
+// which tells -0 from 0 (equal to PostgreSQL's =).
+func (c column) differs(a, b string) string {
+	x, y := a+"."+quote(c.name), b+"."+quote(c.name)
+	switch c.udt {
+	case "float8":
+		x, y = "float8send("+x+")", "float8send("+y+")"
+	case "_float8":
+		x, y = "array_send("+x+")", "array_send("+y+")"
+	}
+	return x + " IS DISTINCT FROM " + y
 }
 
 // stageSQL creates the staging table of t on the session, once; it is

@@ -138,10 +138,14 @@ type MeshConfig struct {
 // RunnerConfig tunes every sink's runner (a sink's batch_size overrides
 // BatchSize), and the readiness bound.
 type RunnerConfig struct {
-	BatchSize int           `yaml:"batch_size"`
-	Linger    time.Duration `yaml:"linger"`
-	RetryMin  time.Duration `yaml:"retry_min"`
-	RetryMax  time.Duration `yaml:"retry_max"`
+	BatchSize int `yaml:"batch_size"`
+	// CatchUpBatch is the most effects per batch while a sink is at least
+	// BatchSize behind (backfill, catch-up); a sink's batch_size caps it.
+	CatchUpBatch int           `yaml:"catch_up_batch"`
+	BatchBytes   Size          `yaml:"batch_bytes"` // stored size of one batch's effects, at most
+	Linger       time.Duration `yaml:"linger"`
+	RetryMin     time.Duration `yaml:"retry_min"`
+	RetryMax     time.Duration `yaml:"retry_max"`
 	// ReadyMaxLag is how many effects behind a sink may be while the
 	// node reports ready (/readyz).
 	ReadyMaxLag uint64 `yaml:"ready_max_lag"`
@@ -169,7 +173,7 @@ func DefaultConfig() Config {
 		Mesh: MeshConfig{SyncInterval: 5 * time.Second, SyncTimeout: 2 * time.Minute, MaxMessageBytes: 32 << 20,
 			FetchBatch: 4096, PushBatch: 256, MaxSyncsInFlight: 8, MaxRounds: 32, PushRate: 50000, PushBurst: 200000,
 			InboundQueue: 1024, PushHaveMax: 1024, JoinCooloff: time.Minute, AddrInterval: time.Minute},
-		Runner: RunnerConfig{BatchSize: rc.BatchSize, Linger: rc.Linger, RetryMin: rc.RetryMin, RetryMax: rc.RetryMax, ReadyMaxLag: 10000},
+		Runner: RunnerConfig{BatchSize: rc.BatchSize, CatchUpBatch: 5000, BatchBytes: Size(rc.BatchBytes), Linger: rc.Linger, RetryMin: rc.RetryMin, RetryMax: rc.RetryMax, ReadyMaxLag: 10000},
 	}
 }
 
@@ -513,9 +517,10 @@ func (c *Config) meshConfig(log *slog.Logger) mesh.Config {
 // runnerConfig is a sink runner's config (batch overrides the default
 // batch size when positive).
 func (c *Config) runnerConfig(batch int) checkpoint.Config {
-	rc := checkpoint.Config{BatchSize: c.Runner.BatchSize, Linger: c.Runner.Linger, RetryMin: c.Runner.RetryMin, RetryMax: c.Runner.RetryMax}
-	if batch > 0 {
-		rc.BatchSize = batch
+	rc := checkpoint.Config{BatchSize: c.Runner.BatchSize, CatchUpBatch: c.Runner.CatchUpBatch, BatchBytes: int(c.Runner.BatchBytes),
+		Linger: c.Runner.Linger, RetryMin: c.Runner.RetryMin, RetryMax: c.Runner.RetryMax}
+	if batch > 0 { // the sink's own batch size holds while it catches up too
+		rc.BatchSize, rc.CatchUpBatch = batch, batch
 	}
 	return rc
 }

@@ -157,3 +157,19 @@ func TestConfigKeysDocumented(t *testing.T) {
 		}
 	}
 }
+
+// A runner catches up in runner.catch_up_batch batches, unless its sink
+// names a batch_size of its own, which then holds throughout.
+func TestRunnerCatchUpBatch(t *testing.T) {
+	cfg := DefaultConfig()
+	if rc := cfg.runnerConfig(0); rc.BatchSize != 1000 || rc.CatchUpBatch != 5000 || rc.BatchBytes != 8<<20 {
+		t.Fatalf("default runner config %+v", rc)
+	}
+	if rc := cfg.runnerConfig(200); rc.BatchSize != 200 || rc.CatchUpBatch != 200 {
+		t.Fatalf("a sink's batch_size 200 gives %+v", rc)
+	}
+	cfg.Runner.CatchUpBatch = -1
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "catch-up batch") {
+		t.Fatalf("a negative catch_up_batch: %v", err)
+	}
+}

@@ -3,7 +3,9 @@ package replica
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -548,15 +550,16 @@ func (w *writeTxn) doc(coll, id string) *docEntry {
 }
 
 func (w *writeTxn) flushDocs() ([]core.Effect, error) {
-	var effects []core.Effect
 	cur := w.r.current
+	flushed := w.encodeDocs(cur)
+	effects := make([]core.Effect, 0, len(w.order))
 	var names textNames // the documents of a transaction share few changes and authors
-	for _, name := range w.order {
-		d := w.docs[name]
-		if d.state.Empty() { // every write to it lost its effect
+	for i, name := range w.order {
+		d, f := w.docs[name], &flushed[i]
+		if f.state == nil { // every write to it lost its effect
 			w.txnDelete(docKey(d.coll, d.id))
 		} else {
-			w.setValue(docKey(d.coll, d.id), d.state)
+			w.txnSet(docKey(d.coll, d.id), f.state)
 		}
 		ck := []byte(pConflict + name)
 		if d.state.HasConflicts() {
@@ -570,13 +573,67 @@ func (w *writeTxn) flushDocs() ([]core.Effect, error) {
 		for i, c := range d.changes {
 			e.Changes[i] = names.change(c)
 		}
-		if d.state.Alive() {
-			e.Kind, e.Doc = core.Upsert, image(cur, d.coll, d.state)
+		if f.image != nil {
+			e.Kind, e.Doc = core.Upsert, f.image
 		}
 		effects = append(effects, e)
 	}
 	w.docs, w.order = map[string]*docEntry{}, nil
 	return effects, nil
+}
+
+// flushedDoc is what a document's flush computes from its state alone.
+type flushedDoc struct {
+	state []byte         // its encoding; nil when empty (to delete)
+	image map[string]any // its post-image; nil when it does not exist
+}
+
+// parallelFlush is the number of documents from which a flush encodes
+// on every core: below it, starting goroutines costs more than it saves.
+const parallelFlush = 256
+
+// encodeDocs encodes the states and builds the post-images of the
+// transaction's documents: pure work, spread over the cores for a large
+// transaction (the store writes that follow are serial).
+func (w *writeTxn) encodeDocs(cur *schema.Schema) []flushedDoc {
+	out := make([]flushedDoc, len(w.order))
+	var failed error
+	var mu sync.Mutex
+	encode := func(from, step int) {
+		for i := from; i < len(w.order); i += step {
+			d := w.docs[w.order[i]]
+			if !d.state.Empty() {
+				b, err := core.Marshal(d.state)
+				if err != nil {
+					mu.Lock()
+					failed = fmt.Errorf("encode document %s/%s: %w", d.coll, d.id, err)
+					mu.Unlock()
+					return
+				}
+				out[i].state = b
+			}
+			if d.state.Alive() {
+				out[i].image = image(cur, d.coll, d.state)
+			}
+		}
+	}
+	workers := 1
+	if len(w.order) >= parallelFlush {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	if workers == 1 {
+		encode(0, 1)
+	} else {
+		var wg sync.WaitGroup
+		for k := range workers {
+			wg.Go(func() { encode(k, workers) })
+		}
+		wg.Wait()
+	}
+	if failed != nil {
+		panic(storeError{failed})
+	}
+	return out
 }
 
 // textNames remembers the text forms of IDs and keys (a CID's text costs

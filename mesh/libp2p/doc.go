@@ -44,24 +44,32 @@
 //
 // Nothing of a space flows to or from a peer the space does not admit
 // now: each sync request is checked when it arrives; each gossip message
-// is dropped unless its sender and origin are admitted; a probation peer's
-// gossip score is sunk (no pushes reach it, its messages are ignored) and
-// a peer's subscription to a space's topic is recorded only if the space
-// admits it (or it is on probation). A revoked member is cut as soon as
-// the node stores the revocation: Recheck closes the connections the
-// admissions no longer allow, and the node calls it before it publishes
-// or lets a push be relayed (mesh.Relayer: a push is relayed only once
-// its parents are stored here and the peers were re-checked, so nothing
-// written after a revocation is relayed to the revoked member). A check
-// every Config.AdmissionInterval catches the rest. Relays and bootstrap
-// peers are gated like everyone else: they must be members of a space.
+// is dropped unless its sender (the peer it came from) is admitted; a
+// probation peer's gossip score is sunk (no pushes reach it, its messages
+// are ignored) and a peer's subscription to a space's topic is recorded
+// only if the space admits it (or it is on probation). A revoked member
+// is cut as soon as the node stores the revocation: Recheck closes the
+// connections the admissions no longer allow, and the node calls it
+// before it publishes or lets a push be relayed (mesh.Relayer: a push is
+// relayed only once its parents are stored here and the peers were
+// re-checked, so nothing written after a revocation is relayed to the
+// revoked member). A check every Config.AdmissionInterval catches the
+// rest. Relays and bootstrap peers are gated like everyone else: they
+// must be members of a space.
 //
-// Pushes go to the topic "/tributary/1/<space>/changes" as CBOR [][]byte
-// of envelopes. The topic validator opens every envelope (signature
+// Pushes go to the topic "/tributary/2/<space>/changes" as CBOR [][]byte
+// of envelopes. Gossip messages are unsigned (no author, no sequence
+// number: each change is signed by its author already) and a message's ID
+// is the hash of its topic and data, so a push relayed by several peers
+// is delivered once. The topic validator opens every envelope (signature
 // verified, right space) before a message is delivered or forwarded;
 // anything else is rejected, which drops the sender's gossipsub score, and
-// the sender is banned. A push may be lost (a message published as a peer
-// appears, an envelope over MaxPushBytes): reconciliation delivers it.
+// the sender (the peer it came from) is banned. Messages are validated
+// one at a time in the order they arrived and handed to the node from the
+// validator, so a change rarely waits for a parent still in flight. A
+// push may be lost (a message published as a peer appears, an envelope
+// over MaxPushBytes, a full gossipsub queue: GossipDropped):
+// reconciliation delivers it.
 //
 // Requests use SyncProtocol, one stream each: space ID, uvarint length
 // and payload; the reply is a status byte, a length and the payload or

@@ -2,12 +2,14 @@ package libp2p
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	golibp2p "github.com/libp2p/go-libp2p"
@@ -16,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -98,6 +101,7 @@ type Transport struct {
 	selfID  mesh.PeerID
 	mdns    mdns.Service
 	mdnsErr error // why mDNS is off although asked for
+	dropped atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -133,8 +137,34 @@ var (
 	_ mesh.Locator   = (*Transport)(nil)
 )
 
+// Gossip topics are named topicPrefix + space + topicSuffix. Version 2:
+// messages carry no gossipsub author, sequence number or signature, and a
+// message's ID is the hash of its topic and data (version 1 signed every
+// message); a node of one version does not hear the other's pushes, and
+// reconciliation carries the changes between them.
+const topicPrefix, topicSuffix = "/tributary/2/", "/changes"
+
 // TopicName is the gossipsub topic of a space's changes.
-func TopicName(space core.ID) string { return "/tributary/1/" + space.String() + "/changes" }
+func TopicName(space core.ID) string { return topicPrefix + space.String() + topicSuffix }
+
+// messageID is a gossip message's ID: the SHA-256 of its topic and data.
+// Messages are unsigned and carry no sequence number, so the same push
+// relayed by several peers has one ID and is delivered once.
+func messageID(m *pb.Message) string {
+	h := sha256.New()
+	h.Write([]byte(m.GetTopic()))
+	h.Write([]byte{0})
+	h.Write(m.GetData())
+	return string(h.Sum(nil))
+}
+
+// Queues of gossipsub: pushes waiting for validation, and messages
+// waiting to be written to one peer. A push that finds its queue full is
+// dropped (counted, see GossipDropped) and reconciliation delivers it.
+const (
+	validateQueue = 256
+	outboundQueue = 256
+)
 
 // New starts a libp2p host with the config's identity, listeners and
 // bootstrap peers; Close stops it.
@@ -207,6 +237,22 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 		pubsub.WithSubscriptionFilter(subscriptions{t}),
 		pubsub.WithMaxMessageSize(cfg.MaxPushBytes+64<<10),
 		pubsub.WithFloodPublish(true),
+		// Every change in a message is signed by its author and verified
+		// by the validator: a gossipsub signature on top would be signed
+		// and verified again for nothing. Messages carry no author, no
+		// sequence number and no signature (one that does is refused and
+		// its sender's score drops); a message's ID is the hash of its
+		// topic and data, so the same push is delivered once.
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithNoAuthor(),
+		pubsub.WithMessageIdFn(messageID),
+		// One validation worker and an inline validator: pushes are
+		// validated and handed to the node in the order they arrived, so
+		// a change is not held for a parent that is merely a step behind.
+		pubsub.WithValidateWorkers(1),
+		pubsub.WithValidateQueueSize(validateQueue),
+		pubsub.WithPeerOutboundQueueSize(outboundQueue),
+		pubsub.WithRawTracer(drops{t}),
 	)
 	if err != nil {
 		t.cancel()
@@ -291,19 +337,33 @@ func (t *Transport) SetAdmission(space core.ID, a mesh.Admission) {
 // and of peers in the space's topic the space no longer admits (a member
 // of another space too comes back without its subscription to this one).
 func (t *Transport) Recheck(space core.ID) {
-	t.mu.Lock()
-	j := t.spaces[space]
-	t.mu.Unlock()
 	var subscribed []peer.ID
-	if j != nil {
-		subscribed = j.topic.ListPeers()
-	}
+	listed := false
 	nw := t.host.Network()
 	for _, p := range nw.Peers() {
-		if !t.gater.connAllowed(p) || slices.Contains(subscribed, p) && !t.gater.onProbation(p) && !t.gater.admittedFor(space, p) {
-			t.log.Info("closing connection to a peer no longer admitted", "remote", p, "space", space.Short())
-			_ = nw.ClosePeer(p)
+		if t.gater.connAllowed(p) && (t.gater.onProbation(p) || t.gater.admittedFor(space, p)) {
+			continue
 		}
+		if t.gater.connAllowed(p) {
+			// A member of another space: cut if it took this space's
+			// topic. The topic's peers are asked only then (a round trip
+			// through gossipsub's event loop, which is busy when pushes
+			// flow).
+			if !listed {
+				listed = true
+				t.mu.Lock()
+				j := t.spaces[space]
+				t.mu.Unlock()
+				if j != nil {
+					subscribed = j.topic.ListPeers()
+				}
+			}
+			if !slices.Contains(subscribed, p) {
+				continue
+			}
+		}
+		t.log.Info("closing connection to a peer no longer admitted", "remote", p, "space", space.Short())
+		_ = nw.ClosePeer(p)
 	}
 }
 
@@ -412,7 +472,7 @@ func (f subscriptions) FilterIncomingSubscriptions(p peer.ID, subs []*pb.RPC_Sub
 }
 
 func spaceOfTopic(topic string) (core.ID, bool) {
-	const pre, suf = "/tributary/1/", "/changes"
+	const pre, suf = topicPrefix, topicSuffix
 	var id core.ID
 	if len(topic) < len(pre)+len(suf) || topic[:len(pre)] != pre || topic[len(topic)-len(suf):] != suf {
 		return id, false
@@ -437,7 +497,7 @@ func (t *Transport) Join(space core.ID, h mesh.Handler) error {
 		return fmt.Errorf("libp2p: space %s already joined", space.Short())
 	}
 	name := TopicName(space)
-	if err := t.ps.RegisterTopicValidator(name, t.validator(space)); err != nil {
+	if err := t.ps.RegisterTopicValidator(name, t.validator(space), pubsub.WithValidatorInline(true)); err != nil {
 		return fmt.Errorf("libp2p: register validator: %w", err)
 	}
 	topic, err := t.ps.Join(name)
@@ -491,49 +551,38 @@ func (t *Transport) Leave(space core.ID) error {
 	return errors.Join(j.topic.Close(), t.ps.UnregisterTopicValidator(j.name))
 }
 
-// readLoop hands valid gossip from other peers to the handler.
+// readLoop drains the subscription: the validator hands pushes to the
+// handler (in the order they arrived), the subscription only tells
+// gossipsub that we take the topic's messages.
 func (t *Transport) readLoop(ctx context.Context, j *joined) {
 	defer t.wg.Done()
 	defer close(j.done)
 	for {
-		msg, err := j.sub.Next(ctx)
-		if err != nil {
+		if _, err := j.sub.Next(ctx); err != nil {
 			return
-		}
-		if msg.Local || msg.ReceivedFrom == t.self {
-			continue
-		}
-		opened, ok := msg.ValidatorData.(*openedPush)
-		if !ok {
-			continue
-		}
-		if from, ok := senderOf(msg); ok {
-			opened.deliver(j.h, from)
 		}
 	}
 }
 
 // validator checks a gossip message before it is delivered or forwarded:
-// its sender and its origin are admitted to the space now (else it is
-// dropped), and it is CBOR [][]byte of envelopes, each opening (signature
-// verified) for this space. Anything else is rejected, which lowers the
-// sender's gossipsub score, and the sender is banned. A valid message the
-// handler (a mesh.Relayer) does not let us relay yet is handed over here
-// and not forwarded.
+// its sender (the peer it came from: messages name no author) is admitted
+// to the space now (else it is dropped), and it is CBOR [][]byte of
+// envelopes, each opening (signature verified) for this space. Anything
+// else is rejected, which lowers the sender's gossipsub score, and the
+// sender is banned: a member relays only what it validated. A valid
+// message is handed to the handler here, in the order messages arrived
+// (one inline validation at a time), and forwarded only if the handler
+// (a mesh.Relayer) lets us relay it now.
 func (t *Transport) validator(space core.ID) func(context.Context, peer.ID, *pubsub.Message) pubsub.ValidationResult {
 	return func(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 		if from == t.self {
 			return pubsub.ValidationAccept // our own: the node publishes from its store
 		}
-		origin := msg.GetFrom()
-		if !t.gater.admittedFor(space, from) || origin != "" && origin != from && !t.gater.admittedFor(space, origin) {
+		if !t.gater.admittedFor(space, from) {
 			return pubsub.ValidationIgnore
 		}
 		reject := func(reason string) pubsub.ValidationResult {
 			t.ban(from, "invalid gossip: "+reason)
-			if origin := msg.GetFrom(); origin != from && origin != "" {
-				t.ban(origin, "signed invalid gossip: "+reason)
-			}
 			return pubsub.ValidationReject
 		}
 		var envs [][]byte
@@ -556,18 +605,17 @@ func (t *Transport) validator(space core.ID) func(context.Context, peer.ID, *pub
 			}
 			ids[i], changes[i] = id, c
 		}
-		opened := &openedPush{envs: envs, verified: verified}
-		msg.ValidatorData = opened
 		t.mu.Lock()
 		j := t.spaces[space]
 		t.mu.Unlock()
 		if j == nil {
 			return pubsub.ValidationIgnore
 		}
+		p := openedPush{envs: envs, verified: verified}
+		if sender, ok := t.senderOf(space, from, changes); ok {
+			p.deliver(j.h, sender)
+		}
 		if r, ok := j.h.(mesh.Relayer); ok && !r.Relayable(ids, changes) {
-			if sender, ok := senderOf(msg); ok {
-				opened.deliver(j.h, sender)
-			}
 			return pubsub.ValidationIgnore
 		}
 		return pubsub.ValidationAccept
@@ -590,14 +638,28 @@ func (p *openedPush) deliver(h mesh.Handler, from mesh.PeerID) {
 	h.Pushed(from, p.envs)
 }
 
-// senderOf names who a gossip message comes from: its origin, else the
-// peer that forwarded it.
-func senderOf(msg *pubsub.Message) (mesh.PeerID, bool) {
-	if from, err := ToPeerID(msg.GetFrom()); err == nil {
-		return from, true
+// senderOf names who a push comes from, for the node's rate limit and
+// for the blame if a change in it is refused: the push's origin when all
+// its changes have one author admitted to the space (a node publishes its
+// own changes: their signatures name it, as a gossipsub signature did),
+// else the peer that forwarded it.
+func (t *Transport) senderOf(space core.ID, from peer.ID, changes []*core.Change) (mesh.PeerID, bool) {
+	sender, err := ToPeerID(from)
+	if err != nil {
+		return "", false
 	}
-	from, err := ToPeerID(msg.ReceivedFrom)
-	return from, err == nil
+	author := changes[0].Author
+	for _, c := range changes[1:] {
+		if c.Author != author {
+			return sender, true
+		}
+	}
+	if origin := mesh.PeerOf(author); origin != sender {
+		if pid, err := FromPeerID(origin); err == nil && t.gater.admittedFor(space, pid) {
+			return origin, true
+		}
+	}
+	return sender, true
 }
 
 // Publish implements mesh.Transport: the envelopes go out in gossip
@@ -683,3 +745,42 @@ func (t *Transport) Peers(space core.ID) []mesh.PeerID {
 // MDNS reports whether mDNS discovery runs, and if it was asked for but
 // could not start, why.
 func (t *Transport) MDNS() (running bool, err error) { return t.mdns != nil, t.mdnsErr }
+
+// GossipDropped counts pushes gossipsub dropped: to a peer whose outbound
+// queue was full, or from a peer while our validation queue was full.
+// Reconciliation delivers what they carried.
+func (t *Transport) GossipDropped() uint64 { return t.dropped.Load() }
+
+// drops is the gossipsub tracer that counts (and logs) dropped pushes.
+type drops struct{ t *Transport }
+
+var _ pubsub.RawTracer = drops{}
+
+func (d drops) DropRPC(rpc *pubsub.RPC, p peer.ID) {
+	if n := len(rpc.GetPublish()); n > 0 {
+		d.t.dropped.Add(uint64(n))
+		d.t.log.Warn("push to a peer dropped: its outbound queue is full; reconciliation will deliver", "remote", p, "messages", n)
+	}
+}
+
+func (d drops) RejectMessage(msg *pubsub.Message, reason string) {
+	if reason == pubsub.RejectValidationQueueFull || reason == pubsub.RejectValidationThrottled {
+		d.t.dropped.Add(1)
+		d.t.log.Warn("push from a peer dropped: validation queue full; reconciliation will deliver", "remote", msg.ReceivedFrom)
+	}
+}
+
+func (drops) OnNewOutboundStream(peer.ID, protocol.ID)             {}
+func (drops) OnClosedOutboundStream(peer.ID)                       {}
+func (drops) Join(string)                                          {}
+func (drops) Leave(string)                                         {}
+func (drops) Graft(peer.ID, string)                                {}
+func (drops) Prune(peer.ID, string)                                {}
+func (drops) ValidateMessage(*pubsub.Message)                      {}
+func (drops) DeliverMessage(*pubsub.Message)                       {}
+func (drops) DuplicateMessage(*pubsub.Message)                     {}
+func (drops) ThrottlePeer(peer.ID)                                 {}
+func (drops) RecvRPC(*pubsub.RPC)                                  {}
+func (drops) SendRPC(*pubsub.RPC, peer.ID)                         {}
+func (drops) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
+func (drops) UndeliverableMessage(*pubsub.Message)                 {}
