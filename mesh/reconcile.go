@@ -82,7 +82,17 @@ type Reconciler struct {
 	// ListBelow: a side with at most this many items in a differing range
 	// lists them instead of splitting.
 	ListBelow int
+	// MaxListed bounds the items one answer lists (0: DefaultMaxListed);
+	// ranges past it are answered with their fingerprint, so the
+	// initiator asks for them again in the next round.
+	MaxListed int
 }
+
+// DefaultMaxListed keeps an answer's lists to about 10 MiB (an item is
+// about 41 bytes), well under MaxMessageBytes: a node holding nothing
+// learns a million changes in a few round trips instead of one reply
+// past the limit.
+const DefaultMaxListed = 1 << 18
 
 // DefaultReconciler splits 16 ways and lists ranges of up to 64 items, so
 // n differing items spread over the set take about log16(n/64)+2 round
@@ -134,6 +144,12 @@ func (rc Reconciler) describe(in []Item, lo, hi Item, listMode uint8) []Range {
 	if len(in) <= rc.ListBelow {
 		return []Range{{Lower: lo, Upper: hi, Mode: listMode, Count: uint64(len(in)), IDs: slices.Clone(in)}}
 	}
+	return rc.split(in, lo, hi)
+}
+
+// split is Branch fingerprinted sub-ranges of [lo, hi), in holding their
+// share of the items.
+func (rc Reconciler) split(in []Item, lo, hi Item) []Range {
 	parts := min(rc.Branch, len(in))
 	out := make([]Range, 0, parts)
 	cur := lo
@@ -150,19 +166,35 @@ func (rc Reconciler) describe(in []Item, lo, hi Item, listMode uint8) []Range {
 }
 
 // Respond is the serving side: given the initiator's ranges, it returns
-// its answer. It keeps no state between rounds.
+// its answer. It keeps no state between rounds. An answer lists at most
+// MaxListed items: a range that would list past that is answered with its
+// fingerprint and count instead (split Branch ways when it alone holds
+// more), and the initiator, seeing it differ, asks for it again.
 func (rc Reconciler) Respond(mine []Item, msg []Range) []Range {
+	budget := rc.MaxListed
+	if budget <= 0 {
+		budget = DefaultMaxListed
+	}
 	var out []Range
+	listed := 0
 	for _, r := range msg {
 		in := span(mine, r.Lower, r.Upper)
-		switch r.Mode {
-		case ModeFingerprint:
-			if uint64(len(in)) == r.Count && Fingerprint(in) == r.Fingerprint {
-				continue
+		lists := r.Mode == ModeIDs || r.Mode == ModeFingerprint && len(in) <= rc.ListBelow
+		switch {
+		case r.Mode == ModeFingerprint && uint64(len(in)) == r.Count && Fingerprint(in) == r.Fingerprint:
+		case r.Mode != ModeFingerprint && r.Mode != ModeIDs:
+		case lists && listed+len(in) > budget && len(in) > budget:
+			out = append(out, rc.split(in, r.Lower, r.Upper)...)
+		case lists && listed+len(in) > budget:
+			out = append(out, Range{Lower: r.Lower, Upper: r.Upper, Mode: ModeFingerprint, Fingerprint: Fingerprint(in), Count: uint64(len(in))})
+		case r.Mode == ModeIDs:
+			listed += len(in)
+			out = append(out, Range{Lower: r.Lower, Upper: r.Upper, Mode: ModeFinal, Count: uint64(len(in)), IDs: slices.Clone(in)})
+		default: // a differing fingerprint
+			if lists {
+				listed += len(in)
 			}
 			out = append(out, rc.describe(in, r.Lower, r.Upper, ModeIDs)...)
-		case ModeIDs:
-			out = append(out, Range{Lower: r.Lower, Upper: r.Upper, Mode: ModeFinal, Count: uint64(len(in)), IDs: slices.Clone(in)})
 		}
 	}
 	return out

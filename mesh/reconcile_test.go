@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/tributary-sync/tributary/core"
 )
 
 var seedFlag = flag.Uint64("seed", 0, "seed for randomized tests (0: time-based)")
@@ -35,11 +37,17 @@ func sorted(items []Item) []Item {
 // run reconciles a (initiator) with b and returns have, need and rounds.
 func run(t *testing.T, rc Reconciler, a, b []Item) (have, need []Item, rounds int) {
 	t.Helper()
+	return runUpTo(t, rc, a, b, 64)
+}
+
+// runUpTo is run with at most limit rounds.
+func runUpTo(t *testing.T, rc Reconciler, a, b []Item, limit int) (have, need []Item, rounds int) {
+	t.Helper()
 	msg := rc.Initiate(a)
 	for len(msg) > 0 {
 		rounds++
-		if rounds > 64 {
-			t.Fatal("reconciliation did not finish in 64 rounds")
+		if rounds > limit {
+			t.Fatalf("reconciliation did not finish in %d rounds", limit)
 		}
 		reply := rc.Respond(b, msg)
 		var h, n []Item
@@ -209,5 +217,75 @@ func TestReconcileRecentDifferences(t *testing.T) {
 				t.Fatalf("trial %d (n=%d, %d and %d new), %s: %d round trips, want at most %d", trial, n, ka, kb, dir.name, rounds, limit)
 			}
 		}
+	}
+}
+
+// TestReconcileAnswersStayUnderTheLimit: a node holding nothing
+// reconciles with one holding 1M changes (their list alone is about
+// 40 MiB, past MaxMessageBytes): every answer lists at most
+// DefaultMaxListed items, and the initiator learns all of them in a few
+// round trips.
+func TestReconcileAnswersStayUnderTheLimit(t *testing.T) {
+	full := history(1_000_000)
+	rc := DefaultReconciler
+	msg := rc.Initiate(nil)
+	var need []Item
+	rounds := 0
+	for len(msg) > 0 {
+		rounds++
+		if rounds > 8 {
+			t.Fatalf("not done in 8 round trips")
+		}
+		reply := rc.Respond(full, msg)
+		listed := 0
+		for _, r := range reply {
+			listed += len(r.IDs)
+		}
+		if listed > DefaultMaxListed {
+			t.Fatalf("round %d: an answer lists %d items, limit %d", rounds, listed, DefaultMaxListed)
+		}
+		if b, err := core.Marshal(reply); err != nil || len(b) > 16<<20 {
+			t.Fatalf("round %d: answer of %d bytes (%v)", rounds, len(b), err)
+		}
+		var h, n []Item
+		msg, h, n = rc.Step(nil, reply)
+		if len(h) != 0 {
+			t.Fatalf("round %d: the empty side has %d items to give", rounds, len(h))
+		}
+		need = append(need, n...)
+	}
+	if need = sorted(need); !slices.Equal(need, full) {
+		t.Fatalf("learned %d of %d items", len(need), len(full))
+	}
+	t.Logf("1M items from nothing: %d round trips", rounds)
+}
+
+// TestReconcileSmallListBudget: with a list budget of a few items, seeded
+// random differences still come out exact (the budget costs rounds, not
+// correctness).
+func TestReconcileSmallListBudget(t *testing.T) {
+	rng := rand.New(rand.NewPCG(testSeed(t), 3))
+	for trial := range 20 {
+		rc := Reconciler{Branch: 2 + rng.IntN(15), ListBelow: 1 + rng.IntN(64), MaxListed: 1 + rng.IntN(200)}
+		var a, b, onlyA, onlyB []Item
+		for i := range rng.IntN(5000) {
+			x := item(uint64(i))
+			switch rng.IntN(10) {
+			case 0:
+				a, onlyA = append(a, x), append(onlyA, x)
+			case 1:
+				b, onlyB = append(b, x), append(onlyB, x)
+			default:
+				a, b = append(a, x), append(b, x)
+			}
+		}
+		a, b, onlyA, onlyB = sorted(a), sorted(b), sorted(onlyA), sorted(onlyB)
+		// Each answer lists at least one range: the rounds are bounded by
+		// the items listed, not only by the depth of the splits.
+		have, need, rounds := runUpTo(t, rc, a, b, 4*len(a)+4*len(b)+64)
+		if !slices.Equal(have, onlyA) || !slices.Equal(need, onlyB) {
+			t.Fatalf("trial %d %+v: have %d need %d, want %d and %d", trial, rc, len(have), len(need), len(onlyA), len(onlyB))
+		}
+		t.Logf("trial %d %+v: %d and %d differing, %d round trips", trial, rc, len(onlyA), len(onlyB), rounds)
 	}
 }
