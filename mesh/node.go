@@ -462,12 +462,12 @@ func (n *Node) applyPushes(ctx context.Context, group []pushed) {
 		return
 	}
 	var changes []core.Verified
-	sender := map[core.ID]PeerID{}
+	blame := map[core.ID]PeerID{}
 	var senders []PeerID
 	for _, p := range live {
 		for _, v := range p.verified {
-			if _, ok := sender[v.ID()]; !ok {
-				sender[v.ID()] = p.from
+			if _, ok := blame[v.ID()]; !ok {
+				blame[v.ID()] = n.culprit(p.from, v)
 			}
 		}
 		changes = append(changes, p.verified...)
@@ -479,7 +479,7 @@ func (n *Node) applyPushes(ctx context.Context, group []pushed) {
 	n.metrics.PushesGrouped.Add(uint64(len(live)))
 	rep, err := vs.ReceiveVerified(ctx, changes)
 	if err == nil {
-		err = n.settleBy(rep, func(id core.ID) PeerID { return sender[id] })
+		err = n.settleBy(rep, func(id core.ID) PeerID { return blame[id] })
 	}
 	n.afterPush(ctx, err, rep.Held > 0, senders...)
 }
@@ -506,7 +506,14 @@ func (n *Node) receivePushed(ctx context.Context, p pushed) (replica.Report, err
 	if vs, ok := n.store.(VerifiedStore); ok && len(p.verified) == len(p.envs) && len(p.envs) > 0 {
 		n.metrics.ChangesReceived.Add(uint64(len(p.envs)))
 		rep, err := vs.ReceiveVerified(ctx, p.verified)
-		return n.settle(p.from, rep, err)
+		if err != nil {
+			return rep, err
+		}
+		blame := make(map[core.ID]PeerID, len(p.verified))
+		for _, v := range p.verified {
+			blame[v.ID()] = n.culprit(p.from, v)
+		}
+		return rep, n.settleBy(rep, func(id core.ID) PeerID { return blame[id] })
 	}
 	return n.receive(ctx, p.from, p.envs)
 }
@@ -517,6 +524,17 @@ func (n *Node) receive(ctx context.Context, from PeerID, envs [][]byte) (replica
 	n.metrics.ChangesReceived.Add(uint64(len(envs)))
 	rep, err := n.store.Receive(ctx, envs)
 	return n.settle(from, rep, err)
+}
+
+// culprit is who answers for a pushed change the replica refuses: its
+// author when that is a member other than the peer that pushed it (a
+// gossip relay passes on what its author signed before it could store
+// and judge it itself), else the peer that pushed it.
+func (n *Node) culprit(from PeerID, v core.Verified) PeerID {
+	if author := PeerOf(v.Change().Author); author != from && n.admits(author) {
+		return author
+	}
+	return from
 }
 
 // settle counts what Receive did and bans a peer that sent bad changes.
