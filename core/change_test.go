@@ -110,8 +110,12 @@ func TestBatchVerifyAgreesWithSingle(t *testing.T) {
 	}
 	got := VerifyBatch(pubs, ids, sigs)
 	for i := range ids {
-		if want := VerifyID(pubs[i], ids[i], sigs[i]); got[i] != want {
+		want := VerifyID(pubs[i], ids[i], sigs[i])
+		if got[i] != want {
 			t.Fatalf("seed %d: entry %d batch=%v single=%v", seed, i, got[i], want)
+		}
+		if one := VerifyBatch(pubs[i:i+1], ids[i:i+1], sigs[i:i+1]); one[0] != want {
+			t.Fatalf("seed %d: entry %d alone: batch=%v single=%v", seed, i, one[0], want)
 		}
 	}
 }
