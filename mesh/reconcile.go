@@ -85,7 +85,8 @@ type Reconciler struct {
 }
 
 // DefaultReconciler splits 16 ways and lists ranges of up to 64 items, so
-// n differing items take about log16(n/64)+2 round trips.
+// n differing items spread over the set take about log16(n/64)+2 round
+// trips, and a peer lacking only the newest changes finds them in 2.
 var DefaultReconciler = Reconciler{Branch: 16, ListBelow: 64}
 
 // span returns the items of sorted in [lo, hi).
@@ -98,9 +99,33 @@ func span(sorted []Item, lo, hi Item) []Item {
 	return sorted[i:j]
 }
 
-// Initiate opens a reconciliation: one fingerprint over everything.
+// Initiate opens a reconciliation: fingerprints of a ladder of ranges
+// from the newest items down, the top one holding the newest ListBelow
+// items, each below it Branch times as many, the last one the rest. A
+// peer that missed only recent changes (the usual catch-up: heights grow
+// with time) finds them in a top range of about as many items as it
+// lacks, whatever the size of the set, instead of descending from one
+// fingerprint of everything a level per round trip. A set of at most
+// ListBelow items is one range. Two sets that agree cost one round trip
+// of about log_Branch(n/ListBelow)+1 ranges.
 func (rc Reconciler) Initiate(mine []Item) []Range {
-	return []Range{{Lower: Item{}, Upper: MaxItem, Mode: ModeFingerprint, Fingerprint: Fingerprint(mine), Count: uint64(len(mine))}}
+	var cuts []int // indices into mine where a range starts, newest first
+	if rc.Branch >= 2 && rc.ListBelow >= 1 {
+		for k := rc.ListBelow; k < len(mine); k *= rc.Branch {
+			cuts = append(cuts, len(mine)-k)
+		}
+	}
+	out := make([]Range, 0, len(cuts)+1)
+	lo, a := Item{}, 0
+	for i := len(cuts) - 1; i >= -1; i-- {
+		hi, b := MaxItem, len(mine)
+		if i >= 0 {
+			hi, b = mine[cuts[i]], cuts[i]
+		}
+		out = append(out, Range{Lower: lo, Upper: hi, Mode: ModeFingerprint, Fingerprint: Fingerprint(mine[a:b]), Count: uint64(b - a)})
+		lo, a = hi, b
+	}
+	return out
 }
 
 // describe answers a differing range [lo, hi) with mine in it: the list
