@@ -440,9 +440,9 @@ func (n *Node) applyLoop(ctx context.Context) {
 }
 
 // applyPushes applies pushes from the inbound queue: verified ones
-// together, the others one by one. A refused change gets the peer that
-// pushed it banned; changes held for missing parents start a
-// reconciliation with the peers that pushed them.
+// together, the others one by one. A refused change gets its culprit
+// banned; changes held for missing parents start a reconciliation with
+// the peers that pushed them.
 func (n *Node) applyPushes(ctx context.Context, group []pushed) {
 	live := group[:0]
 	for _, p := range group {
@@ -545,8 +545,9 @@ func (n *Node) settle(from PeerID, rep replica.Report, err error) (replica.Repor
 	return rep, n.settleBy(rep, func(core.ID) PeerID { return from })
 }
 
-// settleBy counts what Receive did and bans the peers that sent bad
-// changes (sender names the peer that sent a change).
+// settleBy counts what Receive did and bans the peers that answer for
+// bad changes (sender names the peer that answers for a change: the one
+// that sent it, or its culprit).
 func (n *Node) settleBy(rep replica.Report, sender func(core.ID) PeerID) error {
 	n.metrics.ChangesApplied.Add(uint64(rep.Applied + rep.Released))
 	n.metrics.OrphansHeld.Add(uint64(rep.Held))
@@ -580,7 +581,7 @@ func (n *Node) settleBy(rep replica.Report, sender func(core.ID) PeerID) error {
 		count[p]++
 	}
 	for _, p := range blamed {
-		n.ban(p, fmt.Sprintf("sent %d invalid changes, first: %s", count[p], first[p]))
+		n.ban(p, fmt.Sprintf("sent or signed %d invalid changes, first: %s", count[p], first[p]))
 	}
 	if len(blamed) == 0 {
 		return fmt.Errorf("%w: %s", ErrBadPeer, bad[0].Msg)
