@@ -406,18 +406,23 @@ func (r *Runner) fail(err error) error {
 
 // Collapse keeps the newest effect of each document, in LSN order.
 func Collapse(effects []eventstream.Effect) []eventstream.Effect {
-	newest := make(map[string]int, len(effects))
+	newest := make(map[docKey]int, len(effects))
 	for i := range effects {
-		newest[effects[i].Key()] = i
+		newest[keyOf(&effects[i])] = i
 	}
 	if len(newest) == len(effects) {
 		return effects
 	}
 	out := make([]eventstream.Effect, 0, len(newest))
 	for i := range effects {
-		if newest[effects[i].Key()] == i {
+		if newest[keyOf(&effects[i])] == i {
 			out = append(out, effects[i])
 		}
 	}
 	return out
 }
+
+// docKey is Effect.Key without building the string.
+type docKey struct{ coll, id string }
+
+func keyOf(e *eventstream.Effect) docKey { return docKey{e.Collection, e.DocID} }

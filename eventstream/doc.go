@@ -11,6 +11,7 @@
 //
 //	log, _ := eventstream.Open(db, []byte("e/"))
 //	effects, _ := log.Read(ctx, checkpoint+1, 500) // post-images from any LSN
+//	more, _ := log.ReadSized(ctx, checkpoint+1, 5000, 8<<20) // also at most 8 MiB stored
 //	_ = log.Wait(ctx, log.LastLSN())               // block until something new commits
 //	log.Compact(ctx, log.LastLSN()-retention)      // keep the newest effect per document
 //
@@ -20,4 +21,8 @@
 // effect of each document is kept, and a new sink backfills from what
 // remains. LSNs are never reused or renumbered; after compaction a read
 // skips the removed ones.
+//
+// Effects are stored as core.Marshal encodes them; a read decodes them by
+// hand (decode.go), handing anything outside that canonical form to
+// core.Unmarshal, so the result is always the reflective decoder's.
 package eventstream

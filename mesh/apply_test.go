@@ -32,8 +32,8 @@ func memReplica(t *testing.T) *replica.Replica {
 
 // Pushes that queued up are applied together: changes pushed before
 // their parents are stored, not held; a change pushed by two peers is
-// applied once; a refused change bans the peer that pushed it and no
-// other.
+// applied once; a refused change bans its author, a member, and not the
+// peer that relayed it.
 func TestQueuedPushesAppliedTogether(t *testing.T) {
 	ctx := context.Background()
 	admin, writer := testKey(t, 1), testKey(t, 2)
@@ -123,15 +123,65 @@ func TestQueuedPushesAppliedTogether(t *testing.T) {
 	if m["changes_applied"] != 4 || m["changes_rejected"] != 1 || m["orphans_held"] != 0 || m["pushes_grouped"] != 4 {
 		t.Errorf("metrics %v", m)
 	}
+	signer := PeerOf(writer.Public())
 	banned := n.Banned()
-	if _, ok := banned["p3"]; !ok || len(banned) != 1 {
-		t.Fatalf("banned %v, want p3 only", banned)
+	if _, ok := banned[signer]; !ok || len(banned) != 1 {
+		t.Fatalf("banned %v, want the refused change's author %s only", banned, signer)
 	}
 
 	// A banned peer's pushes are dropped from the next group.
-	n.applyPushes(ctx, []pushed{push("p3", w2), push("p1", c1)})
+	n.applyPushes(ctx, []pushed{push(signer, w2), push("p1", c1)})
 	_, w2ID, _, _ := core.Open(w2)
 	if b.Has(w2ID) {
 		t.Error("a banned peer's push was applied")
+	}
+}
+
+// A peer that pushes a refused change it signed itself is banned.
+func TestRefusedPushBansItsSender(t *testing.T) {
+	ctx := context.Background()
+	admin := testKey(t, 1)
+	author := memReplica(t)
+	if _, err := author.Found(ctx, admin, "apply", "type Note @collection { text: String! }", nil, 1_700_000_000_000); err != nil {
+		t.Fatal(err)
+	}
+	bootstrap, err := author.Export(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := author.Write(ctx, admin, []core.Op{{Kind: core.OpCreate, Coll: "Note", Doc: "a", Fields: map[string]any{"text": "a"}}}, 1_700_000_000_001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := author.Envelope(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _, _, err := core.Open(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Seq++ // its prev is the admin's change 1: against the structural rules
+	signed, _, err := core.Sign(c, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := signed.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, errs := core.OpenBatch([][]byte{bad})
+	if errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	b := memReplica(t)
+	if _, err := b.Receive(ctx, bootstrap); err != nil {
+		t.Fatal(err)
+	}
+	n := NewNode(b, nil, Config{})
+	sender := PeerOf(admin.Public())
+	n.applyPushes(ctx, []pushed{{from: sender, envs: [][]byte{bad}, verified: vs}})
+	if _, ok := n.Banned()[sender]; !ok || len(n.Banned()) != 1 {
+		t.Fatalf("banned %v, want the author that pushed it", n.Banned())
 	}
 }

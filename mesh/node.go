@@ -440,9 +440,9 @@ func (n *Node) applyLoop(ctx context.Context) {
 }
 
 // applyPushes applies pushes from the inbound queue: verified ones
-// together, the others one by one. A refused change gets the peer that
-// pushed it banned; changes held for missing parents start a
-// reconciliation with the peers that pushed them.
+// together, the others one by one. A refused change gets its culprit
+// banned; changes held for missing parents start a reconciliation with
+// the peers that pushed them.
 func (n *Node) applyPushes(ctx context.Context, group []pushed) {
 	live := group[:0]
 	for _, p := range group {
@@ -462,12 +462,12 @@ func (n *Node) applyPushes(ctx context.Context, group []pushed) {
 		return
 	}
 	var changes []core.Verified
-	sender := map[core.ID]PeerID{}
+	blame := map[core.ID]PeerID{}
 	var senders []PeerID
 	for _, p := range live {
 		for _, v := range p.verified {
-			if _, ok := sender[v.ID()]; !ok {
-				sender[v.ID()] = p.from
+			if _, ok := blame[v.ID()]; !ok {
+				blame[v.ID()] = n.culprit(p.from, v)
 			}
 		}
 		changes = append(changes, p.verified...)
@@ -479,7 +479,7 @@ func (n *Node) applyPushes(ctx context.Context, group []pushed) {
 	n.metrics.PushesGrouped.Add(uint64(len(live)))
 	rep, err := vs.ReceiveVerified(ctx, changes)
 	if err == nil {
-		err = n.settleBy(rep, func(id core.ID) PeerID { return sender[id] })
+		err = n.settleBy(rep, func(id core.ID) PeerID { return blame[id] })
 	}
 	n.afterPush(ctx, err, rep.Held > 0, senders...)
 }
@@ -506,7 +506,14 @@ func (n *Node) receivePushed(ctx context.Context, p pushed) (replica.Report, err
 	if vs, ok := n.store.(VerifiedStore); ok && len(p.verified) == len(p.envs) && len(p.envs) > 0 {
 		n.metrics.ChangesReceived.Add(uint64(len(p.envs)))
 		rep, err := vs.ReceiveVerified(ctx, p.verified)
-		return n.settle(p.from, rep, err)
+		if err != nil {
+			return rep, err
+		}
+		blame := make(map[core.ID]PeerID, len(p.verified))
+		for _, v := range p.verified {
+			blame[v.ID()] = n.culprit(p.from, v)
+		}
+		return rep, n.settleBy(rep, func(id core.ID) PeerID { return blame[id] })
 	}
 	return n.receive(ctx, p.from, p.envs)
 }
@@ -519,6 +526,17 @@ func (n *Node) receive(ctx context.Context, from PeerID, envs [][]byte) (replica
 	return n.settle(from, rep, err)
 }
 
+// culprit is who answers for a pushed change the replica refuses: its
+// author when that is a member other than the peer that pushed it (a
+// gossip relay passes on what its author signed before it could store
+// and judge it itself), else the peer that pushed it.
+func (n *Node) culprit(from PeerID, v core.Verified) PeerID {
+	if author := PeerOf(v.Change().Author); author != from && n.admits(author) {
+		return author
+	}
+	return from
+}
+
 // settle counts what Receive did and bans a peer that sent bad changes.
 func (n *Node) settle(from PeerID, rep replica.Report, err error) (replica.Report, error) {
 	if err != nil {
@@ -527,8 +545,9 @@ func (n *Node) settle(from PeerID, rep replica.Report, err error) (replica.Repor
 	return rep, n.settleBy(rep, func(core.ID) PeerID { return from })
 }
 
-// settleBy counts what Receive did and bans the peers that sent bad
-// changes (sender names the peer that sent a change).
+// settleBy counts what Receive did and bans the peers that answer for
+// bad changes (sender names the peer that answers for a change: the one
+// that sent it, or its culprit).
 func (n *Node) settleBy(rep replica.Report, sender func(core.ID) PeerID) error {
 	n.metrics.ChangesApplied.Add(uint64(rep.Applied + rep.Released))
 	n.metrics.OrphansHeld.Add(uint64(rep.Held))
@@ -562,7 +581,7 @@ func (n *Node) settleBy(rep replica.Report, sender func(core.ID) PeerID) error {
 		count[p]++
 	}
 	for _, p := range blamed {
-		n.ban(p, fmt.Sprintf("sent %d invalid changes, first: %s", count[p], first[p]))
+		n.ban(p, fmt.Sprintf("sent or signed %d invalid changes, first: %s", count[p], first[p]))
 	}
 	if len(blamed) == 0 {
 		return fmt.Errorf("%w: %s", ErrBadPeer, bad[0].Msg)

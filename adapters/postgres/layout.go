@@ -357,7 +357,8 @@ func (t *table) buildSQL(pgSchema string) {
 
 // differs is the SQL condition "column c of row a differs from that of
 // row b", NULLs compared as values. Floats compare by their binary form,
-// which tells -0 from 0 (equal to PostgreSQL's =).
+// which tells -0 from 0 (equal to PostgreSQL's =), and JSON by its text,
+// which tells 1.0 from 1.00 (equal as jsonb).
 func (c column) differs(a, b string) string {
 	x, y := a+"."+quote(c.name), b+"."+quote(c.name)
 	switch c.udt {
@@ -365,6 +366,8 @@ func (c column) differs(a, b string) string {
 		x, y = "float8send("+x+")", "float8send("+y+")"
 	case "_float8":
 		x, y = "array_send("+x+")", "array_send("+y+")"
+	case "jsonb", "_jsonb":
+		x, y = x+"::text", y+"::text"
 	}
 	return x + " IS DISTINCT FROM " + y
 }

@@ -506,8 +506,8 @@ func TestResetReplays(t *testing.T) {
 
 // A replay (after a reset, or of a batch the sink wrote already) leaves a
 // row that holds the effect's values as it is: no new row version. A row
-// that differs in any column (edited by hand, -0 where 0 was, a list
-// element, a provenance column) is written again.
+// that differs in any column (edited by hand, -0 where 0 was, 1.00 where
+// JSON held 1.0, a list element, a provenance column) is written again.
 func TestReplayWritesOnlyChangedRows(t *testing.T) {
 	url := pgtest.Database(t)
 	ctx := context.Background()
@@ -524,8 +524,9 @@ func TestReplayWritesOnlyChangedRows(t *testing.T) {
 		up(4, "Book", "tags", doc("tags", 3, "x")),
 		up(5, "Book", "prov", doc("prov", 4)),
 		up(6, "Book", "nulls", map[string]any{"title": "nulls"}),
+		up(7, "Book", "json", map[string]any{"title": "json", "meta": `{"a":1.0}`}),
 	}
-	if err := s.Apply(ctx, checkpoint.Batch{Schema: sch, Through: 6, Effects: effects}); err != nil {
+	if err := s.Apply(ctx, checkpoint.Batch{Schema: sch, Through: 7, Effects: effects}); err != nil {
 		t.Fatal(err)
 	}
 	conn := connect(t, url)
@@ -559,7 +560,8 @@ func TestReplayWritesOnlyChangedRows(t *testing.T) {
 	replay[2] = up(3, "Book", "zero", doc("zero", math.Copysign(0, -1)))
 	replay[3] = up(4, "Book", "tags", doc("tags", 3, "x", "z"))
 	replay[4].HLC = "5.1"
-	if err := s.Apply(ctx, checkpoint.Batch{Schema: sch, Through: 6, Effects: replay}); err != nil {
+	replay[6].Doc = map[string]any{"title": "json", "meta": `{"a":1.00}`}
+	if err := s.Apply(ctx, checkpoint.Batch{Schema: sch, Through: 7, Effects: replay}); err != nil {
 		t.Fatal(err)
 	}
 	after := versions()
@@ -571,7 +573,7 @@ func TestReplayWritesOnlyChangedRows(t *testing.T) {
 	if after["edited"] == edited {
 		t.Errorf("edited: the row edited by hand was not written again")
 	}
-	for _, id := range []string{"zero", "tags", "prov"} {
+	for _, id := range []string{"zero", "tags", "prov", "json"} {
 		if after[id] == before[id] {
 			t.Errorf("%s: a changed row was not written", id)
 		}
@@ -588,6 +590,9 @@ func TestReplayWritesOnlyChangedRows(t *testing.T) {
 	}
 	if got := rows["tags"].Fields["tags"]; fmt.Sprint(got) != "[x z]" {
 		t.Errorf("tags: %v, want [x z]", got)
+	}
+	if got := rows["json"].Fields["meta"]; got != `{"a":1.00}` {
+		t.Errorf("json: meta %v, want {\"a\":1.00}", got)
 	}
 	if r := rows["prov"]; r.HLC != "5.1" {
 		t.Errorf("prov: HLC %q, want 5.1", r.HLC)

@@ -348,15 +348,16 @@ func (s *Sink) Apply(ctx context.Context, b checkpoint.Batch) error {
 // prepare groups the newest effect of each document by table and converts
 // its values.
 func prepare(l *layout, effects []eventstream.Effect) ([]*work, error) {
-	newest := make(map[string]int, len(effects))
+	type docKey struct{ coll, id string }
+	newest := make(map[docKey]int, len(effects))
 	for i := range effects {
-		newest[effects[i].Key()] = i
+		newest[docKey{effects[i].Collection, effects[i].DocID}] = i
 	}
 	byTable := map[string]*work{}
 	var works []*work
 	for i := range effects {
 		e := &effects[i]
-		if newest[e.Key()] != i {
+		if newest[docKey{e.Collection, e.DocID}] != i {
 			continue // a batch holds one effect per document; be safe anyway
 		}
 		t, ok := l.tables[e.Collection]

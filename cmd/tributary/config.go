@@ -173,7 +173,7 @@ func DefaultConfig() Config {
 		Mesh: MeshConfig{SyncInterval: 5 * time.Second, SyncTimeout: 2 * time.Minute, MaxMessageBytes: 32 << 20,
 			FetchBatch: 4096, PushBatch: 256, MaxSyncsInFlight: 8, MaxRounds: 32, PushRate: 50000, PushBurst: 200000,
 			InboundQueue: 1024, PushHaveMax: 1024, JoinCooloff: time.Minute, AddrInterval: time.Minute},
-		Runner: RunnerConfig{BatchSize: rc.BatchSize, CatchUpBatch: 5000, BatchBytes: Size(rc.BatchBytes), Linger: rc.Linger, RetryMin: rc.RetryMin, RetryMax: rc.RetryMax, ReadyMaxLag: 10000},
+		Runner: RunnerConfig{BatchSize: rc.BatchSize, CatchUpBatch: 3000, BatchBytes: Size(rc.BatchBytes), Linger: rc.Linger, RetryMin: rc.RetryMin, RetryMax: rc.RetryMax, ReadyMaxLag: 10000},
 	}
 }
 

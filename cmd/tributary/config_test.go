@@ -162,7 +162,7 @@ func TestConfigKeysDocumented(t *testing.T) {
 // names a batch_size of its own, which then holds throughout.
 func TestRunnerCatchUpBatch(t *testing.T) {
 	cfg := DefaultConfig()
-	if rc := cfg.runnerConfig(0); rc.BatchSize != 1000 || rc.CatchUpBatch != 5000 || rc.BatchBytes != 8<<20 {
+	if rc := cfg.runnerConfig(0); rc.BatchSize != 1000 || rc.CatchUpBatch != 3000 || rc.BatchBytes != 8<<20 {
 		t.Fatalf("default runner config %+v", rc)
 	}
 	if rc := cfg.runnerConfig(200); rc.BatchSize != 200 || rc.CatchUpBatch != 200 {

@@ -612,7 +612,7 @@ func (t *Transport) validator(space core.ID) func(context.Context, peer.ID, *pub
 			return pubsub.ValidationIgnore
 		}
 		p := openedPush{envs: envs, verified: verified}
-		if sender, ok := t.senderOf(space, from, changes); ok {
+		if sender, err := ToPeerID(from); err == nil {
 			p.deliver(j.h, sender)
 		}
 		if r, ok := j.h.(mesh.Relayer); ok && !r.Relayable(ids, changes) {
@@ -636,30 +636,6 @@ func (p *openedPush) deliver(h mesh.Handler, from mesh.PeerID) {
 		return
 	}
 	h.Pushed(from, p.envs)
-}
-
-// senderOf names who a push comes from, for the node's rate limit and
-// for the blame if a change in it is refused: the push's origin when all
-// its changes have one author admitted to the space (a node publishes its
-// own changes: their signatures name it, as a gossipsub signature did),
-// else the peer that forwarded it.
-func (t *Transport) senderOf(space core.ID, from peer.ID, changes []*core.Change) (mesh.PeerID, bool) {
-	sender, err := ToPeerID(from)
-	if err != nil {
-		return "", false
-	}
-	author := changes[0].Author
-	for _, c := range changes[1:] {
-		if c.Author != author {
-			return sender, true
-		}
-	}
-	if origin := mesh.PeerOf(author); origin != sender {
-		if pid, err := FromPeerID(origin); err == nil && t.gater.admittedFor(space, pid) {
-			return origin, true
-		}
-	}
-	return sender, true
 }
 
 // Publish implements mesh.Transport: the envelopes go out in gossip
