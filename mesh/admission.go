@@ -149,10 +149,10 @@ func (n *Node) recheckPeers() {
 	if !ok {
 		return
 	}
-	// The store notifies its watchers under its own lock, after the
-	// commit: taking that lock here (HasGenesis does) makes every change
-	// visible so far counted in storedGen.
-	n.store.HasGenesis()
+	// Every store bumps storedGen in its watch callback (afterStore)
+	// before its changes reach the outbox, so a change the publish loop
+	// takes from the outbox is counted here, and so is every change
+	// stored before it (the store notifies in commit order).
 	gen := n.adm.storedGen.Load()
 	if n.adm.checkedGen.Load() == gen {
 		return
