@@ -660,13 +660,19 @@ func (n *Node) syncLoop(ctx context.Context) {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.SyncInterval)
 	defer t.Stop()
-	n.syncPeers(ctx, nil) // at start
+	var retry syncRetry
+	defer retry.stop()
+	retry.settle(n.syncPeers(ctx, nil), n.cfg.SyncInterval) // at start
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n.syncPeers(ctx, nil)
+			retry.settle(n.syncPeers(ctx, nil), n.cfg.SyncInterval)
+		case <-retry.c:
+			due := retry.due(time.Now())
+			retry.settle(n.syncPeers(ctx, due), n.cfg.SyncInterval)
+			retry.forget(due) // retried peers that are gone
 		case <-n.kickc:
 			n.kickMu.Lock()
 			kicked := n.kicked
@@ -675,19 +681,97 @@ func (n *Node) syncLoop(ctx context.Context) {
 			if kicked[""] {
 				kicked = nil
 			}
-			n.syncPeers(ctx, kicked)
+			retry.settle(n.syncPeers(ctx, kicked), n.cfg.SyncInterval)
 		}
 	}
 }
 
+// syncOutcome says which peers a round of syncs reached and which failed.
+type syncOutcome struct{ ok, failed []PeerID }
+
+// syncRetry retries a failed reconciliation with a peer soon, backing off
+// from retryFirst to the anti-entropy interval: a sync that fails as a
+// peer comes back (a dropped request, a stream reset) is not left until
+// the next anti-entropy round. It belongs to syncLoop's goroutine.
+type syncRetry struct {
+	backoff map[PeerID]time.Duration
+	at      map[PeerID]time.Time
+	timer   *time.Timer
+	c       <-chan time.Time
+}
+
+const retryFirst = 200 * time.Millisecond
+
+func (r *syncRetry) settle(o syncOutcome, ceiling time.Duration) {
+	if r.backoff == nil {
+		r.backoff, r.at = map[PeerID]time.Duration{}, map[PeerID]time.Time{}
+	}
+	for _, p := range o.ok {
+		delete(r.backoff, p)
+		delete(r.at, p)
+	}
+	now := time.Now()
+	for _, p := range o.failed {
+		d := min(max(2*r.backoff[p], retryFirst), ceiling)
+		r.backoff[p], r.at[p] = d, now.Add(d)
+	}
+	r.arm(now)
+}
+
+// due returns the peers whose retry time has come.
+func (r *syncRetry) due(now time.Time) map[PeerID]bool {
+	out := map[PeerID]bool{}
+	for p, at := range r.at {
+		if !at.After(now) {
+			out[p] = true
+			delete(r.at, p)
+		}
+	}
+	return out
+}
+
+// forget drops the backoff of retried peers that neither failed again nor
+// succeeded (they left), and arms the timer for the rest.
+func (r *syncRetry) forget(retried map[PeerID]bool) {
+	for p := range retried {
+		if _, again := r.at[p]; !again {
+			delete(r.backoff, p)
+		}
+	}
+	r.arm(time.Now())
+}
+
+func (r *syncRetry) arm(now time.Time) {
+	r.stop()
+	var next time.Time
+	for _, at := range r.at {
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	if next.IsZero() {
+		return
+	}
+	r.timer = time.NewTimer(max(next.Sub(now), 0))
+	r.c = r.timer.C
+}
+
+func (r *syncRetry) stop() {
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer, r.c = nil, nil
+	}
+}
+
 // syncPeers reconciles with the reachable peers in only, or with every
-// reachable peer when only is nil.
-func (n *Node) syncPeers(ctx context.Context, only map[PeerID]bool) {
+// reachable peer when only is nil, and says which it reached.
+func (n *Node) syncPeers(ctx context.Context, only map[PeerID]bool) syncOutcome {
+	var out syncOutcome
 	peers := n.tr.Peers(n.space)
 	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 	for _, p := range peers {
 		if ctx.Err() != nil {
-			return
+			return out
 		}
 		if (only != nil && !only[p]) || n.isBanned(p) {
 			continue
@@ -697,14 +781,17 @@ func (n *Node) syncPeers(ctx context.Context, only map[PeerID]bool) {
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				n.log.Debug("sync failed", "peer", p, "err", err)
+				n.log.Debug("sync failed; retrying soon", "peer", p, "err", err)
+				out.failed = append(out.failed, p)
 			}
 			continue
 		}
+		out.ok = append(out.ok, p)
 		if st.Fetched+st.Pushed > 0 {
 			n.log.Info("synced", "peer", p, "rounds", st.Rounds, "fetched", st.Fetched, "pushed", st.Pushed, "bytes_sent", st.BytesSent, "bytes_received", st.BytesRecv)
 		}
 	}
+	return out
 }
 
 // snapshot returns the sorted items of the store.

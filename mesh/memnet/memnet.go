@@ -22,9 +22,8 @@ type Faults struct {
 
 // Network connects endpoints.
 type Network struct {
-	faults Faults
-
 	mu        sync.Mutex
+	faults    Faults
 	rng       *rand.Rand
 	endpoints map[mesh.PeerID]*Endpoint
 	group     map[mesh.PeerID]int // partition group; equal groups talk
@@ -73,6 +72,13 @@ func (n *Network) Partition(groups ...[]mesh.PeerID) {
 
 // Heal removes every partition.
 func (n *Network) Heal() { n.Partition() }
+
+// SetFaults changes the faults from now on.
+func (n *Network) SetFaults(f Faults) {
+	n.mu.Lock()
+	n.faults = f
+	n.mu.Unlock()
+}
 
 // meeting is an endpoint in a space that can reach another one.
 type meeting struct {

@@ -1,7 +1,9 @@
 package memnet_test
 
 import (
+	"context"
 	"flag"
+	"fmt"
 	"testing"
 	"time"
 
@@ -46,4 +48,32 @@ func TestConformance(t *testing.T) {
 // requests change nothing about the outcome.
 func TestConformanceWithFaults(t *testing.T) {
 	meshtest.Run(t, meshtest.Options{CatchUp: 5000}, factory(memnet.Faults{DropRate: 0.3, MaxDelay: 10 * time.Millisecond, RequestFailRate: 0.1}))
+}
+
+// A reconciliation that fails as a peer comes back is retried soon (with
+// backoff), not left for the next anti-entropy round, an hour here.
+func TestFailedSyncIsRetried(t *testing.T) {
+	var net *memnet.Network
+	f := func(t *testing.T, keys []core.PrivateKey) meshtest.Network {
+		net = memnet.New(1, memnet.Faults{})
+		n := &network{net: net}
+		for _, k := range keys {
+			n.ids = append(n.ids, mesh.PeerOf(k.Public()))
+		}
+		return n
+	}
+	c := meshtest.StartCluster(t, meshtest.Options{Interval: time.Hour}, f, 2)
+	c.Net.Isolate(1)
+	chain := c.Space.Chain(t, 50)
+	if rep, err := c.Replicas[0].Receive(context.Background(), chain); err != nil || rep.Applied != len(chain) {
+		t.Fatalf("writer applied %+v, err %v", rep, err) // stored, never pushed
+	}
+	net.SetFaults(memnet.Faults{RequestFailRate: 1})
+	c.Net.Heal() // both sides reconcile at once, and every request fails
+	meshtest.Eventually(t, 30*time.Second, "a sync fails as the peer comes back", func() (bool, string) {
+		failed := c.Nodes[0].Metrics().SyncsFailed.Load() + c.Nodes[1].Metrics().SyncsFailed.Load()
+		return failed >= 2, fmt.Sprintf("%d failed syncs", failed)
+	})
+	net.SetFaults(memnet.Faults{})
+	c.WaitConverged(t, 30*time.Second)
 }

@@ -133,6 +133,19 @@ func (s *Space) Chain(t testing.TB, count int) [][]byte {
 // every note.
 func State(t testing.TB, r *replica.Replica) string {
 	t.Helper()
+	st, err := r.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%s orphans=%d", StoredState(t, r), st.Orphans)
+}
+
+// StoredState is State without the changes held for missing parents:
+// what a replica has accepted. Which held changes a replica was sent
+// depends on who pushed what to whom (a revoked member's pushes reach some
+// replicas and are never completed), and a held change has no effect.
+func StoredState(t testing.TB, r *replica.Replica) string {
+	t.Helper()
 	heads := r.Heads()
 	hs := make([]string, len(heads))
 	for i, h := range heads {
@@ -148,7 +161,7 @@ func State(t testing.TB, r *replica.Replica) string {
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(docs)
-	return fmt.Sprintf("changes=%d orphans=%d heads=%s docs=%s", st.Changes, st.Orphans, strings.Join(hs, ","), b)
+	return fmt.Sprintf("changes=%d heads=%s docs=%s", st.Changes, strings.Join(hs, ","), b)
 }
 
 // Eventually polls cond until it holds or timeout passes.
