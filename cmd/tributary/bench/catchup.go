@@ -31,71 +31,37 @@ func catchup(ctx context.Context, t *trial, n int) error {
 	if err := os.MkdirAll(t.dir, 0o755); err != nil {
 		return err
 	}
-	a, b, space, err := t.pair(ctx)
-	if err != nil {
-		return err
-	}
-	url, err := t.database(ctx)
-	if err != nil {
-		return err
-	}
-	cfg, err := t.sinkConfig("B", space, url)
-	if err != nil {
-		return err
-	}
 	prefix := fmt.Sprintf("c%d-", n)
 	file, _, err := t.items(prefix, n)
 	if err != nil {
 		return err
 	}
-	an, err := t.startNode(ctx, a, "A", nodeOptions{})
-	if err != nil {
-		return err
-	}
-	bn, err := t.startB(ctx, an, b, space, cfg, false)
-	if err != nil {
-		return err
-	}
 	const warm = 10
-	if err := t.warmUp(ctx, an, space, url, prefix+"w", warm); err != nil {
-		return err
-	}
-	st, err := bn.API.status(ctx, space)
+	p, err := t.startCatchupPair(ctx, prefix+"w", warm)
 	if err != nil {
 		return err
 	}
-	if err := t.stopNode(bn); err != nil {
+	an, url, space := p.an, p.url, p.space
+	st, err := p.bn.API.status(ctx, space)
+	if err != nil {
+		return err
+	}
+	if err := t.stopNode(p.bn); err != nil {
 		return err
 	}
 	t.h.logf("  B offline; A writes %d documents", n)
-	if _, _, err := t.load(ctx, a, space, file, n); err != nil {
+	if _, _, err := t.load(ctx, p.a, space, file, n); err != nil {
 		return err
 	}
 	missing, changes, err := an.API.exportSize(ctx, space, st.Space.Heads)
 	if err != nil {
 		return err
 	}
-	// B stays offline past gossipsub's message cache (5 heartbeats of 1s):
-	// as after any real outage, what B lacks comes by reconciliation, not
-	// by gossip of recent messages.
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(gossipWindow):
-	}
-	before, err := an.API.metrics(ctx)
+	before, start, ready, err := t.returnB(ctx, p)
 	if err != nil {
 		return err
 	}
-	if err := t.measure(); err != nil {
-		return err
-	}
-	start := time.Now()
-	bn, err = t.startB(ctx, an, b, space, cfg, true)
-	if err != nil {
-		return err
-	}
-	ready := time.Since(start)
+	bn := p.bn
 	wait, err := t.waitRows(ctx, url, warm+n, "B's PostgreSQL after catch-up")
 	if err != nil {
 		return fmt.Errorf("%w; %s", err, meshSummary(ctx, bn))

@@ -18,34 +18,16 @@ import (
 // and rows/s against pgx.
 func runCatchupMissing(ctx context.Context, t *trial) error {
 	n, m := t.h.cfg.MissingHeld, t.h.cfg.MissingDocs
-	a, b, space, err := t.pair(ctx)
-	if err != nil {
-		return err
-	}
-	url, err := t.database(ctx)
-	if err != nil {
-		return err
-	}
-	cfg, err := t.sinkConfig("B", space, url)
-	if err != nil {
-		return err
-	}
 	file, _, err := t.items("h", n)
 	if err != nil {
 		return err
 	}
-	an, err := t.startNode(ctx, a, "A", nodeOptions{})
-	if err != nil {
-		return err
-	}
-	bn, err := t.startB(ctx, an, b, space, cfg, false)
-	if err != nil {
-		return err
-	}
 	const warm = 10
-	if err := t.warmUp(ctx, an, space, url, "hw", warm); err != nil {
+	p, err := t.startCatchupPair(ctx, "hw", warm)
+	if err != nil {
 		return err
 	}
+	a, an, bn, url, space := p.a, p.an, p.bn, p.url, p.space
 	t.h.logf("  A loads %d documents; B online holds them too", n)
 	if _, _, err := t.load(ctx, a, space, file, n); err != nil {
 		return err
@@ -83,24 +65,11 @@ func runCatchupMissing(ctx context.Context, t *trial) error {
 	if err != nil {
 		return err
 	}
-	select { // past gossipsub's message cache: what B lacks comes by reconciliation
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(gossipWindow):
-	}
-	before, err := an.API.metrics(ctx)
+	before, start, ready, err := t.returnB(ctx, p)
 	if err != nil {
 		return err
 	}
-	if err := t.measure(); err != nil {
-		return err
-	}
-	start := time.Now()
-	bn, err = t.startB(ctx, an, b, space, cfg, true)
-	if err != nil {
-		return err
-	}
-	ready := time.Since(start)
+	bn = p.bn
 	// The sync's own figures are read as soon as B holds every change:
 	// each side also checks the other every mesh.sync_interval (one round
 	// when nothing differs), and those checks are no part of the catch-up.

@@ -23,6 +23,58 @@ func (t *trial) startB(ctx context.Context, a *Node, b, space, cfg string, profi
 	})
 }
 
+// catchupPair is A and B, B with a postgres sink, both up and through a
+// warm-up of warm documents: where every catch-up scenario starts.
+type catchupPair struct {
+	a, b, space, url, cfg string
+	an, bn                *Node
+}
+
+func (t *trial) startCatchupPair(ctx context.Context, warmPrefix string, warm int) (*catchupPair, error) {
+	p := &catchupPair{}
+	var err error
+	if p.a, p.b, p.space, err = t.pair(ctx); err != nil {
+		return nil, err
+	}
+	if p.url, err = t.database(ctx); err != nil {
+		return nil, err
+	}
+	if p.cfg, err = t.sinkConfig("B", p.space, p.url); err != nil {
+		return nil, err
+	}
+	if p.an, err = t.startNode(ctx, p.a, "A", nodeOptions{}); err != nil {
+		return nil, err
+	}
+	if p.bn, err = t.startB(ctx, p.an, p.b, p.space, p.cfg, false); err != nil {
+		return nil, err
+	}
+	return p, t.warmUp(ctx, p.an, p.space, p.url, warmPrefix, warm)
+}
+
+// returnB starts B again after an outage that outlasts gossipsub's
+// message cache (as after any real outage, what B lacks comes by
+// reconciliation, not by gossip of recent messages). It returns A's
+// metrics from just before, when B started and how long it took to
+// serve its API; the measured part of the scenario starts here.
+func (t *trial) returnB(ctx context.Context, p *catchupPair) (before map[string]float64, start time.Time, ready time.Duration, err error) {
+	select {
+	case <-ctx.Done():
+		return nil, start, 0, ctx.Err()
+	case <-time.After(gossipWindow):
+	}
+	if before, err = p.an.API.metrics(ctx); err != nil {
+		return nil, start, 0, err
+	}
+	if err := t.measure(); err != nil {
+		return nil, start, 0, err
+	}
+	start = time.Now()
+	if p.bn, err = t.startB(ctx, p.an, p.b, p.space, p.cfg, true); err != nil {
+		return nil, start, 0, err
+	}
+	return before, start, time.Since(start), nil
+}
+
 // warmUp writes k documents at A and waits until they are rows in the
 // sink's database: the mesh and the sink are up and have done a round.
 func (t *trial) warmUp(ctx context.Context, a *Node, space, url, prefix string, k int) error {
