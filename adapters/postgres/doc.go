@@ -146,7 +146,8 @@
 // post-image) of the rows that differ from the staged values in any
 // column (a row that already holds them is left as it is, so a backfill
 // over intact tables or a replayed batch writes no new row versions, while
-// a row edited by hand is written again), deletes with one DELETE ... WHERE id = ANY($1) per table, and
+// a row edited by hand is written again; an UPDATE trigger fires only for
+// the rows whose values change), deletes with one DELETE ... WHERE id = ANY($1) per table, and
 // writes the new checkpoint. It commits all of it or none. A batch whose
 // Through is at or below the stored checkpoint changes nothing, so a batch
 // replayed after a crash is harmless. A Redo batch (parked effects
