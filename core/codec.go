@@ -91,9 +91,12 @@ func Marshal(v any) ([]byte, error) {
 // map[string]any and byte strings as []byte, so canonical values round-trip.
 func Unmarshal(data []byte, v any) error {
 	var err error
-	if d, ok := v.(*DocState); ok {
-		err = decodeState(data, d) // either of its encodings
-	} else {
+	switch v := v.(type) { // the hot types, decoded by hand where they can be
+	case *DocState:
+		err = decodeState(data, v) // either of its encodings
+	case *Effect:
+		err = decodeEffect(data, v)
+	default:
 		err = decMode.Unmarshal(data, v)
 	}
 	if err != nil {

@@ -91,6 +91,8 @@ func (t *stateKeys) appendRef(b []byte, k *WriteKey) []byte {
 
 // appendCompact appends the state's compact encoding.
 func (d *DocState) appendCompact(b []byte) ([]byte, error) {
+	// Two passes: a reference counts in units of the final number of keys,
+	// so every key is numbered before the first is referred to.
 	var t stateKeys
 	for i := range d.Exists.Writes {
 		t.note(&d.Exists.Writes[i].Key)

@@ -22,7 +22,7 @@
 // remains. LSNs are never reused or renumbered; after compaction a read
 // skips the removed ones.
 //
-// Effects are stored as core.Marshal encodes them; a read decodes them by
-// hand (decode.go), handing anything outside that canonical form to
-// core.Unmarshal, so the result is always the reflective decoder's.
+// Effects are stored as core.Marshal encodes them and read with
+// core.Unmarshal, which encodes and decodes an Effect by hand (core's
+// cborappend.go and effectdecode.go).
 package eventstream

@@ -247,7 +247,7 @@ func (l *Log) ReadSized(ctx context.Context, from uint64, max, maxBytes int) ([]
 				break
 			}
 			var e Effect
-			if err := item.Value(func(v []byte) error { return decodeEffect(v, &e) }); err != nil {
+			if err := item.Value(func(v []byte) error { return core.Unmarshal(v, &e) }); err != nil {
 				return fmt.Errorf("%w: LSN %d: %v", ErrCorrupt, n, err)
 			}
 			if e.LSN != n {

@@ -1,4 +1,4 @@
-package eventstream
+package core
 
 import (
 	"fmt"
@@ -6,30 +6,29 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-
-	"github.com/tributary-sync/tributary/core"
 )
 
-// same fails unless decodeEffect and core.Unmarshal agree on b: both
+// same fails unless decodeEffect and the reflective decoder agree on b: both
 // refuse it, or both give the same effect (compared by %#v, which tells
 // nil from empty and prints NaN alike).
 func same(t *testing.T, b []byte) {
 	t.Helper()
 	var fast, slow Effect
 	errFast := decodeEffect(b, &fast)
-	errSlow := core.Unmarshal(b, &slow)
+	errSlow := decMode.Unmarshal(b, &slow)
 	if (errFast == nil) != (errSlow == nil) {
-		t.Fatalf("%x: decodeEffect error %v, core.Unmarshal error %v", b, errFast, errSlow)
+		t.Fatalf("%x: decodeEffect error %v, decMode.Unmarshal error %v", b, errFast, errSlow)
 	}
 	if errSlow != nil {
 		return
 	}
 	if f, s := fmt.Sprintf("%#v", fast), fmt.Sprintf("%#v", slow); f != s {
-		t.Fatalf("%x:\ndecodeEffect   %s\ncore.Unmarshal %s", b, f, s)
+		t.Fatalf("%x:\ndecodeEffect   %s\ndecMode.Unmarshal %s", b, f, s)
 	}
 }
 
-func randText(rng *rand.Rand) string {
+// shortText is a short text with multi-byte runes and NUL.
+func shortText(rng *rand.Rand) string {
 	const alphabet = "abcXYZ09 _-é€😀\u0000"
 	r := []rune(alphabet)
 	var sb strings.Builder
@@ -42,7 +41,7 @@ func randText(rng *rand.Rand) string {
 func randScalar(rng *rand.Rand) any {
 	switch rng.IntN(9) {
 	case 0:
-		return randText(rng)
+		return shortText(rng)
 	case 1:
 		return rng.Int64() >> rng.IntN(64)
 	case 2:
@@ -66,30 +65,21 @@ func randScalar(rng *rand.Rand) any {
 	}
 }
 
-func randEffect(rng *rand.Rand) Effect {
-	e := Effect{LSN: rng.Uint64() >> rng.IntN(64), Collection: randText(rng), DocID: randText(rng),
-		Kind: Kind(1 + rng.IntN(2)), Author: randText(rng), HLC: randText(rng), LastChange: randText(rng), SchemaID: randText(rng)}
+// storedValue is a post-image value as documents hold them: a scalar,
+// or a list of scalars.
+func storedValue(rng *rand.Rand) any {
 	if rng.IntN(4) > 0 {
-		e.Doc = map[string]any{}
-		for range rng.IntN(8) {
-			var v any = randScalar(rng)
-			if rng.IntN(4) == 0 {
-				l := make([]any, rng.IntN(5))
-				for i := range l {
-					l[i] = randScalar(rng)
-				}
-				v = l
-			}
-			e.Doc[randText(rng)] = v
-		}
+		return randScalar(rng)
 	}
-	if rng.IntN(3) > 0 {
-		e.Changes = make([]string, rng.IntN(4))
-		for i := range e.Changes {
-			e.Changes[i] = randText(rng)
-		}
+	l := make([]any, rng.IntN(5))
+	for i := range l {
+		l[i] = randScalar(rng)
 	}
-	return e
+	return l
+}
+
+func randStoredEffect(rng *rand.Rand) Effect {
+	return *randEffectOf(rng, shortText, storedValue)
 }
 
 // The hand decoder gives what the reflective one gives, on seeded random
@@ -99,22 +89,22 @@ func TestDecodeEffectMatchesCore(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	for i := range 3000 {
-		e := randEffect(rng)
-		b, err := core.Marshal(&e)
+		e := randStoredEffect(rng)
+		b, err := Marshal(&e)
 		if err != nil {
 			t.Fatalf("effect %d: %v", i, err)
 		}
 		same(t, b)
 		var got Effect
-		if d := (decoder{b: b, s: string(b)}); !d.effect(&got) || d.i != len(b) {
-			t.Fatalf("effect %d (%x): the fast path left a canonical effect to core.Unmarshal", i, b)
+		if d := (effectDecoder{b: b, s: string(b)}); !d.effect(&got) || d.i != len(b) {
+			t.Fatalf("effect %d (%x): the fast path left a canonical effect to decMode.Unmarshal", i, b)
 		}
 		// Every byte of a stored effect matters: cut, it must not decode.
 		same(t, b[:rng.IntN(len(b))])
 	}
 }
 
-// Input outside the canonical form goes to core.Unmarshal, which decides.
+// Input outside the canonical form goes to decMode.Unmarshal, which decides.
 func TestDecodeEffectOddInput(t *testing.T) {
 	cat := func(parts ...[]byte) []byte {
 		var out []byte
@@ -174,13 +164,13 @@ func TestDecodeEffectOddInput(t *testing.T) {
 	}
 }
 
-// FuzzDecodeEffect: on any bytes, the hand decoder and core.Unmarshal
-// agree (go test -fuzz FuzzDecodeEffect ./eventstream/ to search).
+// FuzzDecodeEffect: on any bytes, the hand decoder and decMode.Unmarshal
+// agree (go test -fuzz FuzzDecodeEffect ./core/ to search).
 func FuzzDecodeEffect(f *testing.F) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 20 {
-		e := randEffect(rng)
-		b, err := core.Marshal(&e)
+		e := randStoredEffect(rng)
+		b, err := Marshal(&e)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -189,14 +179,14 @@ func FuzzDecodeEffect(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) { same(t, b) })
 }
 
-// BenchmarkDecodeEffect: the hand decoder against core.Unmarshal on an
+// BenchmarkDecodeEffect: the hand decoder against decMode.Unmarshal on an
 // effect shaped like tributary bench's documents.
 func BenchmarkDecodeEffect(b *testing.B) {
 	e := Effect{LSN: 123456, Collection: "Item", DocID: "b-000123", Kind: Upsert,
 		Doc:     map[string]any{"name": "item 123 of the bench", "n": int64(123), "score": 0.123456789, "note": "a note of some forty characters or so.."},
 		Changes: []string{"bafyreigklxkfvhwdkk74qqgqaeeinfknly7m35owlvonjkahvy2syxomuq"}, Author: "qx43m4tb5f6km5cemweh4pybbhp5kplbnzestdjk6ly7wuooucaq",
 		HLC: "0000018c2f3a1b2c-0001", LastChange: "bafyreigklxkfvhwdkk74qqgqaeeinfknly7m35owlvonjkahvy2syxomuq", SchemaID: "bafyreihq"}
-	enc, err := core.Marshal(&e)
+	enc, err := Marshal(&e)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -208,10 +198,10 @@ func BenchmarkDecodeEffect(b *testing.B) {
 			}
 		}
 	})
-	b.Run("core.Unmarshal", func(b *testing.B) {
+	b.Run("decMode.Unmarshal", func(b *testing.B) {
 		for b.Loop() {
 			var out Effect
-			if err := core.Unmarshal(enc, &out); err != nil {
+			if err := decMode.Unmarshal(enc, &out); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,42 +1,39 @@
-package eventstream
+package core
 
 import (
 	"encoding/binary"
 	"math"
 	"unicode/utf8"
-
-	"github.com/tributary-sync/tributary/core"
 )
 
-// decodeEffect decodes a stored effect. Reading the log decodes every
-// effect a sink applies, and the reflective CBOR decoder was most of a
-// backfill's CPU; so the canonical form the log writes (core.Marshal of
-// an Effect: an array of its ten fields, the post-image a map of
-// canonical values) is decoded by hand here. Anything else (a tag, an
-// indefinite length, a duplicate key, a value that is not canonical, a
-// half-precision float, bytes that are not well formed) goes to
-// core.Unmarshal, which decides: the result is always what core.Unmarshal
-// gives (decode_test.go checks it on seeded random effects and by
-// fuzzing).
+// decodeEffect decodes an effect (Unmarshal of an *Effect). The effect
+// log decodes every effect a sink applies, and the reflective decoder was
+// most of a backfill's CPU; so the canonical form appendCBOR writes (an
+// array of its ten fields, the post-image a map of canonical values) is
+// decoded by hand here. Anything else (a tag, an indefinite length, a
+// duplicate key, a value that is not canonical, a half-precision float,
+// bytes that are not well formed) goes to the reflective decoder, which
+// decides: the result is always what it gives (effectdecode_test.go
+// checks it on seeded random effects and by fuzzing).
 func decodeEffect(b []byte, e *Effect) error {
-	d := decoder{b: b, s: string(b)}
+	d := effectDecoder{b: b, s: string(b)}
 	if d.effect(e) && d.i == len(b) {
 		return nil
 	}
 	*e = Effect{}
-	return core.Unmarshal(b, e)
+	return decMode.Unmarshal(b, e)
 }
 
-// Limits of core's decoder: past them it fails, so the fast path leaves
-// such input to it.
+// Limits of the reflective decoder (decMode): past them it fails, so the
+// fast path leaves such input to it.
 const (
-	maxItems = 131072 // array elements, map pairs
-	maxDepth = 16     // well under core's 32 nested levels
+	effectMaxItems = 131072 // array elements, map pairs
+	effectMaxDepth = 16     // well under core's 32 nested levels
 )
 
-// decoder reads canonical CBOR from b; ok false means "leave it to
-// core.Unmarshal", never a verdict on the input.
-type decoder struct {
+// effectDecoder reads canonical CBOR from b; ok false means "leave it to
+// the reflective decoder", never a verdict on the input.
+type effectDecoder struct {
 	b []byte
 	// s is b as one string: every text of the effect is a piece of it,
 	// so decoding an effect allocates its strings once (b is only valid
@@ -46,7 +43,7 @@ type decoder struct {
 }
 
 // head reads an initial byte and its argument: the major type and n.
-func (d *decoder) head() (major byte, n uint64, ok bool) {
+func (d *effectDecoder) head() (major byte, n uint64, ok bool) {
 	if d.i >= len(d.b) {
 		return 0, 0, false
 	}
@@ -88,20 +85,20 @@ func (d *decoder) head() (major byte, n uint64, ok bool) {
 
 // count reads the head of an array (major 4) or map (5) whose items fit
 // in what is left of the input.
-func (d *decoder) count(want byte) (int, bool) {
+func (d *effectDecoder) count(want byte) (int, bool) {
 	major, n, ok := d.head()
-	if !ok || major != want || n > maxItems || n > uint64(len(d.b)-d.i) {
+	if !ok || major != want || n > effectMaxItems || n > uint64(len(d.b)-d.i) {
 		return 0, false
 	}
 	return int(n), true
 }
 
-func (d *decoder) uint() (uint64, bool) {
+func (d *effectDecoder) uint() (uint64, bool) {
 	major, n, ok := d.head()
 	return n, ok && major == 0
 }
 
-func (d *decoder) text() (string, bool) {
+func (d *effectDecoder) text() (string, bool) {
 	major, n, ok := d.head()
 	if !ok || major != 3 || n > uint64(len(d.b)-d.i) {
 		return "", false
@@ -115,7 +112,7 @@ func (d *decoder) text() (string, bool) {
 }
 
 // null consumes a CBOR null if one is next.
-func (d *decoder) null() bool {
+func (d *effectDecoder) null() bool {
 	if d.i < len(d.b) && d.b[d.i] == 0xf6 {
 		d.i++
 		return true
@@ -123,7 +120,7 @@ func (d *decoder) null() bool {
 	return false
 }
 
-func (d *decoder) effect(e *Effect) bool {
+func (d *effectDecoder) effect(e *Effect) bool {
 	if n, ok := d.count(4); !ok || n != 10 {
 		return false
 	}
@@ -141,7 +138,7 @@ func (d *decoder) effect(e *Effect) bool {
 	if !ok || kind > math.MaxUint8 {
 		return false
 	}
-	e.Kind = Kind(kind)
+	e.Kind = EffectKind(kind)
 	if !d.null() {
 		if e.Doc, ok = d.doc(); !ok {
 			return false
@@ -167,7 +164,7 @@ func (d *decoder) effect(e *Effect) bool {
 	return true
 }
 
-func (d *decoder) doc() (map[string]any, bool) {
+func (d *effectDecoder) doc() (map[string]any, bool) {
 	n, ok := d.count(5)
 	if !ok {
 		return nil, false
@@ -192,8 +189,8 @@ func (d *decoder) doc() (map[string]any, bool) {
 
 // value reads a canonical value (core's list of them) at nesting level
 // depth.
-func (d *decoder) value(depth int) (any, bool) {
-	if d.i >= len(d.b) || depth > maxDepth {
+func (d *effectDecoder) value(depth int) (any, bool) {
+	if d.i >= len(d.b) || depth > effectMaxDepth {
 		return nil, false
 	}
 	switch c := d.b[d.i]; c {
@@ -220,12 +217,12 @@ func (d *decoder) value(depth int) (any, bool) {
 		f := math.Float64frombits(binary.BigEndian.Uint64(d.b[d.i+1:]))
 		d.i += 9
 		return f, true
-	case 0xf9: // half precision: core's decoder converts it
+	case 0xf9: // half precision: the reflective decoder converts it
 		if len(d.b)-d.i < 3 {
 			return nil, false
 		}
 		var v any
-		if core.Unmarshal(d.b[d.i:d.i+3], &v) != nil {
+		if decMode.Unmarshal(d.b[d.i:d.i+3], &v) != nil {
 			return nil, false
 		}
 		d.i += 3
