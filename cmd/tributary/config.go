@@ -329,6 +329,12 @@ func setFromText(v reflect.Value, text string) error {
 	return nil
 }
 
+// The bounds of runner.batch_bytes.
+const (
+	minBatchBytes Size = 64 << 10
+	maxBatchBytes Size = 1 << 30
+)
+
 // Size is a byte count, written with a unit in files and the environment
 // (512MiB, 2GiB, or plain bytes).
 type Size int64
@@ -427,6 +433,10 @@ func (c *Config) Validate() error {
 	}
 	if err := c.runnerConfig(0).Validate(); err != nil {
 		bad("runner: %v", err)
+	}
+	// A sink's batch is read into memory whole: a node runs with a bound.
+	if b := c.Runner.BatchBytes; b < minBatchBytes || b > maxBatchBytes {
+		bad("runner.batch_bytes %d: want 64KiB to 1GiB (a batch is held in memory whole)", b)
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Sinks {

@@ -44,6 +44,12 @@ func TestConfigErrorsNameTheProblem(t *testing.T) {
 		"sink:\n  - {name: a}\n":                                             `field sink not found`,
 		"sinks: [\n":                                                         `yaml`,
 		"sinks:\n  - {name: a, type: memory, tables: {Book: ''}}\n":          `tables`,
+		"runner:\n  batch_bytes: 0\n":                                        `runner.batch_bytes 0`,
+		"runner:\n  batch_bytes: 2GiB\n":                                     `runner.batch_bytes 2147483648`,
+		"runner:\n  batch_bytes: -5\n":                                       `size "-5"`,
+		"runner:\n  batch_bytes: lots\n":                                     `lots`,
+		"runner:\n  catch_up_batch: 2000000\n":                               `catch-up batch 2000000`,
+		"runner:\n  catch_up_batch: many\n":                                  `many`,
 	}
 	for text, want := range cases {
 		p := filepath.Join(t.TempDir(), "c.yaml")
