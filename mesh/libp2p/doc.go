@@ -68,7 +68,7 @@
 // one at a time in the order they arrived and handed to the node from the
 // validator, so a change rarely waits for a parent still in flight. A
 // push may be lost (a message published as a peer appears, an envelope
-// over MaxPushBytes, a full gossipsub queue: GossipDropped):
+// over MaxPushBytes, a full gossipsub queue, logged):
 // reconciliation delivers it.
 //
 // Requests use SyncProtocol, one stream each: space ID, uvarint length

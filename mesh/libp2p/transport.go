@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	golibp2p "github.com/libp2p/go-libp2p"
@@ -101,7 +100,6 @@ type Transport struct {
 	selfID  mesh.PeerID
 	mdns    mdns.Service
 	mdnsErr error // why mDNS is off although asked for
-	dropped atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -160,7 +158,7 @@ func messageID(m *pb.Message) string {
 
 // Queues of gossipsub: pushes waiting for validation, and messages
 // waiting to be written to one peer. A push that finds its queue full is
-// dropped (counted, see GossipDropped) and reconciliation delivers it.
+// dropped (and logged) and reconciliation delivers it.
 const (
 	validateQueue = 256
 	outboundQueue = 256
@@ -722,26 +720,21 @@ func (t *Transport) Peers(space core.ID) []mesh.PeerID {
 // could not start, why.
 func (t *Transport) MDNS() (running bool, err error) { return t.mdns != nil, t.mdnsErr }
 
-// GossipDropped counts pushes gossipsub dropped: to a peer whose outbound
-// queue was full, or from a peer while our validation queue was full.
-// Reconciliation delivers what they carried.
-func (t *Transport) GossipDropped() uint64 { return t.dropped.Load() }
-
-// drops is the gossipsub tracer that counts (and logs) dropped pushes.
+// drops is the gossipsub tracer that logs pushes gossipsub dropped: to a
+// peer whose outbound queue was full, or from a peer while our validation
+// queue was full. Reconciliation delivers what they carried.
 type drops struct{ t *Transport }
 
 var _ pubsub.RawTracer = drops{}
 
 func (d drops) DropRPC(rpc *pubsub.RPC, p peer.ID) {
 	if n := len(rpc.GetPublish()); n > 0 {
-		d.t.dropped.Add(uint64(n))
 		d.t.log.Warn("push to a peer dropped: its outbound queue is full; reconciliation will deliver", "remote", p, "messages", n)
 	}
 }
 
 func (d drops) RejectMessage(msg *pubsub.Message, reason string) {
 	if reason == pubsub.RejectValidationQueueFull || reason == pubsub.RejectValidationThrottled {
-		d.t.dropped.Add(1)
 		d.t.log.Warn("push from a peer dropped: validation queue full; reconciliation will deliver", "remote", msg.ReceivedFrom)
 	}
 }
